@@ -1,0 +1,50 @@
+// Command shitenno-postfix answers postfix socketmap lookups
+// (socketmap_table(5)) from shitenno's HTTP+JSON backend.
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/shitenno/shitenno/pkg/bridge"
+	"github.com/shitenno/shitenno/pkg/daemon"
+	"github.com/shitenno/shitenno/pkg/socketmap"
+)
+
+func main() {
+	daemon.Main(daemon.Program{
+		Name:       "postfix",
+		Build:      build,
+		Query:      query,
+		QueryUsage: "TABLE KEY",
+	})
+}
+
+func build(env *daemon.Env) (daemon.Server, error) {
+	return &socketmap.Server{
+		Handler:     &bridge.Postfix{Backend: env.Backend, Record: env.Record},
+		IdleTimeout: 5 * time.Minute,
+		Logger:      env.Logger,
+		ConnState:   env.ConnState,
+		Alive:       env.Alive,
+	}, nil
+}
+
+// query prints the exact socketmap reply postfix would get.
+func query(ctx context.Context, env *daemon.Env, args []string) int {
+	if len(args) != 2 {
+		fmt.Fprintln(env.Stderr, "usage: shitenno-postfix query TABLE KEY")
+		return daemon.ExitConfig
+	}
+	h := &bridge.Postfix{Backend: env.Backend, Record: env.Record}
+	rep := h.ServeSocketmap(ctx, socketmap.Request{Name: []byte(args[0]), Key: []byte(args[1])})
+	fmt.Fprintf(env.Stdout, "%s\n", socketmap.AppendReply(nil, rep))
+	switch rep.Kind {
+	case socketmap.OK:
+		return daemon.ExitOK
+	case socketmap.NotFound:
+		return daemon.ExitNotFound
+	}
+	return daemon.ExitTempFail
+}

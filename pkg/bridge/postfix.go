@@ -1,0 +1,59 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"unicode/utf8"
+
+	"github.com/shitenno/shitenno/pkg/remote"
+	"github.com/shitenno/shitenno/pkg/socketmap"
+)
+
+// Postfix answers socketmap lookups: Verb = the socketmap name, Object =
+// the key as a JSON string; Data must be a non-empty JSON string.
+type Postfix struct {
+	Backend Backend
+	Record  Recorder
+}
+
+// ServeSocketmap implements socketmap.Handler.
+func (p *Postfix) ServeSocketmap(ctx context.Context, req socketmap.Request) socketmap.Reply {
+	verb := string(req.Name)
+	rep, outcome, err := p.lookup(ctx, verb, req.Key)
+	if p.Record != nil {
+		p.Record(verb, outcome, err)
+	}
+	return rep
+}
+
+func (p *Postfix) lookup(ctx context.Context, verb string, key []byte) (socketmap.Reply, Outcome, error) {
+	if !utf8.Valid(key) || !utf8.ValidString(verb) {
+		// JSON cannot carry these bytes faithfully; postfix itself refuses
+		// invalid UTF-8 keys when SMTPUTF8 is on (dict_utf8.c).
+		return socketmap.Reply{Kind: socketmap.Perm, Text: "key is not valid UTF-8"}, OutcomeFailed, nil
+	}
+	obj := remote.AppendJSONString(make([]byte, 0, len(key)+2), string(key))
+	res, err := p.Backend.LookupRaw(ctx, verb, obj)
+	if err != nil {
+		return socketmap.Reply{Kind: socketmap.Temp, Text: reason(err)}, OutcomeFailed, err
+	}
+	if res.Status == remote.NotFound {
+		return socketmap.Reply{Kind: socketmap.NotFound}, OutcomeNotFound, nil
+	}
+	var s string
+	if len(res.Data) == 0 || res.Data[0] != '"' || json.Unmarshal(res.Data, &s) != nil {
+		err := remote.Failf("backend Data is not a string")
+		return socketmap.Reply{Kind: socketmap.Temp, Text: err.Reason}, OutcomeFailed, err
+	}
+	if s == "" {
+		// "OK " is a configuration error for postfix; an empty value is
+		// the backend's bug, report it as such rather than as found.
+		err := remote.Failf("backend Data is an empty string")
+		return socketmap.Reply{Kind: socketmap.Temp, Text: err.Reason}, OutcomeFailed, err
+	}
+	if len("OK ")+len(s) > socketmap.MaxPayload {
+		err := remote.Failf("backend Data longer than postfix's 100000-byte reply limit")
+		return socketmap.Reply{Kind: socketmap.Perm, Text: err.Reason}, OutcomeFailed, err
+	}
+	return socketmap.Reply{Kind: socketmap.OK, Text: s}, OutcomeFound, nil
+}

@@ -1,0 +1,358 @@
+// Package config loads and validates shitenno's TOML configuration file.
+//
+// One file serves the three daemons: the top level holds what they share
+// (backend, TLS, logging, cache), and the [Postfix], [Dovecot] and [Nginx]
+// sections hold each daemon's listeners. Every error names the file, the
+// line and the key, so an operator can fix it without guessing.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where the daemons look for their configuration file.
+const DefaultPath = "/etc/shitenno/shitenno.conf"
+
+// Defaults for the keys an operator may leave out.
+const (
+	DefaultSocketPrefix    = "/run/shitenno"
+	DefaultTimeout         = 5 * time.Second
+	DefaultMode            = 0o660
+	DefaultMaxReplySize    = 1 << 20
+	DefaultFailoverBackoff = 30 * time.Second
+	DefaultCacheEntries    = 10000
+	DefaultOCSP            = "if-stapled"
+	DefaultLogLevel        = "info"
+	DefaultDevLog          = "stderr"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// RemoteURL lists the backend base URLs, tried in order; a lookup is
+	// POSTed to RemoteURL+Verb.
+	RemoteURL URLList
+	// SocketPrefix turns a relative Socket name into SocketPrefix-Socket.
+	SocketPrefix string
+	// Timeout bounds one whole backend exchange.
+	Timeout Duration
+	// MaxReplySize bounds a backend reply body in bytes.
+	MaxReplySize int64
+	// FailoverBackoff is how long a failed backend URL is skipped.
+	FailoverBackoff Duration
+
+	// DevLog is the log destination: stderr, a unix datagram socket path,
+	// udp://host:port or tcp://host:port.
+	DevLog string
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string
+
+	// CertPool lists PEM files of CAs trusted for the backend.
+	CertPool StringList
+	// SystemCertPool keeps the system roots in addition to CertPool.
+	SystemCertPool bool
+	// ClientCert and ClientKey are the TLS client certificate (PEM).
+	ClientCert string
+	ClientKey  string
+	// ServerName is verified in the backend certificate and sent as SNI.
+	ServerName string
+	// HPKP lists base64 SHA-256 SubjectPublicKeyInfo pins.
+	HPKP []string
+	// OCSP is off, if-stapled or require-stapled.
+	OCSP string
+
+	// Cache configures the in-memory reply cache.
+	Cache Cache
+
+	// Postfix, Dovecot and Nginx configure each daemon's listeners.
+	Postfix Service
+	Dovecot Service
+	Nginx   Service
+
+	// File is the path the configuration was read from.
+	File string `toml:"-"`
+	// lines maps "Section.Key" to the line it was set on.
+	lines map[string]int
+}
+
+// Cache is the [Cache] section.
+type Cache struct {
+	// MaxEntries bounds the number of cached replies; 0 disables the cache.
+	MaxEntries int
+	// DefaultTTL caches OK replies without an explicit lifetime.
+	DefaultTTL Duration
+	// NegativeTTL caches KO replies without an explicit lifetime.
+	NegativeTTL Duration
+}
+
+// Service is one daemon's section: where it listens and who may connect.
+type Service struct {
+	// Socket is the unix socket path, absolute or relative to SocketPrefix.
+	Socket string
+	// UID and GID own the socket file (number or name); empty keeps the
+	// process's own.
+	UID Owner
+	GID Owner
+	// Mode is the socket file's permission bits.
+	Mode FileMode
+	// Listen is an optional TCP address (host:port).
+	Listen string
+	// HealthListen is an optional TCP address for /healthz, /readyz, /metrics.
+	HealthListen string
+	// User is the account to switch to after the sockets exist (when
+	// started as root); empty stays as is.
+	User string
+}
+
+// Error is a configuration error located in a file.
+type Error struct {
+	File string
+	Line int // 0 when unknown
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	if e.Key != "" {
+		b.WriteString(": " + e.Key)
+	}
+	b.WriteString(": " + e.Msg)
+	return b.String()
+}
+
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		msg := err.Error()
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			msg = pe.Err.Error()
+		}
+		return nil, &Error{File: path, Msg: "cannot read configuration: " + msg}
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data, reporting errors against file.
+func Parse(file string, data []byte) (*Config, error) {
+	c := &Config{File: file}
+	md, err := toml.NewDecoder(strings.NewReader(string(data))).Decode(c)
+	if err != nil {
+		return nil, decodeError(file, err)
+	}
+	c.lines = keyLines(data)
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0].String()
+		return nil, &Error{File: file, Line: c.lines[k], Key: k, Msg: "unknown key"}
+	}
+	c.applyDefaults(md)
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var lastKeyRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+
+// decodeError turns BurntSushi/toml's errors into a located *Error.
+func decodeError(file string, err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		msg := pe.Message
+		if pe.Usage != "" {
+			msg += " (" + strings.TrimSpace(strings.SplitN(pe.Usage, "\n", 2)[0]) + ")"
+		}
+		return &Error{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
+	}
+	if m := lastKeyRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{File: file, Line: line, Key: m[2], Msg: m[3]}
+	}
+	return &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+}
+
+var (
+	tableRE = regexp.MustCompile(`^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]`)
+	keyRE   = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=`)
+)
+
+// keyLines finds the line of every simple "Key =" assignment, keyed by its
+// dotted path, so that semantic errors can point at a line. BurntSushi/toml
+// keeps key positions private; this covers the flat layout shitenno uses.
+func keyLines(data []byte) map[string]int {
+	lines := map[string]int{}
+	table := ""
+	for i, l := range strings.Split(string(data), "\n") {
+		if m := tableRE.FindStringSubmatch(l); m != nil {
+			table = m[1]
+			lines[table] = i + 1
+			continue
+		}
+		if m := keyRE.FindStringSubmatch(l); m != nil {
+			k := m[1]
+			if table != "" {
+				k = table + "." + k
+			}
+			if _, dup := lines[k]; !dup {
+				lines[k] = i + 1
+			}
+		}
+	}
+	return lines
+}
+
+func (c *Config) applyDefaults(md toml.MetaData) {
+	if c.SocketPrefix == "" {
+		c.SocketPrefix = DefaultSocketPrefix
+	}
+	if !md.IsDefined("Timeout") {
+		c.Timeout.Duration = DefaultTimeout
+	}
+	if c.MaxReplySize == 0 {
+		c.MaxReplySize = DefaultMaxReplySize
+	}
+	if !md.IsDefined("FailoverBackoff") {
+		c.FailoverBackoff.Duration = DefaultFailoverBackoff
+	}
+	if c.DevLog == "" {
+		c.DevLog = DefaultDevLog
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = DefaultLogLevel
+	}
+	if c.OCSP == "" {
+		c.OCSP = DefaultOCSP
+	}
+	if !md.IsDefined("Cache", "MaxEntries") {
+		c.Cache.MaxEntries = DefaultCacheEntries
+	}
+	for name, s := range c.services() {
+		if s.Socket == "" {
+			s.Socket = strings.ToLower(name)
+		}
+		if !md.IsDefined(name, "Mode") {
+			s.Mode = DefaultMode
+		}
+	}
+}
+
+func (c *Config) services() map[string]*Service {
+	return map[string]*Service{"Postfix": &c.Postfix, "Dovecot": &c.Dovecot, "Nginx": &c.Nginx}
+}
+
+func (c *Config) errAt(key, format string, args ...any) *Error {
+	return &Error{File: c.File, Line: c.lines[key], Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (c *Config) validate() error {
+	if len(c.RemoteURL) == 0 {
+		return c.errAt("RemoteURL", "required key is missing (the backend base URL, e.g. \"http://127.0.0.1:8080/api/\")")
+	}
+	for _, u := range c.RemoteURL {
+		p, err := url.Parse(u)
+		if err != nil {
+			return c.errAt("RemoteURL", "invalid URL %q: %v", u, errors.Unwrap(err))
+		}
+		if p.Scheme != "http" && p.Scheme != "https" {
+			return c.errAt("RemoteURL", "invalid URL %q: scheme must be http or https", u)
+		}
+		if p.Host == "" {
+			return c.errAt("RemoteURL", "invalid URL %q: no host", u)
+		}
+		if p.RawQuery != "" || p.Fragment != "" {
+			return c.errAt("RemoteURL", "invalid URL %q: no query or fragment allowed (the verb is appended)", u)
+		}
+	}
+	if c.Timeout.Duration <= 0 {
+		return c.errAt("Timeout", "must be positive")
+	}
+	if c.Timeout.Duration >= 30*time.Second {
+		// dovecot aborts a dict lookup after 30 s; a longer Timeout would turn
+		// a backend failure into a client-side timeout instead of F.
+		return c.errAt("Timeout", "must be below 30s (dovecot's dict client gives up at 30s)")
+	}
+	if c.MaxReplySize < 0 {
+		return c.errAt("MaxReplySize", "must be positive")
+	}
+	if c.FailoverBackoff.Duration < 0 {
+		return c.errAt("FailoverBackoff", "must not be negative")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return c.errAt("LogLevel", "must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	switch c.OCSP {
+	case "off", "if-stapled", "require-stapled":
+	default:
+		return c.errAt("OCSP", "must be off, if-stapled or require-stapled, not %q", c.OCSP)
+	}
+	if (c.ClientKey != "") && c.ClientCert == "" {
+		return c.errAt("ClientKey", "set without ClientCert")
+	}
+	if c.Cache.MaxEntries < 0 {
+		return c.errAt("Cache.MaxEntries", "must not be negative")
+	}
+	if c.Cache.DefaultTTL.Duration < 0 {
+		return c.errAt("Cache.DefaultTTL", "must not be negative")
+	}
+	if c.Cache.NegativeTTL.Duration < 0 {
+		return c.errAt("Cache.NegativeTTL", "must not be negative")
+	}
+	for name, s := range c.services() {
+		if strings.ContainsRune(s.Socket, 0) {
+			return c.errAt(name+".Socket", "contains a NUL byte")
+		}
+		if s.Mode&^0o777 != 0 {
+			return c.errAt(name+".Mode", "must be permission bits like \"0660\"")
+		}
+		for _, k := range []struct{ key, addr string }{{"Listen", s.Listen}, {"HealthListen", s.HealthListen}} {
+			if k.addr == "" {
+				continue
+			}
+			if _, port, err := net.SplitHostPort(k.addr); err != nil || port == "" {
+				return c.errAt(name+"."+k.key, "must be host:port, not %q", k.addr)
+			}
+		}
+	}
+	return nil
+}
+
+// SocketPath resolves a service's Socket against SocketPrefix.
+func (c *Config) SocketPath(s *Service) string {
+	if s.Socket == "" || filepath.IsAbs(s.Socket) {
+		return s.Socket
+	}
+	return c.SocketPrefix + "-" + s.Socket
+}
+
+// Section returns the service section for a daemon name: "postfix",
+// "dovecot" or "nginx".
+func (c *Config) Section(name string) *Service {
+	switch name {
+	case "postfix":
+		return &c.Postfix
+	case "dovecot":
+		return &c.Dovecot
+	case "nginx":
+		return &c.Nginx
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+)
+
+// Activated holds the sockets systemd passed, by FileDescriptorName. It is
+// read once per process: go-systemd unsets LISTEN_* on the first call.
+type Activated map[string][]net.Listener
+
+// TakeActivated reads the systemd socket-activation environment. It
+// returns nil when the process was not socket-activated (LISTEN_PID is
+// checked by go-systemd, so a wrapper cannot steal the fds).
+func TakeActivated() (Activated, error) {
+	if os.Getenv("LISTEN_FDS") == "" {
+		return nil, nil
+	}
+	m, err := activation.ListenersWithNames()
+	if err != nil {
+		return nil, fmt.Errorf("systemd socket activation: %w", err)
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	return Activated(m), nil
+}
+
+// For picks the listeners meant for daemon name: fds named "name",
+// "shitenno-name" or "shitenno-name.socket" (systemd's default name), or,
+// when no fd carries a recognised name, all of them.
+func (a Activated) For(name string) []net.Listener {
+	var out []net.Listener
+	for _, n := range []string{name, "shitenno-" + name, "shitenno-" + name + ".socket"} {
+		out = append(out, a[n]...)
+	}
+	if len(out) > 0 {
+		return out
+	}
+	for _, ls := range a {
+		out = append(out, ls...)
+	}
+	return out
+}
+
+// UnixSocket describes a unix socket shitenno creates itself.
+type UnixSocket struct {
+	Path string
+	UID  int // -1: unchanged
+	GID  int // -1: unchanged
+	Mode os.FileMode
+}
+
+// ListenUnix creates the socket file with its final owner and mode before
+// listen(2), so no client can connect through a wider mode: bind under a
+// umask that leaves the node unusable, chown, chmod, then listen. A stale
+// socket left by a dead instance is removed; anything else at the path, or
+// a socket someone still answers on, is refused.
+func ListenUnix(s UnixSocket) (net.Listener, error) {
+	if err := checkDir(filepath.Dir(s.Path)); err != nil {
+		return nil, err
+	}
+	if err := removeStale(s.Path); err != nil {
+		return nil, err
+	}
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket %s: %w", s.Path, err)
+	}
+	closeFD := true
+	defer func() {
+		if closeFD {
+			syscall.Close(fd)
+		}
+	}()
+	old := syscall.Umask(0o777)
+	err = syscall.Bind(fd, &syscall.SockaddrUnix{Name: s.Path})
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("bind %s: %w", s.Path, err)
+	}
+	cleanup := func() { os.Remove(s.Path) }
+	if s.UID >= 0 || s.GID >= 0 {
+		if err := os.Lchown(s.Path, s.UID, s.GID); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("chown %s: %w", s.Path, err)
+		}
+	}
+	if err := os.Chmod(s.Path, s.Mode.Perm()); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("chmod %s: %w", s.Path, err)
+	}
+	if err := syscall.Listen(fd, 1024); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("listen %s: %w", s.Path, err)
+	}
+	f := os.NewFile(uintptr(fd), s.Path)
+	closeFD = false
+	l, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		cleanup()
+		return nil, fmt.Errorf("listen %s: %w", s.Path, err)
+	}
+	return &ownedListener{Listener: l, path: s.Path}, nil
+}
+
+// ownedListener removes the socket file it created when closed. A
+// net.FileListener does not unlink on Close by itself.
+type ownedListener struct {
+	net.Listener
+	path string
+}
+
+func (o *ownedListener) Close() error {
+	err := o.Listener.Close()
+	if rmErr := os.Remove(o.path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) && err == nil {
+		err = rmErr
+	}
+	return err
+}
+
+// checkDir refuses a socket directory others can write to without the
+// sticky bit: anyone could then replace the socket with their own.
+func checkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("socket directory %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("socket directory %s is not a directory", dir)
+	}
+	if fi.Mode().Perm()&0o002 != 0 && fi.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("socket directory %s is writable by others and not sticky: refusing", dir)
+	}
+	return nil
+}
+
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("socket %s: %w", path, err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("socket %s: exists and is not a socket: refusing to remove it", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("socket %s: another process is listening on it", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("socket %s: removing stale socket: %w", path, err)
+	}
+	return nil
+}
+
+// ListenTCP listens on a TCP address.
+func ListenTCP(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return l, nil
+}
+
+// Describe names a listener for logs and --check-config.
+func Describe(l net.Listener) string {
+	a := l.Addr()
+	return a.Network() + ":" + strings.TrimPrefix(a.String(), "@")
+}

@@ -1,0 +1,436 @@
+// Package remote is shitenno's backend client: it POSTs
+// {"Verb":…,"Object":…} to RemoteURL+Verb and classifies the answer as
+// found (Status OK), not found (Status KO) or failed (anything else).
+//
+// It knows nothing of postfix, dovecot or nginx. A failure is always an
+// error, never a "not found": the callers turn it into their protocol's
+// temporary failure.
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Status is a definitive backend answer.
+type Status int
+
+// The two definitive answers. A failure is an error instead.
+const (
+	NotFound Status = iota // Status "KO"
+	Found                  // Status "OK"
+)
+
+func (s Status) String() string {
+	if s == Found {
+		return "found"
+	}
+	return "not_found"
+}
+
+// Result is a definitive backend answer.
+type Result struct {
+	Status Status
+	// Data is the reply's raw Data member (may be nil or "null").
+	Data json.RawMessage
+	// Stale is set when the result came from the cache after a backend
+	// failure (stale-if-error).
+	Stale bool
+}
+
+// Error is a backend failure. Reason is short and safe to show to a peer
+// (it never contains reply data).
+type Error struct {
+	Kind   string // transport, timeout, http, body, json, status, tls, data
+	Reason string
+	Err    error // underlying cause, may be nil
+	// BeforeResponse is set when no byte of a response was received, so
+	// the request may be retried on another backend.
+	BeforeResponse bool
+}
+
+// Error gives the reason and, for operators' logs, the underlying cause.
+// Neither contains reply data.
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Reason + ": " + e.Err.Error()
+	}
+	return e.Reason
+}
+func (e *Error) Unwrap() error { return e.Err }
+
+// Failf builds a data-kind failure: callers use it when Data has the wrong
+// shape for their protocol.
+func Failf(format string, args ...any) *Error {
+	return &Error{Kind: "data", Reason: fmt.Sprintf(format, args...)}
+}
+
+// Observer receives events for metrics. All methods must be cheap and safe
+// for concurrent use.
+type Observer interface {
+	// BackendDone reports one HTTP exchange with a backend.
+	BackendDone(verb string, d time.Duration, err error)
+	// CacheEvent reports "hit", "miss" or "stale".
+	CacheEvent(kind string)
+	// TLSFailure reports a refused TLS handshake by cause.
+	TLSFailure(cause string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) BackendDone(string, time.Duration, error) {}
+func (nopObserver) CacheEvent(string)                        {}
+func (nopObserver) TLSFailure(string)                        {}
+
+// Options configures a Client.
+type Options struct {
+	// URLs are backend base URLs, tried in order.
+	URLs []string
+	// Timeout bounds one whole lookup (all retries included).
+	Timeout time.Duration
+	// MaxReplySize bounds a reply body; 0 means 1 MiB.
+	MaxReplySize int64
+	// FailoverBackoff is how long a failing URL is skipped.
+	FailoverBackoff time.Duration
+	// TLS is the client TLS configuration (nil: Go defaults).
+	TLS *tls.Config
+	// MaxConnsPerHost bounds concurrent connections to one backend
+	// (0: unlimited); idle keep-alive connections are kept up to this.
+	MaxConnsPerHost int
+	// Cache, when non-nil, caches replies.
+	Cache *Cache
+	// Observer receives metrics events (nil: none).
+	Observer Observer
+	// Transport overrides the HTTP transport (tests, benchmarks).
+	Transport http.RoundTripper
+}
+
+// Client talks to the backend. It is safe for concurrent use.
+type Client struct {
+	opts      Options
+	http      *http.Client
+	transport http.RoundTripper
+	obs       Observer
+	flight    flightGroup
+	backends  []*backend
+	maxReply  int64
+}
+
+// New builds a client.
+func New(o Options) (*Client, error) {
+	if len(o.URLs) == 0 {
+		return nil, errors.New("remote: no backend URL")
+	}
+	c := &Client{opts: o, obs: o.Observer, maxReply: o.MaxReplySize}
+	if c.obs == nil {
+		c.obs = nopObserver{}
+	}
+	if c.maxReply <= 0 {
+		c.maxReply = 1 << 20
+	}
+	for _, u := range o.URLs {
+		p, err := url.Parse(u)
+		if err != nil {
+			return nil, fmt.Errorf("remote: bad URL %q: %w", u, err)
+		}
+		c.backends = append(c.backends, &backend{base: u, host: p.Host})
+	}
+	c.transport = o.Transport
+	if c.transport == nil {
+		c.transport = NewTransport(o.TLS, o.MaxConnsPerHost)
+	}
+	c.http = &http.Client{
+		Transport: c.transport,
+		// A redirect is a failure, never followed into a "found".
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return c, nil
+}
+
+// NewTransport builds the keep-alive HTTP transport shitenno uses.
+func NewTransport(tlsConf *tls.Config, maxConns int) *http.Transport {
+	idle := maxConns
+	if idle <= 0 {
+		idle = 256
+	}
+	return &http.Transport{
+		Proxy: nil, // the backend link is direct; *_proxy variables are ignored
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   5 * time.Second,
+		MaxIdleConns:          idle,
+		MaxIdleConnsPerHost:   idle,
+		MaxConnsPerHost:       maxConns,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0, // bounded by the request context
+		ForceAttemptHTTP2:     tlsConf != nil,
+	}
+}
+
+// CloseIdle closes idle backend connections (after a TLS reload, say).
+func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
+
+// Lookup asks the backend about object under verb. The object is encoded
+// as JSON. A failure is returned as a *Error.
+func (c *Client) Lookup(ctx context.Context, verb string, object any) (Result, error) {
+	obj, err := json.Marshal(object)
+	if err != nil {
+		return Result{}, &Error{Kind: "data", Reason: "cannot encode request", Err: err}
+	}
+	return c.LookupRaw(ctx, verb, obj)
+}
+
+// LookupRaw is Lookup with the object already encoded as JSON.
+func (c *Client) LookupRaw(ctx context.Context, verb string, object json.RawMessage) (Result, error) {
+	if c.opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
+	}
+	body := EncodeRequest(nil, verb, object)
+	var key string
+	if c.opts.Cache != nil {
+		key = cacheKey(body)
+		if r, ok := c.opts.Cache.get(key, time.Now()); ok {
+			c.obs.CacheEvent("hit")
+			return r, nil
+		}
+		c.obs.CacheEvent("miss")
+	}
+	res, pol, err := c.flight.do(ctx, string(body), func(ctx context.Context) (Result, cachePolicy, error) {
+		return c.fetch(ctx, verb, body)
+	})
+	if c.opts.Cache != nil {
+		now := time.Now()
+		if err != nil {
+			if r, ok := c.opts.Cache.stale(key, now); ok {
+				c.obs.CacheEvent("stale")
+				r.Stale = true
+				return r, nil
+			}
+			return Result{}, err
+		}
+		c.opts.Cache.put(key, res, pol, now)
+	}
+	return res, err
+}
+
+// EncodeRequest appends {"Verb":verb,"Object":object} to dst.
+func EncodeRequest(dst []byte, verb string, object json.RawMessage) []byte {
+	dst = append(dst, `{"Verb":`...)
+	dst = AppendJSONString(dst, verb)
+	dst = append(dst, `,"Object":`...)
+	dst = append(dst, object...)
+	return append(dst, '}')
+}
+
+// AppendJSONString appends s as a JSON string. Invalid UTF-8 becomes
+// U+FFFD, as encoding/json does.
+func AppendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			switch {
+			case b == '"' || b == '\\':
+				dst = append(dst, '\\', b)
+			case b == '\n':
+				dst = append(dst, '\\', 'n')
+			case b == '\r':
+				dst = append(dst, '\\', 'r')
+			case b == '\t':
+				dst = append(dst, '\\', 't')
+			case b < 0x20 || b == '<' || b == '>' || b == '&':
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
+			default:
+				dst = append(dst, b)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}
+
+// backend is one RemoteURL with its failover state.
+type backend struct {
+	base string
+	host string
+
+	mu        sync.Mutex
+	downUntil time.Time
+}
+
+func (b *backend) available(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !now.Before(b.downUntil)
+}
+
+func (b *backend) markDown(until time.Time) {
+	b.mu.Lock()
+	b.downUntil = until
+	b.mu.Unlock()
+}
+
+// fetch tries the backends in order. A request moves on to the next backend
+// only when the failure happened before any response was received.
+func (c *Client) fetch(ctx context.Context, verb string, body []byte) (Result, cachePolicy, error) {
+	now := time.Now()
+	order := make([]*backend, 0, len(c.backends))
+	for _, b := range c.backends {
+		if b.available(now) {
+			order = append(order, b)
+		}
+	}
+	if len(order) == 0 {
+		// Everything is backing off: probe them all anyway, in order,
+		// rather than failing without trying.
+		order = c.backends
+	}
+	var lastErr error
+	for _, b := range order {
+		res, pol, err := c.exchange(ctx, b, verb, body)
+		if err == nil {
+			b.markDown(time.Time{})
+			return res, pol, nil
+		}
+		lastErr = err
+		var re *Error
+		if !errors.As(err, &re) || !re.BeforeResponse || ctx.Err() != nil {
+			return Result{}, cachePolicy{}, err
+		}
+		if len(c.backends) > 1 {
+			b.markDown(time.Now().Add(c.opts.FailoverBackoff))
+		}
+	}
+	return Result{}, cachePolicy{}, lastErr
+}
+
+// reply is the backend's JSON envelope.
+type reply struct {
+	Status *string         `json:"Status"`
+	Data   json.RawMessage `json:"Data"`
+}
+
+func (c *Client) exchange(ctx context.Context, b *backend, verb string, body []byte) (Result, cachePolicy, error) {
+	start := time.Now()
+	res, pol, err := c.roundTrip(ctx, b, verb, body)
+	c.obs.BackendDone(verb, time.Since(start), err)
+	return res, pol, err
+}
+
+func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []byte) (Result, cachePolicy, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+url.PathEscape(verb), bytes.NewReader(body))
+	if err != nil {
+		return Result{}, cachePolicy{}, &Error{Kind: "transport", Reason: "cannot build backend request", Err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Result{}, cachePolicy{}, c.transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// Drain a little so the connection can be reused, but never much.
+		_, _ = io.CopyN(io.Discard, resp.Body, 4096)
+		return Result{}, cachePolicy{}, &Error{Kind: "http", Reason: "backend HTTP status " + strconv.Itoa(resp.StatusCode)}
+	}
+	if resp.ContentLength > c.maxReply {
+		return Result{}, cachePolicy{}, &Error{Kind: "body", Reason: "backend reply too large"}
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxReply+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return Result{}, cachePolicy{}, &Error{Kind: "timeout", Reason: "backend timeout", Err: err}
+		}
+		return Result{}, cachePolicy{}, &Error{Kind: "body", Reason: "backend reply truncated", Err: err}
+	}
+	if int64(len(data)) > c.maxReply {
+		return Result{}, cachePolicy{}, &Error{Kind: "body", Reason: "backend reply too large"}
+	}
+	res, err := ParseReply(data)
+	if err != nil {
+		return Result{}, cachePolicy{}, err
+	}
+	return res, parseCachePolicy(resp.Header, time.Now()), nil
+}
+
+// ParseReply decodes a backend reply body.
+func ParseReply(data []byte) (Result, error) {
+	var r reply
+	if err := json.Unmarshal(data, &r); err != nil {
+		return Result{}, &Error{Kind: "json", Reason: "backend reply is not valid JSON"}
+	}
+	if r.Status == nil {
+		return Result{}, &Error{Kind: "status", Reason: "backend reply has no Status"}
+	}
+	switch *r.Status {
+	case "OK":
+		return Result{Status: Found, Data: r.Data}, nil
+	case "KO":
+		return Result{Status: NotFound, Data: r.Data}, nil
+	}
+	return Result{}, &Error{Kind: "status", Reason: "backend Status is neither OK nor KO"}
+}
+
+func (c *Client) transportError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return &Error{Kind: "timeout", Reason: "backend timeout", Err: err}
+	}
+	var te *TLSError
+	if errors.As(err, &te) {
+		c.obs.TLSFailure(te.Cause)
+		return &Error{Kind: "tls", Reason: "backend TLS refused: " + te.Cause, Err: err, BeforeResponse: true}
+	}
+	var ce *tls.CertificateVerificationError
+	if errors.As(err, &ce) {
+		c.obs.TLSFailure("verify")
+		return &Error{Kind: "tls", Reason: "backend TLS refused: certificate not trusted", Err: err, BeforeResponse: true}
+	}
+	var ae tls.AlertError
+	var re tls.RecordHeaderError
+	if errors.As(err, &ae) || errors.As(err, &re) {
+		c.obs.TLSFailure("handshake")
+		return &Error{Kind: "tls", Reason: "backend TLS handshake failed", Err: err, BeforeResponse: true}
+	}
+	var oe *net.OpError
+	before := errors.As(err, &oe) && oe.Op == "dial"
+	return &Error{Kind: "transport", Reason: "backend unreachable", Err: err, BeforeResponse: before}
+}
+
+// TLSError is a handshake refusal decided by shitenno's own checks (pins,
+// OCSP). Cause is a short label for metrics and logs.
+type TLSError struct {
+	Cause  string
+	Detail string
+}
+
+func (e *TLSError) Error() string { return "tls " + e.Cause + ": " + e.Detail }
