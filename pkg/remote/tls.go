@@ -1,0 +1,503 @@
+package remote
+
+// TLS for the backend link: CA pool, client certificate, SNI, SPKI pins and
+// stapled OCSP. Every check runs inside the handshake (tls.Config
+// VerifyConnection), so a request — and the password it may carry — is only
+// ever written to a server that passed all of them.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+)
+
+// OCSP modes (TLSOptions.OCSP).
+const (
+	OCSPOff            = "off"             // ignore stapled responses
+	OCSPIfStapled      = "if-stapled"      // check a staple when there is one (default)
+	OCSPRequireStapled = "require-stapled" // refuse a server that staples nothing
+)
+
+// ocspSkew tolerates clock differences between us and the OCSP responder
+// when judging ThisUpdate/NextUpdate.
+const ocspSkew = 5 * time.Minute
+
+// ocspMaxAgeNoNext bounds the age of a response that has no NextUpdate
+// (RFC 6960 §4.2.2.1 allows that: "newer information is always
+// available"); without a bound such a staple would be fresh forever.
+const ocspMaxAgeNoNext = 7 * 24 * time.Hour
+
+// maxPEMFile bounds a CertPool/ClientCert/ClientKey file: these are
+// operator files, but a wrong path (a log, a device) must not be read whole.
+const maxPEMFile = 4 << 20
+
+// TLSOptions are the TLS settings of the backend link, as in the
+// configuration file.
+type TLSOptions struct {
+	// CertPool lists PEM files of CAs trusted for the backend. When set,
+	// the system roots are not used unless SystemCertPool is true.
+	CertPool []string
+	// SystemCertPool adds the system roots to CertPool.
+	SystemCertPool bool
+	// ClientCert and ClientKey are the client certificate and its key
+	// (PEM). ClientKey may be empty when ClientCert holds both.
+	ClientCert, ClientKey string
+	// ServerName is verified in the backend certificate and sent as SNI;
+	// empty means the host of the backend URL.
+	ServerName string
+	// HPKP lists pins: base64 SHA-256 of a DER SubjectPublicKeyInfo. When
+	// set, a certificate of the verified chain must match one of them.
+	HPKP []string
+	// OCSP is OCSPOff, OCSPIfStapled or OCSPRequireStapled; empty means
+	// OCSPIfStapled.
+	OCSP string
+}
+
+// TLSSetup is a built TLS configuration for the backend link. Its client
+// certificate can be replaced at run time with Reload.
+type TLSSetup struct {
+	opts TLSOptions
+	conf *tls.Config
+	pins map[[sha256.Size]byte]bool
+	ocsp string
+	// pinList keeps the configured order for error details.
+	pinList []string
+
+	cert     atomic.Pointer[tls.Certificate]
+	sessions sessionCache
+	now      func() time.Time // tests move the clock
+}
+
+// NewTLS reads the files named in o and builds the TLS setup. Errors name
+// the file or key that failed.
+func NewTLS(o TLSOptions) (*TLSSetup, error) {
+	s := &TLSSetup{opts: o, ocsp: o.OCSP, now: time.Now}
+	if s.ocsp == "" {
+		s.ocsp = OCSPIfStapled
+	}
+	switch s.ocsp {
+	case OCSPOff, OCSPIfStapled, OCSPRequireStapled:
+	default:
+		return nil, fmt.Errorf("remote: OCSP must be %s, %s or %s, not %q", OCSPOff, OCSPIfStapled, OCSPRequireStapled, o.OCSP)
+	}
+
+	var roots *x509.CertPool // nil: the system roots
+	if len(o.CertPool) > 0 {
+		roots = x509.NewCertPool()
+		if o.SystemCertPool {
+			sys, err := x509.SystemCertPool()
+			if err != nil {
+				return nil, fmt.Errorf("remote: SystemCertPool: %w", err)
+			}
+			roots = sys
+		}
+		for _, f := range o.CertPool {
+			if err := addPEMCerts(roots, f); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	if len(o.HPKP) > 0 {
+		s.pins = make(map[[sha256.Size]byte]bool, len(o.HPKP))
+		for i, p := range o.HPKP {
+			b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(p))
+			if err != nil || len(b) != sha256.Size {
+				return nil, fmt.Errorf("remote: HPKP[%d] %q: not the base64 of a SHA-256 digest (44 characters ending in '=')", i, p)
+			}
+			s.pins[[sha256.Size]byte(b)] = true
+			s.pinList = append(s.pinList, base64.StdEncoding.EncodeToString(b))
+		}
+	}
+
+	if o.ClientKey != "" && o.ClientCert == "" {
+		return nil, errors.New("remote: ClientKey set without ClientCert")
+	}
+	if o.ClientCert != "" {
+		c, err := loadKeyPair(o.ClientCert, o.ClientKey)
+		if err != nil {
+			return nil, err
+		}
+		s.cert.Store(c)
+	}
+	s.sessions.reset()
+
+	s.conf = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		RootCAs:    roots,
+		ServerName: o.ServerName,
+		// Resumed handshakes skip the certificate exchange; VerifyConnection
+		// still runs on them with the chains and staple saved in the
+		// session (Go ≥ 1.21), so pins and OCSP hold per handshake.
+		ClientSessionCache: &s.sessions,
+		VerifyConnection:   s.verifyConnection,
+	}
+	if o.ClientCert != "" {
+		// A callback rather than Certificates, so that Reload takes effect
+		// without rebuilding the transport.
+		s.conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return s.cert.Load(), nil
+		}
+	}
+	return s, nil
+}
+
+// Config returns the client tls.Config for remote.Options.TLS. Every call
+// returns a fresh copy sharing the session cache and client certificate.
+func (s *TLSSetup) Config() *tls.Config { return s.conf.Clone() }
+
+// Reload re-reads the client certificate and key (on SIGHUP). On error the
+// previous certificate stays in use. Cached TLS sessions are dropped, since
+// a resumed session would still present the old identity to the backend;
+// idle keep-alive connections keep theirs until closed (Client.CloseIdle).
+func (s *TLSSetup) Reload() error {
+	if s.opts.ClientCert == "" {
+		return nil
+	}
+	c, err := loadKeyPair(s.opts.ClientCert, s.opts.ClientKey)
+	if err != nil {
+		return err
+	}
+	s.cert.Store(c)
+	s.sessions.reset()
+	return nil
+}
+
+// ClientCertificate returns the client certificate in use (nil when none
+// is configured), for status output and expiry checks.
+func (s *TLSSetup) ClientCertificate() *x509.Certificate {
+	if c := s.cert.Load(); c != nil {
+		return c.Leaf
+	}
+	return nil
+}
+
+// readPEMFile reads a PEM file with a size bound.
+func readPEMFile(key, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("remote: %s %s: %w", key, path, err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxPEMFile+1)); err != nil {
+		return nil, fmt.Errorf("remote: %s %s: %w", key, path, err)
+	}
+	if buf.Len() > maxPEMFile {
+		return nil, fmt.Errorf("remote: %s %s: larger than %d bytes", key, path, maxPEMFile)
+	}
+	return buf.Bytes(), nil
+}
+
+// addPEMCerts adds every certificate of a PEM file to pool. A file without
+// any certificate is an error: it is almost always a wrong path or a key.
+func addPEMCerts(pool *x509.CertPool, path string) error {
+	data, err := readPEMFile("CertPool", path)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return fmt.Errorf("remote: CertPool %s: certificate %d: %w", path, n+1, err)
+		}
+		pool.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("remote: CertPool %s: no PEM CERTIFICATE block", path)
+	}
+	return nil
+}
+
+// loadKeyPair reads a client certificate and its key; an empty keyPath
+// means certPath holds both (a "combined PEM").
+func loadKeyPair(certPath, keyPath string) (*tls.Certificate, error) {
+	certPEM, err := readPEMFile("ClientCert", certPath)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, where := certPEM, "ClientCert "+certPath
+	if keyPath != "" {
+		if keyPEM, err = readPEMFile("ClientKey", keyPath); err != nil {
+			return nil, err
+		}
+		where = "ClientCert " + certPath + " / ClientKey " + keyPath
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("remote: %s: %w", where, err)
+	}
+	if c.Leaf == nil { // X509KeyPair fills Leaf since Go 1.23; keep it explicit
+		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("remote: %s: %w", where, err)
+		}
+	}
+	return &c, nil
+}
+
+// verifyConnection enforces pins and OCSP on every handshake, full or
+// resumed. It only ever looks at the verified chains: the server may send
+// any extra certificate it likes, so PeerCertificates proves nothing.
+func (s *TLSSetup) verifyConnection(cs tls.ConnectionState) error {
+	chains := cs.VerifiedChains
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		// Only possible with InsecureSkipVerify, which we never set.
+		return &TLSError{Cause: "unverified", Detail: "no verified certificate chain"}
+	}
+	if s.pins != nil {
+		if err := s.checkPins(chains); err != nil {
+			return err
+		}
+	}
+	if s.ocsp != OCSPOff {
+		return s.checkOCSP(chains, cs.OCSPResponse)
+	}
+	return nil
+}
+
+// SPKIPin returns the HPKP pin-sha256 of a certificate: the base64 SHA-256
+// of its DER SubjectPublicKeyInfo.
+func SPKIPin(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+func (s *TLSSetup) checkPins(chains [][]*x509.Certificate) error {
+	var seen []string
+	dup := map[string]bool{}
+	for _, chain := range chains {
+		for _, c := range chain {
+			sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+			if s.pins[sum] {
+				return nil
+			}
+			p := base64.StdEncoding.EncodeToString(sum[:])
+			if !dup[p] {
+				dup[p] = true
+				seen = append(seen, p+" ("+c.Subject.String()+")")
+			}
+		}
+	}
+	// Both lists are in a stable order (configuration order; chain order,
+	// leaf first), so the same misconfiguration gives the same text and
+	// can be logged once.
+	return &TLSError{
+		Cause:  "pin",
+		Detail: "no certificate of the verified chain matches HPKP: expected one of [" + strings.Join(s.pinList, ", ") + "], chain has [" + strings.Join(seen, ", ") + "]",
+	}
+}
+
+// oidTLSFeature is the TLS Feature extension (RFC 7633), "must-staple"
+// when it lists status_request (5).
+var oidTLSFeature = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 24}
+
+func mustStaple(c *x509.Certificate) bool {
+	for _, e := range c.Extensions {
+		if !e.Id.Equal(oidTLSFeature) {
+			continue
+		}
+		var features []int
+		if _, err := asn1.Unmarshal(e.Value, &features); err != nil {
+			// Unparsable: be strict, the CA meant something.
+			return true
+		}
+		for _, f := range features {
+			if f == 5 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkOCSP verifies a stapled OCSP response for the leaf: signed by its
+// issuer (or a responder the issuer delegated to), for the leaf's serial,
+// fresh, and Good.
+func (s *TLSSetup) checkOCSP(chains [][]*x509.Certificate, staple []byte) error {
+	leaf := chains[0][0]
+	serial := leaf.SerialNumber.Text(16)
+	if len(staple) == 0 {
+		switch {
+		case s.ocsp == OCSPRequireStapled:
+			return &TLSError{Cause: "ocsp-missing", Detail: "no stapled OCSP response (OCSP = require-stapled) for serial " + serial}
+		case mustStaple(leaf):
+			return &TLSError{Cause: "ocsp-missing", Detail: "no stapled OCSP response although the certificate is must-staple, serial " + serial}
+		}
+		return nil
+	}
+	// Several verified chains may give different issuer certificates for
+	// the leaf (cross-signing); the response need only verify against one.
+	var resp *ocsp.Response
+	var firstErr error
+	tried := map[*x509.Certificate]bool{}
+	for _, chain := range chains {
+		issuer := chain[0] // the leaf itself is the trust anchor
+		if len(chain) > 1 {
+			issuer = chain[1]
+		}
+		if tried[issuer] {
+			continue
+		}
+		tried[issuer] = true
+		r, err := ocsp.ParseResponseForCert(staple, leaf, issuer)
+		if err == nil {
+			err = checkResponder(r, s.now())
+		}
+		if err == nil {
+			resp = r
+			break
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	if resp == nil {
+		return &TLSError{Cause: "ocsp-invalid", Detail: "stapled OCSP response for serial " + serial + ": " + ocspErrText(firstErr)}
+	}
+	now := s.now()
+	switch {
+	case resp.ThisUpdate.After(now.Add(ocspSkew)):
+		return &TLSError{Cause: "ocsp-invalid", Detail: "stapled OCSP response for serial " + serial + " is not yet valid (ThisUpdate " + utc(resp.ThisUpdate) + ")"}
+	case !resp.NextUpdate.IsZero() && now.After(resp.NextUpdate.Add(ocspSkew)):
+		return &TLSError{Cause: "ocsp-invalid", Detail: "stapled OCSP response for serial " + serial + " expired (NextUpdate " + utc(resp.NextUpdate) + ")"}
+	case resp.NextUpdate.IsZero() && now.After(resp.ThisUpdate.Add(ocspMaxAgeNoNext)):
+		return &TLSError{Cause: "ocsp-invalid", Detail: "stapled OCSP response for serial " + serial + " has no NextUpdate and is older than 7 days (ThisUpdate " + utc(resp.ThisUpdate) + ")"}
+	}
+	switch resp.Status {
+	case ocsp.Good:
+		return nil
+	case ocsp.Revoked:
+		return &TLSError{Cause: "ocsp-revoked", Detail: fmt.Sprintf("certificate serial %s revoked at %s (reason %d)", serial, utc(resp.RevokedAt), resp.RevocationReason)}
+	default:
+		return &TLSError{Cause: "ocsp-invalid", Detail: "stapled OCSP response says status unknown for serial " + serial}
+	}
+}
+
+// checkResponder adds what x/crypto/ocsp leaves out for a delegated
+// responder certificate (RFC 6960 §4.2.2.2): it must carry the OCSPSigning
+// extended key usage and be within its validity period. The signature of
+// the issuer on it was already checked by ParseResponseForCert.
+func checkResponder(r *ocsp.Response, now time.Time) error {
+	c := r.Certificate
+	if c == nil {
+		return nil
+	}
+	ok := false
+	for _, u := range c.ExtKeyUsage {
+		if u == x509.ExtKeyUsageOCSPSigning {
+			ok = true
+		}
+	}
+	if !ok {
+		return errors.New("responder certificate lacks the OCSPSigning extended key usage")
+	}
+	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+		return errors.New("responder certificate is outside its validity period")
+	}
+	return nil
+}
+
+// ocspErrText keeps the error text free of anything that varies between
+// handshakes, so a detail can be logged once.
+func ocspErrText(err error) string {
+	var pe ocsp.ParseError
+	var re ocsp.ResponseError
+	switch {
+	case errors.As(err, &re):
+		return "responder status " + re.Status.String()
+	case errors.As(err, &pe), err != nil:
+		return err.Error()
+	}
+	return "unusable"
+}
+
+func utc(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// tlsFailure classifies a transport error that is a refused TLS handshake.
+// cause is a short label for metrics and logs; reason is safe to send to a
+// peer (it never holds backend data). ok is false for non-TLS errors.
+func tlsFailure(err error) (cause, reason string, ok bool) {
+	var te *TLSError
+	if errors.As(err, &te) {
+		return te.Cause, "backend TLS refused: " + te.Cause, true
+	}
+	var ce *tls.CertificateVerificationError
+	if errors.As(err, &ce) {
+		var ua x509.UnknownAuthorityError
+		var he x509.HostnameError
+		var ie x509.CertificateInvalidError
+		switch {
+		case errors.As(ce.Err, &ua):
+			return "unknown-ca", "backend TLS refused: certificate signed by unknown authority", true
+		case errors.As(ce.Err, &he):
+			return "name-mismatch", "backend TLS refused: certificate name mismatch", true
+		case errors.As(ce.Err, &ie) && ie.Reason == x509.Expired:
+			return "cert-expired", "backend TLS refused: certificate expired or not yet valid", true
+		}
+		return "verify", "backend TLS refused: certificate not trusted", true
+	}
+	var ae tls.AlertError
+	var rh tls.RecordHeaderError
+	if errors.As(err, &ae) || errors.As(err, &rh) {
+		return "handshake", "backend TLS handshake failed", true
+	}
+	// crypto/tls reports an alert received from the peer as a *net.OpError
+	// with Op "remote error" (tls.AlertError is only used with QUIC). With
+	// TLS 1.3 a server refusing our client certificate does so after the
+	// client's side of the handshake is done, so this shows up here.
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil {
+		return "alert", "backend TLS alert: " + strings.TrimPrefix(oe.Err.Error(), "tls: "), true
+	}
+	return "", "", false
+}
+
+// sessionCache is the client session cache, replaceable as a whole so that
+// Reload can forget sessions made with the previous client certificate.
+type sessionCache struct {
+	cur atomic.Pointer[lruHolder]
+}
+
+type lruHolder struct{ tls.ClientSessionCache }
+
+// sessionCacheSize is how many backend sessions are remembered: one per
+// backend host and SNI is enough, a few spare cost nothing.
+const sessionCacheSize = 64
+
+func (c *sessionCache) reset() {
+	c.cur.Store(&lruHolder{tls.NewLRUClientSessionCache(sessionCacheSize)})
+}
+
+// Get implements tls.ClientSessionCache.
+func (c *sessionCache) Get(key string) (*tls.ClientSessionState, bool) {
+	return c.cur.Load().Get(key)
+}
+
+// Put implements tls.ClientSessionCache.
+func (c *sessionCache) Put(key string, cs *tls.ClientSessionState) {
+	c.cur.Load().Put(key, cs)
+}
