@@ -405,21 +405,11 @@ func (c *Client) transportError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return &Error{Kind: "timeout", Reason: "backend timeout", Err: err}
 	}
-	var te *TLSError
-	if errors.As(err, &te) {
-		c.obs.TLSFailure(te.Cause)
-		return &Error{Kind: "tls", Reason: "backend TLS refused: " + te.Cause, Err: err, BeforeResponse: true}
-	}
-	var ce *tls.CertificateVerificationError
-	if errors.As(err, &ce) {
-		c.obs.TLSFailure("verify")
-		return &Error{Kind: "tls", Reason: "backend TLS refused: certificate not trusted", Err: err, BeforeResponse: true}
-	}
-	var ae tls.AlertError
-	var re tls.RecordHeaderError
-	if errors.As(err, &ae) || errors.As(err, &re) {
-		c.obs.TLSFailure("handshake")
-		return &Error{Kind: "tls", Reason: "backend TLS handshake failed", Err: err, BeforeResponse: true}
+	// tlsFailure (tls.go) names the cause: pin, ocsp-*, unknown-ca,
+	// name-mismatch, cert-expired, verify, handshake, alert.
+	if cause, reason, ok := tlsFailure(err); ok {
+		c.obs.TLSFailure(cause)
+		return &Error{Kind: "tls", Reason: reason, Err: err, BeforeResponse: true}
 	}
 	var oe *net.OpError
 	before := errors.As(err, &oe) && oe.Op == "dial"
