@@ -1,0 +1,417 @@
+// Package e2e runs shitenno's daemons against the real postfix, dovecot
+// and nginx on loopback. Each test builds what it needs, starts private
+// peer instances in its own temporary directory and stops them by PID.
+//
+// In CI (CI=true) a missing peer is a failure; elsewhere the test is
+// skipped with the reason.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	binOnce sync.Map // binary name -> *binResult
+	binDir  string
+)
+
+type binResult struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "shitenno-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
+// repoRoot is the module root (the parent of this package's directory).
+func repoRoot(t testing.TB) string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the repository")
+	}
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// binary builds ./cmd/<name> once per test run and returns its path.
+func binary(t testing.TB, name string) string {
+	t.Helper()
+	v, _ := binOnce.LoadOrStore(name, &binResult{})
+	r := v.(*binResult)
+	r.once.Do(func() {
+		r.path = filepath.Join(binDir, name)
+		cmd := exec.Command("go", "build", "-o", r.path, "./cmd/"+name)
+		cmd.Dir = repoRoot(t)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			r.err = fmt.Errorf("go build %s: %v\n%s", name, err, out)
+		}
+	})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.path
+}
+
+// inCI reports whether a missing peer must fail the run.
+func inCI() bool { return os.Getenv("CI") != "" && os.Getenv("CI") != "false" }
+
+// requireTool returns the path of a peer program, failing in CI and
+// skipping elsewhere when it is missing.
+func requireTool(t testing.TB, name string, dirs ...string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, d := range append(dirs, "/usr/sbin", "/usr/lib/postfix/sbin", "/sbin") {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	if inCI() {
+		t.Fatalf("%s is not installed: CI must install it (.ci/run)", name)
+	}
+	t.Skipf("%s is not installed", name)
+	return ""
+}
+
+// testDir makes a private directory every peer user can traverse:
+// postfix, dovecot and nginx workers run as other users (TESTING.md).
+func testDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "shitenno-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// cleanEnv is the environment for children: no proxy variables, so that
+// loopback requests stay direct.
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToLower(k) {
+		case "http_proxy", "https_proxy", "all_proxy", "no_proxy":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
+// Proc is a child process stopped at cleanup.
+type Proc struct {
+	Cmd    *exec.Cmd
+	Output *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs a command in the background; it is stopped with SIGTERM (then
+// SIGKILL) at cleanup, and its output is logged when the test failed.
+func start(t testing.TB, name string, args ...string) *Proc {
+	t.Helper()
+	p := &Proc{Output: &syncBuffer{}, done: make(chan struct{})}
+	p.Cmd = exec.Command(name, args...)
+	p.Cmd.Env = cleanEnv()
+	p.Cmd.Stdout = p.Output
+	p.Cmd.Stderr = p.Output
+	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.err = p.Cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.Stop(syscall.SIGTERM, 10*time.Second)
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", filepath.Base(name), p.Output.String())
+		}
+	})
+	return p
+}
+
+// Stop signals the process and waits up to d, then kills its group.
+func (p *Proc) Stop(sig syscall.Signal, d time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	_ = p.Cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+	return p.err
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitDial waits until something accepts connections at network/addr.
+func waitDial(t testing.TB, network, addr string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, network+" "+addr, func() bool {
+		c, err := net.DialTimeout(network, addr, 200*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+}
+
+// exampleBackend starts cmd/shitenno-example-backend on a free port with
+// conf/example-backend.toml and returns its base URL.
+func exampleBackend(t testing.TB, args ...string) string {
+	t.Helper()
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	args = append([]string{"--listen", addr, "--data", filepath.Join(repoRoot(t), "conf/example-backend.toml")}, args...)
+	start(t, binary(t, "shitenno-example-backend"), args...)
+	waitDial(t, "tcp", addr)
+	return "http://" + addr + "/"
+}
+
+// BackendRequest is one request a FakeBackend received.
+type BackendRequest struct {
+	Path   string
+	Verb   string
+	Object json.RawMessage
+	Body   []byte
+}
+
+// FakeBackend is an httptest backend speaking the contract's raw JSON
+// (deliberately not pkg/remote's types). Answer decides each reply.
+type FakeBackend struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []BackendRequest
+	// Answer returns the HTTP status and body for a request; set before use.
+	Answer func(r BackendRequest) (int, string)
+	// Hang, when closed channel is nil, makes the backend never answer
+	// until the test ends.
+	hang chan struct{}
+}
+
+// newFakeBackend starts a backend whose replies come from answer.
+func newFakeBackend(t testing.TB, answer func(r BackendRequest) (int, string)) *FakeBackend {
+	f := &FakeBackend{Answer: answer, hang: make(chan struct{})}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(func() {
+		close(f.hang)
+		f.Server.CloseClientConnections()
+		f.Server.Close()
+	})
+	return f
+}
+
+// URL is the base URL to use as RemoteURL.
+func (f *FakeBackend) BaseURL() string { return f.Server.URL + "/" }
+
+func (f *FakeBackend) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	var env struct {
+		Verb   string
+		Object json.RawMessage
+	}
+	_ = json.Unmarshal(body, &env)
+	req := BackendRequest{Path: r.URL.Path, Verb: env.Verb, Object: env.Object, Body: body}
+	f.mu.Lock()
+	f.requests = append(f.requests, req)
+	answer := f.Answer
+	f.mu.Unlock()
+	status, reply := answer(req)
+	if status == 0 { // hang
+		select {
+		case <-f.hang:
+		case <-r.Context().Done():
+		}
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	io.WriteString(w, reply)
+}
+
+// Requests returns what the backend received so far.
+func (f *FakeBackend) Requests() []BackendRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]BackendRequest(nil), f.requests...)
+}
+
+// SetAnswer replaces the reply function.
+func (f *FakeBackend) SetAnswer(a func(r BackendRequest) (int, string)) {
+	f.mu.Lock()
+	f.Answer = a
+	f.mu.Unlock()
+}
+
+// okReply builds a contract reply.
+func okReply(r BackendRequest, status string, data any) string {
+	b, _ := json.Marshal(map[string]any{"Verb": r.Verb, "Object": r.Object, "Status": status, "Data": data})
+	return string(b)
+}
+
+// Failure modes every daemon must turn into its temporary failure.
+var backendFaults = map[string]func(BackendRequest) (int, string){
+	"http500": func(BackendRequest) (int, string) { return 500, `{"error":"boom"}` },
+	"hang":    func(BackendRequest) (int, string) { return 0, "" },
+	"garbage": func(BackendRequest) (int, string) { return 200, "<html>not json" },
+	"maybe":   func(r BackendRequest) (int, string) { return 200, okReply(r, "MAYBE", "x") },
+}
+
+// Daemon is a running shitenno daemon.
+type Daemon struct {
+	*Proc
+	Socket string
+	Config string
+}
+
+// daemonConfig writes a configuration for one daemon in dir and returns
+// its path. extra is appended to the daemon's section.
+func daemonConfig(t testing.TB, dir, proto, remoteURL, top, section string) string {
+	t.Helper()
+	sec := strings.ToUpper(proto[:1]) + proto[1:]
+	conf := fmt.Sprintf("RemoteURL = %q\nSocketPrefix = %q\nTimeout = \"2s\"\n%s\n[%s]\nMode = \"0666\"\n%s\n",
+		remoteURL, filepath.Join(dir, "shitenno"), top, sec, section)
+	path := filepath.Join(dir, "shitenno-"+proto+".conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startDaemon runs shitenno-<proto> with a fresh configuration and waits
+// for its unix socket.
+func startDaemon(t testing.TB, dir, proto, remoteURL string) *Daemon {
+	return startDaemonWith(t, dir, proto, remoteURL, "", "")
+}
+
+// startDaemonWith is startDaemon with extra top-level and section lines.
+func startDaemonWith(t testing.TB, dir, proto, remoteURL, top, section string) *Daemon {
+	t.Helper()
+	conf := daemonConfig(t, dir, proto, remoteURL, top, section)
+	p := start(t, binary(t, "shitenno-"+proto), "--config", conf)
+	sock := filepath.Join(dir, "shitenno-"+proto)
+	waitFor(t, 10*time.Second, "socket "+sock, func() bool {
+		if p.Exited() {
+			t.Fatalf("shitenno-%s exited: %s", proto, p.Output.String())
+		}
+		c, err := net.DialTimeout("unix", sock, 200*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	return &Daemon{Proc: p, Socket: sock, Config: conf}
+}
+
+// run runs a command to completion with a bound and returns its output
+// and exit status (-1 when it could not run).
+func run(t testing.TB, d time.Duration, name string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = cleanEnv()
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = 0
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("%s %v did not finish within %s", name, args, d)
+	}
+	return o.String(), e.String(), code
+}
