@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -580,5 +581,33 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	var re *Error
 	if !errors.As(err, &re) || re.Kind != "timeout" {
 		t.Fatalf("lookup against a silent server = %v, want a timeout", err)
+	}
+}
+
+// TestTLSKeepAlive: the pin and OCSP checks run once per handshake, and
+// sequential lookups reuse one connection (no handshake per lookup).
+func TestTLSKeepAlive(t *testing.T) {
+	e := newTLSEnv(t)
+	cert := e.cert()
+	cert.OCSPStaple = e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: e.srv.SerialNumber}, nil, nil)
+	b := newTLSBackend(t, cert, nil)
+	s := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, HPKP: []string{SPKIPin(e.srv)}, OCSP: OCSPRequireStapled})
+	conf := s.Config()
+	var handshakes atomic.Int64
+	check := conf.VerifyConnection
+	conf.VerifyConnection = func(cs tls.ConnectionState) error {
+		handshakes.Add(1)
+		return check(cs)
+	}
+	c, err := New(Options{URLs: []string{b.URL + "/"}, Timeout: 5 * time.Second, TLS: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdle()
+	for range 20 {
+		lookupOK(t, c)
+	}
+	if n := handshakes.Load(); n != 1 {
+		t.Errorf("%d handshakes for 20 sequential lookups, want 1", n)
 	}
 }
