@@ -1,0 +1,138 @@
+package mailauth
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+)
+
+// MaxHeaderBytes bounds an auth request's header block. nginx sends well
+// under 1 KiB, or about 3 KiB with auth_http_pass_client_cert; 16 KiB
+// leaves room for large client certificates.
+const MaxHeaderBytes = 16 << 10
+
+// Handler decides one login attempt. A non-nil error means "cannot decide
+// now" (backend down, timeout, bad backend data): the client then gets
+// TempFail and may retry. Errors must be safe to log (no passwords).
+type Handler interface {
+	ServeAuth(ctx context.Context, req *Request) (Reply, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req *Request) (Reply, error)
+
+// ServeAuth calls f.
+func (f HandlerFunc) ServeAuth(ctx context.Context, req *Request) (Reply, error) { return f(ctx, req) }
+
+// HTTPHandler is the http.Handler nginx's auth_http talks to. Any path is
+// accepted; the method must be GET, as nginx sends.
+type HTTPHandler struct {
+	// Handler decides each attempt.
+	Handler Handler
+	// Timeout, when positive, bounds Handler's context. The backend client
+	// has its own; this is a backstop for Handlers without one.
+	Timeout time.Duration
+	// Logger gets one line per request; nil discards.
+	Logger *slog.Logger
+}
+
+// ServeHTTP answers one auth_http request. Whatever happens, the response
+// carries an Auth-Status: without one nginx tells the client only
+// "internal server error".
+func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
+	start := time.Now()
+	log := h.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if hr.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		_ = TempFail(nil).write(w, nil, http.StatusMethodNotAllowed)
+		log.Warn("nginx auth: method not allowed", "method", hr.Method)
+		return
+	}
+	if n := headerSize(hr); n > MaxHeaderBytes {
+		w.Header().Set("Connection", "close")
+		_ = TempFail(nil).write(w, nil, http.StatusRequestHeaderFieldsTooLarge)
+		log.Warn("nginx auth: request headers too large", "bytes", n)
+		return
+	}
+	req, err := ParseRequest(hr.Header)
+	if err != nil {
+		_ = TempFail(nil).write(w, nil, http.StatusBadRequest)
+		log.Warn("nginx auth: malformed request", "err", err)
+		return
+	}
+	ctx := hr.Context()
+	if h.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.Timeout)
+		defer cancel()
+	}
+	rep, err := h.serve(ctx, req, log)
+	outcome := "denied"
+	switch {
+	case err != nil:
+		rep, outcome = TempFail(req), "tempfail"
+	case rep.Status == StatusOK:
+		outcome = "ok"
+	}
+	if werr := rep.write(w, req, http.StatusOK); werr != nil {
+		// The Handler built something nginx cannot take: fail safe.
+		err, outcome = werr, "tempfail"
+		_ = TempFail(req).write(w, req, http.StatusOK)
+	}
+	attrs := []any{"req", req, "outcome", outcome, "duration", time.Since(start)}
+	if err != nil {
+		log.Warn("nginx auth", append(attrs, "err", err)...)
+		return
+	}
+	log.Info("nginx auth", attrs...)
+}
+
+// serve calls the Handler, turning a panic into an error so that nginx
+// still gets an answer.
+func (h *HTTPHandler) serve(ctx context.Context, req *Request, log *slog.Logger) (rep Reply, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("nginx auth: handler panic", "panic", p, "stack", string(debug.Stack()))
+			rep, err = Reply{}, fmt.Errorf("mailauth: handler panic")
+		}
+	}()
+	return h.Handler.ServeAuth(ctx, req)
+}
+
+// headerSize approximates the request's header block as it was on the wire.
+func headerSize(hr *http.Request) int {
+	n := len(hr.Method) + len(hr.RequestURI) + len(hr.Proto) + 4
+	for k, vs := range hr.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// NewHTTPServer returns an *http.Server for h with every limit set: header
+// read deadline, whole-request deadlines derived from timeout (the backend
+// Timeout), idle keep-alive limit (the upstream/proxy_pass form keeps
+// connections) and MaxHeaderBytes. errLog receives net/http's own errors.
+func NewHTTPServer(h http.Handler, timeout time.Duration, errLog *slog.Logger) *http.Server {
+	if errLog == nil {
+		errLog = slog.New(slog.DiscardHandler)
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      timeout + 10*time.Second,
+		IdleTimeout:       60 * time.Second,
+		// net/http allows 4096 bytes beyond MaxHeaderBytes (request line
+		// included) before answering 431.
+		MaxHeaderBytes: MaxHeaderBytes - 4096,
+		ErrorLog:       slog.NewLogLogger(errLog.Handler(), slog.LevelWarn),
+	}
+}
