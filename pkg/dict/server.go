@@ -1,0 +1,472 @@
+package dict
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("dict: Server closed")
+
+// ReadOnlyReason is the error text sent to a client that tries to commit
+// a transaction: this dict never stores anything.
+const ReadOnlyReason = "shitenno: read-only dict, writes are not supported"
+
+// Request is one lookup.
+type Request struct {
+	// Key is the unescaped key, e.g. "shared/passdb/alice@example.org".
+	Key string
+	// User is the unescaped username sent with the lookup (dovecot 2.3.17
+	// and later; empty before, and for lookups without a user).
+	User string
+	// Dict is the dict name from the connection's hello.
+	Dict string
+}
+
+// Handler answers one lookup. It must return within a bounded time (the
+// backend client's Timeout, below dovecot's 30 s request timeout); ctx is
+// cancelled when the server is closed or the client is gone. It is called
+// concurrently for lookups pipelined on one connection.
+type Handler interface {
+	ServeDict(ctx context.Context, req Request) Reply
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req Request) Reply
+
+// ServeDict calls f.
+func (f HandlerFunc) ServeDict(ctx context.Context, req Request) Reply { return f(ctx, req) }
+
+// Server serves dict proxy connections. Its zero value is not usable: set
+// Handler. Dovecot's auth workers connect, send a hello and one or more
+// lookups, read the replies and disconnect. Lookups pipelined on one
+// connection are handled concurrently (at most MaxPipeline at a time) and
+// answered strictly in request order, because the client matches replies
+// to its oldest pending command.
+type Server struct {
+	Handler Handler
+	// IdleTimeout closes a connection that sends nothing for this long.
+	// Default 5 minutes. Replies to lookups already received are still
+	// written.
+	IdleTimeout time.Duration
+	// ReadTimeout bounds reading the rest of a line once its first byte
+	// arrived. Default 10 s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing replies. Default 10 s.
+	WriteTimeout time.Duration
+	// MaxLineSize bounds a command line, LF excluded. Default MaxLineSize.
+	MaxLineSize int
+	// MaxPipeline bounds the lookups in progress on one connection; reading
+	// pauses while it is reached. Default 16.
+	MaxPipeline int
+	// Logger receives connection-level errors; nil discards them. Keys,
+	// values and users are never logged.
+	Logger *slog.Logger
+	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
+	ConnState func(delta int)
+	// Alive, when set, is called at every accepted connection and written
+	// reply: a watchdog heartbeat from the serving path.
+	Alive func()
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    atomic.Bool
+	baseCtx   context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+func (s *Server) init() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.baseCtx == nil {
+		s.baseCtx, s.cancel = context.WithCancel(context.Background())
+		s.listeners = map[net.Listener]struct{}{}
+		s.conns = map[*conn]struct{}{}
+	}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Serve accepts connections on l until Shutdown or Close. It always
+// returns a non-nil error; ErrServerClosed after a shutdown. Serve may be
+// called for several listeners at once.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.closed.Load() {
+				return ErrServerClosed
+			}
+			if retryableAccept(err) {
+				// EMFILE and friends: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.logger().Warn("dict: accept failed, retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := &conn{srv: s, nc: nc}
+		s.mu.Lock()
+		if s.closed.Load() {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		if s.Alive != nil {
+			s.Alive()
+		}
+		go c.serve()
+	}
+}
+
+// retryableAccept reports accept errors worth retrying: running out of
+// file descriptors or a client that vanished before accept.
+func retryableAccept(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() ||
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS)
+}
+
+// Shutdown stops accepting and stops reading from every connection (lines
+// already received in full are still handled), lets the lookups in
+// progress finish and their replies be written, then returns. If ctx ends
+// first, the remaining connections are closed and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.closed.Store(true)
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.stop()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops the server at once: listeners and connections are closed
+// and in-flight handler contexts cancelled.
+func (s *Server) Close() error {
+	s.init()
+	s.mu.Lock()
+	s.closed.Store(true)
+	s.cancel()
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// conn is one client connection: a reader goroutine that parses commands
+// and starts lookups, and a writer goroutine that writes replies in
+// request order.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+
+	mu       sync.Mutex
+	stopping bool // Shutdown or a handler panic: read no more
+}
+
+// pending is one reply slot in request order. The reader creates it, a
+// lookup goroutine (or the reader itself) fills it, the writer empties it.
+type pending struct {
+	out chan []byte // buffered, receives exactly one reply
+}
+
+// stop makes the reader return at its next blocking read; replies to what
+// was already read are still written.
+func (c *conn) stop() {
+	c.mu.Lock()
+	c.stopping = true
+	_ = c.nc.SetReadDeadline(time.Now())
+	c.mu.Unlock()
+}
+
+func (c *conn) isStopping() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopping
+}
+
+// armIdle sets the idle deadline unless the connection is stopping; done
+// under the lock so stop's wake-up deadline cannot be overwritten.
+func (c *conn) armIdle(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return false
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(d))
+	return true
+}
+
+func (c *conn) log() *slog.Logger {
+	return c.srv.logger().With("remote", c.nc.RemoteAddr().String())
+}
+
+func (c *conn) serve() {
+	s := c.srv
+	defer s.wg.Done()
+	if s.ConnState != nil {
+		s.ConnState(1)
+		defer s.ConnState(-1)
+	}
+	defer func() {
+		c.nc.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	pipe := s.MaxPipeline
+	if pipe <= 0 {
+		pipe = 16
+	}
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	defer cancel()
+	queue := make(chan *pending, pipe)
+	slots := make(chan struct{}, pipe) // one token per lookup in progress
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop(queue, slots, cancel)
+	}()
+	c.readLoop(ctx, queue, slots, writerDone)
+	close(queue)
+	<-writerDone
+}
+
+func (c *conn) readLoop(ctx context.Context, queue chan<- *pending, slots chan struct{}, writerDone <-chan struct{}) {
+	s := c.srv
+	idle, rto, max := s.IdleTimeout, s.ReadTimeout, s.MaxLineSize
+	if idle <= 0 {
+		idle = 5 * time.Minute
+	}
+	if rto <= 0 {
+		rto = 10 * time.Second
+	}
+	if max <= 0 {
+		max = MaxLineSize
+	}
+	lr := NewLineReader(c.nc, max)
+	var hello *Hello
+	for {
+		if !lr.LineBuffered() {
+			if !c.armIdle(idle) {
+				return
+			}
+			if _, err := lr.r.Peek(1); err != nil {
+				if !errors.Is(err, os.ErrDeadlineExceeded) || c.isStopping() {
+					return // EOF (the normal end), stop, or gone
+				}
+				c.log().Info("dict: closing idle connection", "idle", idle)
+				return
+			}
+			_ = c.nc.SetReadDeadline(time.Now().Add(rto))
+		}
+		line, err := lr.ReadLine()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) && !c.isStopping() {
+				c.log().Warn("dict: closing connection on read error", "err", err)
+			}
+			return
+		}
+		cmd, err := ParseCommand(line)
+		if err != nil {
+			c.log().Warn("dict: closing connection on protocol error", "err", err,
+				"command", strconv.QuoteToASCII(string(line[:min(1, len(line))])))
+			return
+		}
+		if hello == nil {
+			h, err := c.hello(cmd)
+			if err != nil {
+				return
+			}
+			hello = &h
+			continue
+		}
+		var rep []byte
+		switch cmd.Op {
+		case CmdLookup:
+			p := &pending{out: make(chan []byte, 1)}
+			if !c.enqueue(queue, slots, writerDone, p) {
+				return
+			}
+			req := Request{Key: cmd.Args[0], User: cmd.Arg(1), Dict: hello.Name}
+			go c.lookup(ctx, req, p)
+			continue
+		case CmdIterate:
+			// A read-only proxy for passdb/userdb has nothing to list;
+			// an empty iteration keeps doveadm user -A from hanging.
+			rep = AppendIterEnd(nil)
+		case CmdCommit, CmdCommitAsync:
+			rep = AppendCommitFailed(nil, cmd.Op == CmdCommitAsync, cmd.Args[0], ReadOnlyReason)
+		case CmdHello:
+			c.log().Warn("dict: closing connection on protocol error", "err", ErrDuplicateHello)
+			return
+		default:
+			// B, S, U, A, T, R, V expect no reply: any line sent here would
+			// be taken as the answer to the next lookup.
+			continue
+		}
+		p := &pending{out: make(chan []byte, 1)}
+		p.out <- rep
+		if !c.enqueue(queue, slots, writerDone, p) {
+			return
+		}
+	}
+}
+
+// hello checks the first command of a connection; errors are logged.
+func (c *conn) hello(cmd Command) (Hello, error) {
+	if cmd.Op != CmdHello {
+		c.log().Warn("dict: closing connection on protocol error", "err", ErrMissingHello,
+			"command", strconv.QuoteToASCII(string(cmd.Op)))
+		return Hello{}, ErrMissingHello
+	}
+	h, err := ParseHello(cmd)
+	if err != nil {
+		if errors.Is(err, ErrUnsupported) {
+			c.log().Warn("dict: closing connection: unsupported dovecot dict protocol version (supported majors: 2, 3, 4)",
+				"major", h.Major, "minor", h.Minor)
+		} else {
+			c.log().Warn("dict: closing connection on protocol error", "err", err)
+		}
+		return h, err
+	}
+	c.log().Debug("dict: hello", "major", h.Major, "minor", h.Minor, "dict", h.Name)
+	return h, nil
+}
+
+// enqueue takes a pipeline slot (waiting while MaxPipeline lookups are in
+// progress) and queues p for the writer. It reports false when the writer
+// has given up.
+func (c *conn) enqueue(queue chan<- *pending, slots chan struct{}, writerDone <-chan struct{}, p *pending) bool {
+	select {
+	case slots <- struct{}{}:
+	case <-writerDone:
+		return false
+	}
+	queue <- p // never blocks: queue has as many places as there are slots
+	return true
+}
+
+func (c *conn) lookup(ctx context.Context, req Request, p *pending) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.log().Error("dict: handler panic, closing connection", "panic", v, "stack", string(debug.Stack()))
+			p.out <- AppendReply(nil, Reply{Kind: Failed, Value: "internal error"})
+			c.stop()
+		}
+	}()
+	p.out <- AppendReply(nil, c.srv.Handler.ServeDict(ctx, req))
+}
+
+// writeLoop writes the replies in queue order, each once it is ready. It
+// flushes whenever it would otherwise wait, so a ready reply is never held
+// back behind a slow one. After a write error it keeps draining the queue
+// (releasing slots) without writing, so the reader is never stuck.
+func (c *conn) writeLoop(queue <-chan *pending, slots <-chan struct{}, cancel context.CancelFunc) {
+	s := c.srv
+	wto := s.WriteTimeout
+	if wto <= 0 {
+		wto = 10 * time.Second
+	}
+	var buf []byte
+	failed := false
+	flush := func() {
+		if len(buf) == 0 || failed {
+			buf = buf[:0]
+			return
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(wto))
+		if _, err := c.nc.Write(buf); err != nil {
+			failed = true
+			if !errors.Is(err, net.ErrClosed) {
+				c.log().Info("dict: closing connection on write error", "err", err)
+			}
+			cancel()     // abandon the lookups still in progress
+			c.nc.Close() // and wake the reader
+		} else if s.Alive != nil {
+			s.Alive()
+		}
+		buf = buf[:0]
+	}
+	for {
+		var p *pending
+		var ok bool
+		select {
+		case p, ok = <-queue:
+		default:
+			flush()
+			p, ok = <-queue
+		}
+		if !ok {
+			break
+		}
+		var out []byte
+		select {
+		case out = <-p.out:
+		default:
+			flush()
+			out = <-p.out
+		}
+		buf = append(buf, out...)
+		<-slots
+		if len(buf) >= 4096 {
+			flush()
+		}
+	}
+	flush()
+}

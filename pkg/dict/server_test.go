@@ -1,0 +1,435 @@
+package dict
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// echo answers every lookup with the key and user it received.
+var echo = HandlerFunc(func(_ context.Context, r Request) Reply {
+	switch {
+	case strings.HasSuffix(r.Key, "/missing"):
+		return Reply{Kind: NotFound}
+	case strings.HasSuffix(r.Key, "/fail"):
+		return Reply{Kind: Failed, Value: "backend timeout"}
+	}
+	return Reply{Kind: Found, Value: r.Key + "|" + r.User + "|" + r.Dict}
+})
+
+// start serves srv on a loopback listener until the test ends.
+func start(t *testing.T, srv *Server) (addr string, logs *syncBuffer) {
+	t.Helper()
+	logs = &syncBuffer{}
+	if srv.Logger == nil {
+		srv.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v", err)
+		}
+	})
+	return l.Addr().String(), logs
+}
+
+type client struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	return &client{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.nc, s); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *client) line() string {
+	c.t.Helper()
+	l, err := c.br.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("read reply: %v (got %q)", err, l)
+	}
+	return l
+}
+
+// closed asserts that the server closed the connection without sending
+// anything more.
+func (c *client) closed() {
+	c.t.Helper()
+	rest, err := io.ReadAll(c.br)
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	if len(rest) != 0 {
+		c.t.Fatalf("unexpected bytes before close: %q", rest)
+	}
+}
+
+const hello23 = "H3\t2\t0\t\tsomewhere\n"
+
+func TestLookupReplies(t *testing.T) {
+	addr, _ := start(t, &Server{Handler: echo})
+	c := dial(t, addr)
+	c.send(hello23 + "Lshared/passdb/alice@example.org\talice@example.org\n")
+	if got, want := c.line(), "Oshared/passdb/alice@example.org|alice@example.org|somewhere\n"; got != want {
+		t.Fatalf("reply %q, want %q", got, want)
+	}
+	c.send("Lshared/passdb/missing\tx\n")
+	if got := c.line(); got != "N\n" {
+		t.Fatalf("reply %q", got)
+	}
+	c.send("Lshared/passdb/fail\tx\n")
+	if got := c.line(); got != "Fbackend timeout\n" {
+		t.Fatalf("reply %q", got)
+	}
+	// Escaped key and user arrive unescaped; the value goes back escaped.
+	c.send("Lshared/passdb/a\x01tb\tu\x01ns\n")
+	if got, want := c.line(), "Oshared/passdb/a\x01tb|u\x01ns|somewhere\n"; got != want {
+		t.Fatalf("reply %q, want %q", got, want)
+	}
+}
+
+func TestHelloVersions(t *testing.T) {
+	addr, logs := start(t, &Server{Handler: echo})
+	for _, h := range []string{
+		"H2\t0\t0\t\tsomewhere\n",      // 2.2.21
+		"H2\t2\t0\tvmail\tsomewhere\n", // 2.3.16
+		hello23,
+		"H4\t0\t0\t\tsomewhere\n", // 2.4
+	} {
+		c := dial(t, addr)
+		// 2.2 lookups carry no user field.
+		c.send(h + "Lshared/userdb/bob\n")
+		if got, want := c.line(), "Oshared/userdb/bob||somewhere\n"; got != want {
+			t.Fatalf("%q: reply %q, want %q", h, got, want)
+		}
+	}
+	for _, h := range []string{"H5\t0\t0\t\tx\n", "H1\t0\t0\t\tx\n"} {
+		c := dial(t, addr)
+		c.send(h + "Lshared/userdb/bob\n")
+		c.closed()
+	}
+	if !strings.Contains(logs.String(), "unsupported dovecot dict protocol version") || !strings.Contains(logs.String(), "major=5") {
+		t.Fatalf("no clear log line for the rejected version:\n%s", logs)
+	}
+}
+
+func TestNoReplyCommands(t *testing.T) {
+	addr, _ := start(t, &Server{Handler: echo})
+	c := dial(t, addr)
+	// Nothing may answer H, B, S, U, A, T, R, V: the first line back must
+	// be the lookup's reply.
+	c.send(hello23 + "B1\tuser\nS1\tshared/k\tv\nU1\tshared/k\nA1\tshared/n\t1\nT1\t0\t0\nV1\t1\nR1\n" +
+		"B2\tuser\t60\nLshared/passdb/x\tu\n")
+	if got := c.line(); got != "Oshared/passdb/x|u|somewhere\n" {
+		t.Fatalf("reply %q", got)
+	}
+}
+
+func TestIterateAndCommit(t *testing.T) {
+	addr, _ := start(t, &Server{Handler: echo})
+	c := dial(t, addr)
+	c.send(hello23 + "I0\t0\tshared/userdb/\t\n" +
+		"B7\tu\nS7\tshared/k\tv\nC7\n" +
+		"B8\tu\nU8\tshared/k\nD8\n" +
+		"Lshared/passdb/x\tu\n")
+	for _, want := range []string{
+		"\n",
+		"F7\t" + ReadOnlyReason + "\n",
+		"AF8\t" + ReadOnlyReason + "\n",
+		"Oshared/passdb/x|u|somewhere\n",
+	} {
+		if got := c.line(); got != want {
+			t.Fatalf("reply %q, want %q", got, want)
+		}
+	}
+}
+
+func TestProtocolErrorsClose(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, log string
+	}{
+		{"unknown command", hello23 + "Zwhat\n", "unknown command"},
+		{"overlong line", hello23 + "L" + strings.Repeat("k", 200) + "\n", "line longer"},
+		{"invalid utf8", hello23 + "Lshared/passdb/\xff\n", "not valid UTF-8"},
+		{"missing hello", "Lshared/passdb/x\tu\n", "first command is not a hello"},
+		{"second hello", hello23 + hello23, "hello sent twice"},
+		{"malformed hello", "H3\t2\n", "malformed"},
+		{"empty line", hello23 + "\n", "empty command line"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, logs := start(t, &Server{Handler: echo, MaxLineSize: 100})
+			c := dial(t, addr)
+			c.send(tc.in)
+			c.closed()
+			if !strings.Contains(logs.String(), tc.log) {
+				t.Fatalf("log lacks %q:\n%s", tc.log, logs)
+			}
+			// The daemon keeps serving others.
+			c2 := dial(t, addr)
+			c2.send(hello23 + "Lshared/passdb/y\tu\n")
+			if got := c2.line(); got != "Oshared/passdb/y|u|somewhere\n" {
+				t.Fatalf("next connection got %q", got)
+			}
+		})
+	}
+}
+
+func TestProtocolErrorAnswersEarlierLookups(t *testing.T) {
+	addr, _ := start(t, &Server{Handler: echo})
+	c := dial(t, addr)
+	c.send(hello23 + "Lshared/passdb/x\tu\nZwhat\n")
+	if got := c.line(); got != "Oshared/passdb/x|u|somewhere\n" {
+		t.Fatalf("reply %q", got)
+	}
+	c.closed()
+}
+
+func TestPipelineOrderAndConcurrency(t *testing.T) {
+	// The first lookup only returns after the last one has started, so the
+	// test deadlocks (and times out) unless lookups run concurrently, and
+	// the replies come out of order unless the server reorders them.
+	lastStarted := make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, r Request) Reply {
+		switch r.Key {
+		case "k1":
+			select {
+			case <-lastStarted:
+			case <-time.After(5 * time.Second):
+				return Reply{Kind: Failed, Value: "not concurrent"}
+			}
+		case "k3":
+			close(lastStarted)
+		}
+		return Reply{Kind: Found, Value: r.Key}
+	})
+	addr, _ := start(t, &Server{Handler: h})
+	c := dial(t, addr)
+	c.send(hello23 + "Lk1\tu\nLk2\tu\nI0\t0\tshared/\t\nLk3\tu\n")
+	for _, want := range []string{"Ok1\n", "Ok2\n", "\n", "Ok3\n"} {
+		if got := c.line(); got != want {
+			t.Fatalf("reply %q, want %q", got, want)
+		}
+	}
+}
+
+func TestPipelineBound(t *testing.T) {
+	var cur, peak atomic.Int32
+	h := HandlerFunc(func(ctx context.Context, r Request) Reply {
+		n := cur.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+		cur.Add(-1)
+		return Reply{Kind: Found, Value: r.Key}
+	})
+	addr, _ := start(t, &Server{Handler: h, MaxPipeline: 3})
+	c := dial(t, addr)
+	var b strings.Builder
+	b.WriteString(hello23)
+	for i := range 40 {
+		b.WriteString("Lk" + string(rune('A'+i)) + "\tu\n")
+	}
+	c.send(b.String())
+	for i := range 40 {
+		if got, want := c.line(), "Ok"+string(rune('A'+i))+"\n"; got != want {
+			t.Fatalf("reply %d = %q, want %q", i, got, want)
+		}
+	}
+	if p := peak.Load(); p > 3 || p < 2 {
+		t.Fatalf("peak concurrency %d, want 2..3 with MaxPipeline 3", p)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	addr, _ := start(t, &Server{Handler: echo, IdleTimeout: 50 * time.Millisecond})
+	c := dial(t, addr)
+	c.send(hello23)
+	c.closed()
+}
+
+func TestIdleTimeoutStillAnswers(t *testing.T) {
+	// A lookup slower than the idle timeout is still answered.
+	h := HandlerFunc(func(ctx context.Context, r Request) Reply {
+		time.Sleep(200 * time.Millisecond)
+		return Reply{Kind: Found, Value: "late"}
+	})
+	addr, _ := start(t, &Server{Handler: h, IdleTimeout: 20 * time.Millisecond})
+	c := dial(t, addr)
+	c.send(hello23 + "Lk\tu\n")
+	if got := c.line(); got != "Olate\n" {
+		t.Fatalf("reply %q", got)
+	}
+	c.closed()
+}
+
+func TestShutdownFinishesInFlight(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, r Request) Reply {
+		close(started)
+		<-release
+		return Reply{Kind: Found, Value: "done"}
+	})
+	srv := &Server{Handler: h}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	c := dial(t, l.Addr().String())
+	idle := dial(t, l.Addr().String())
+	idle.send(hello23)
+	c.send(hello23 + "Lk\tu\n")
+	<-started
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(context.Background()) }()
+	// The idle connection is closed at once, the busy one is not.
+	idle.closed()
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a lookup in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if got := c.line(); got != "Odone\n" {
+		t.Fatalf("reply %q", got)
+	}
+	c.closed()
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+	if err := srv.Serve(l); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Shutdown: %v", err)
+	}
+}
+
+func TestShutdownDeadlineCancels(t *testing.T) {
+	started := make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, r Request) Reply {
+		close(started)
+		<-ctx.Done()
+		return Reply{Kind: Failed, Value: "cancelled"}
+	})
+	srv := &Server{Handler: h}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	c := dial(t, l.Addr().String())
+	c.send(hello23 + "Lk\tu\n")
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
+func TestHandlerPanicClosesConnection(t *testing.T) {
+	h := HandlerFunc(func(ctx context.Context, r Request) Reply {
+		if r.Key == "boom" {
+			panic("boom")
+		}
+		return Reply{Kind: Found, Value: r.Key}
+	})
+	addr, logs := start(t, &Server{Handler: h})
+	c := dial(t, addr)
+	c.send(hello23 + "Lboom\tu\n")
+	if got := c.line(); got != "Finternal error\n" {
+		t.Fatalf("reply %q", got)
+	}
+	c.closed()
+	if !strings.Contains(logs.String(), "handler panic") {
+		t.Fatalf("log:\n%s", logs)
+	}
+	c2 := dial(t, addr)
+	c2.send(hello23 + "Lok\tu\n")
+	if got := c2.line(); got != "Ook\n" {
+		t.Fatalf("reply %q", got)
+	}
+}
+
+func TestClientGoneCancelsNothingElse(t *testing.T) {
+	// A client that sends lookups and vanishes must not leak goroutines
+	// (goleak checks at exit) nor disturb others.
+	h := HandlerFunc(func(ctx context.Context, r Request) Reply {
+		time.Sleep(20 * time.Millisecond)
+		return Reply{Kind: Found, Value: strings.Repeat("v", 10000)}
+	})
+	addr, _ := start(t, &Server{Handler: h, MaxPipeline: 2})
+	for range 5 {
+		c := dial(t, addr)
+		c.send(hello23 + strings.Repeat("Lk\tu\n", 20))
+		c.nc.Close()
+	}
+	c := dial(t, addr)
+	c.send(hello23 + "Lk\tu\n")
+	if got := c.line(); len(got) != 10002 {
+		t.Fatalf("reply of %d bytes", len(got))
+	}
+}
