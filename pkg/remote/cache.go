@@ -3,21 +3,254 @@ package remote
 import (
 	"crypto/sha256"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 )
 
-// Cache holds backend replies in memory. (Placeholder: issue #8 fills the
-// policy; this version caches nothing.)
-type Cache struct{}
+// Cache bounds. Replies are already at most MaxReplySize (1 MiB by
+// default), but 10000 such entries would be 10 GiB: a cached entry is
+// limited to maxEntryData bytes of Data and the whole cache to
+// maxCacheBytes, so the worst case stays far below a daemon's memory
+// whatever the backend sends. Real replies (an alias, a passdb row) are a
+// few hundred bytes.
+const (
+	maxEntryData  = 64 << 10
+	maxCacheBytes = 64 << 20
+	// entryOverhead approximates the memory an entry costs beyond its Data
+	// (entry struct, 32-byte key string, map slot), so that many tiny
+	// entries count too.
+	entryOverhead = 192
+	// maxDelta is RFC 9111 §1.2.2's cap on delta-seconds (2^31 s).
+	maxDelta = 1 << 31
+)
+
+// Cache holds backend replies in memory, bounded by a number of entries
+// (least recently used evicted first) and by bytes. It honours the
+// backend's Cache-Control and Expires as a shared cache in the sense of
+// RFC 9111 (one shitenno serves every user of the mail system): see
+// parseCachePolicy. Its methods are safe for concurrent use; a nil *Cache
+// caches nothing.
+type Cache struct {
+	max         int
+	defaultTTL  time.Duration
+	negativeTTL time.Duration
+
+	mu    sync.Mutex
+	items map[string]*cacheEntry
+	// root is the sentinel of a circular doubly linked list: root.next is
+	// the most recently used entry, root.prev the least. An intrusive list
+	// instead of container/list saves an allocation and an interface
+	// conversion per entry.
+	root  cacheEntry
+	bytes int64
+}
+
+type cacheEntry struct {
+	key string
+	res Result
+	// The entry is fresh while now < expires; after that it is kept, but
+	// only served after a backend failure, while now < staleUntil
+	// (stale-if-error). staleUntil >= expires.
+	expires    time.Time
+	staleUntil time.Time
+	prev, next *cacheEntry
+}
+
+func (e *cacheEntry) size() int64 { return int64(len(e.res.Data)) + entryOverhead }
+
+// NewCache returns a cache of at most maxEntries replies, or nil (no
+// cache) when maxEntries <= 0. defaultTTL is the lifetime of an OK reply,
+// negativeTTL that of a KO reply, when the backend states none; 0 means
+// such replies are not cached.
+func NewCache(maxEntries int, defaultTTL, negativeTTL time.Duration) *Cache {
+	if maxEntries <= 0 {
+		return nil
+	}
+	c := &Cache{
+		max:         maxEntries,
+		defaultTTL:  max(defaultTTL, 0),
+		negativeTTL: max(negativeTTL, 0),
+		items:       make(map[string]*cacheEntry, min(maxEntries, 1024)),
+	}
+	c.root.next, c.root.prev = &c.root, &c.root
+	return c
+}
+
+// Len reports the number of entries held, fresh or stale.
+func (c *Cache) Len() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.items)
+}
 
 // cachePolicy is what the backend's headers allow for one reply.
 type cachePolicy struct {
-	fresh        time.Duration // explicit freshness lifetime; 0: none
+	// noStore: the reply must not be stored (no-store, no-cache, private),
+	// and any older entry for the same request is dropped.
+	noStore bool
+	// explicit: the reply states its freshness lifetime (s-maxage,
+	// max-age or Expires); it then ends at expires, which may already
+	// be past.
+	explicit bool
+	expires  time.Time
+	// staleIfError is how long past expiry the reply may still be served
+	// when the backend fails; 0 under must-revalidate.
 	staleIfError time.Duration
-	noStore      bool
+	// received is when the reply arrived: DefaultTTL and NegativeTTL count
+	// from it, so that every coalesced caller storing the same reply
+	// stores the same expiry.
+	received time.Time
 }
 
-func parseCachePolicy(h http.Header, now time.Time) cachePolicy { return cachePolicy{} }
+// parseCachePolicy reads Cache-Control, Expires, Date and Age from a reply
+// received at now (RFC 9111, RFC 5861 for stale-if-error).
+//
+// shitenno acts as a shared cache: s-maxage takes precedence over max-age,
+// "private" is not stored, proxy-revalidate counts as must-revalidate.
+// "no-cache" means a reply may be stored but never reused without
+// revalidation; shitenno does not revalidate (the backend protocol has no
+// conditional requests), so such a reply would never be served, not even
+// stale: it is not stored. A qualified no-cache="field" or private="field"
+// is treated as the unqualified directive, which is the conservative
+// reading. Where a directive is repeated, the first occurrence counts; an
+// invalid delta-seconds counts as 0 (already stale), as RFC 9111 §4.2.1
+// allows. The Age header is subtracted from the lifetime; Date is used only
+// as the base of Expires, so a backend clock that is off does not shorten
+// max-age.
+func parseCachePolicy(h http.Header, now time.Time) cachePolicy {
+	p := cachePolicy{received: now}
+	var (
+		maxAge, sMaxAge, sie          int64
+		haveMax, haveS, haveSIE, must bool
+	)
+	for _, line := range h.Values("Cache-Control") {
+		for line != "" {
+			var name, val string
+			name, val, line = nextDirective(line)
+			switch {
+			case strings.EqualFold(name, "no-store"),
+				strings.EqualFold(name, "no-cache"),
+				strings.EqualFold(name, "private"):
+				p.noStore = true
+			case strings.EqualFold(name, "must-revalidate"),
+				strings.EqualFold(name, "proxy-revalidate"):
+				must = true
+			case strings.EqualFold(name, "max-age"):
+				if !haveMax {
+					maxAge, haveMax = parseDelta(val), true
+				}
+			case strings.EqualFold(name, "s-maxage"):
+				if !haveS {
+					sMaxAge, haveS = parseDelta(val), true
+				}
+			case strings.EqualFold(name, "stale-if-error"):
+				if !haveSIE {
+					sie, haveSIE = parseDelta(val), true
+				}
+			}
+		}
+	}
+	var lifetime time.Duration
+	switch {
+	case haveS:
+		p.explicit, lifetime = true, time.Duration(sMaxAge)*time.Second
+	case haveMax:
+		p.explicit, lifetime = true, time.Duration(maxAge)*time.Second
+	default:
+		if v := h.Values("Expires"); len(v) > 0 {
+			// An invalid Expires ("0", say) means already expired
+			// (RFC 9111 §5.3).
+			p.explicit = true
+			if exp, err := http.ParseTime(v[0]); err == nil {
+				base := now
+				if d := h.Get("Date"); d != "" {
+					if t, err := http.ParseTime(d); err == nil {
+						base = t
+					}
+				}
+				lifetime = min(max(exp.Sub(base), 0), maxDelta*time.Second)
+			}
+		}
+	}
+	if p.explicit {
+		// Age: the first member counts, an invalid one is ignored
+		// (RFC 9111 §5.1).
+		if v := h.Values("Age"); len(v) > 0 {
+			a, _, _ := strings.Cut(v[0], ",")
+			lifetime -= time.Duration(parseDelta(strings.TrimSpace(a))) * time.Second
+		}
+		p.expires = now.Add(lifetime)
+	}
+	if !must {
+		p.staleIfError = time.Duration(sie) * time.Second
+	}
+	return p
+}
+
+// nextDirective splits the first directive off a Cache-Control value:
+// name[=value] up to a comma that is not inside a quoted string, so that
+// a quoted argument cannot smuggle in another directive. Quotes are
+// removed from the value.
+func nextDirective(s string) (name, val, rest string) {
+	i := 0
+	for i < len(s) && s[i] != ',' && s[i] != '=' {
+		i++
+	}
+	name = strings.TrimSpace(s[:i])
+	if i < len(s) && s[i] == '=' {
+		i++
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+			i++
+		}
+		start := i
+		if i < len(s) && s[i] == '"' {
+			var b strings.Builder
+			for i++; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				if b.Len() < 64 { // no directive we read has a longer value
+					b.WriteByte(s[i])
+				}
+			}
+			val = b.String()
+			for i < len(s) && s[i] != ',' {
+				i++
+			}
+		} else {
+			for i < len(s) && s[i] != ',' {
+				i++
+			}
+			val = strings.TrimSpace(s[start:i])
+		}
+	}
+	if i < len(s) {
+		i++ // the comma
+	}
+	return name, val, s[i:]
+}
+
+// parseDelta parses delta-seconds: digits only, capped at 2^31; anything
+// else is invalid and gives 0.
+func parseDelta(s string) int64 {
+	if s == "" {
+		return 0
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0
+		}
+		if n = n*10 + int64(s[i]-'0'); n >= maxDelta {
+			return maxDelta
+		}
+	}
+	return n
+}
 
 // cacheKey hashes the request body, so a key never holds a password in
 // plain text.
@@ -26,6 +259,122 @@ func cacheKey(body []byte) string {
 	return string(s[:])
 }
 
-func (c *Cache) get(key string, now time.Time) (Result, bool)       { return Result{}, false }
-func (c *Cache) stale(key string, now time.Time) (Result, bool)     { return Result{}, false }
-func (c *Cache) put(key string, r Result, p cachePolicy, now time.Time) {}
+// get returns a fresh entry.
+func (c *Cache) get(key string, now time.Time) (Result, bool) {
+	if c == nil {
+		return Result{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.items[key]
+	if e == nil {
+		return Result{}, false
+	}
+	if now.Before(e.expires) {
+		c.moveToFront(e)
+		return e.res, true
+	}
+	if !now.Before(e.staleUntil) {
+		c.remove(e)
+	}
+	return Result{}, false
+}
+
+// stale returns an entry still within its stale-if-error window; the
+// caller uses it only after the backend failed.
+func (c *Cache) stale(key string, now time.Time) (Result, bool) {
+	if c == nil {
+		return Result{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.items[key]
+	if e == nil {
+		return Result{}, false
+	}
+	if !now.Before(e.staleUntil) {
+		c.remove(e)
+		return Result{}, false
+	}
+	c.moveToFront(e)
+	return e.res, true
+}
+
+// put stores a definitive reply as its policy allows. A reply that may not
+// be stored still drops an older entry for the same request: the newest
+// answer wins, and an old one must not come back through stale-if-error.
+func (c *Cache) put(key string, r Result, p cachePolicy, now time.Time) {
+	if c == nil {
+		return
+	}
+	expires, ok := c.expiry(r, p)
+	staleUntil := expires.Add(p.staleIfError)
+	if !ok || !now.Before(staleUntil) || len(r.Data) > maxEntryData {
+		c.mu.Lock()
+		if e := c.items[key]; e != nil {
+			c.remove(e)
+		}
+		c.mu.Unlock()
+		return
+	}
+	r.Stale = false
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.items[key]; e != nil {
+		c.bytes -= e.size()
+		e.res, e.expires, e.staleUntil = r, expires, staleUntil
+		c.bytes += e.size()
+		c.moveToFront(e)
+	} else {
+		e = &cacheEntry{key: key, res: r, expires: expires, staleUntil: staleUntil}
+		c.items[key] = e
+		c.bytes += e.size()
+		c.pushFront(e)
+	}
+	for len(c.items) > c.max || c.bytes > maxCacheBytes {
+		c.remove(c.root.prev)
+	}
+}
+
+// expiry is when a reply stops being fresh, and whether it may be stored
+// at all: explicit freshness first, else the configured default for its
+// status.
+func (c *Cache) expiry(r Result, p cachePolicy) (time.Time, bool) {
+	switch {
+	case p.noStore:
+		return time.Time{}, false
+	case p.explicit:
+		return p.expires, true
+	}
+	ttl := c.defaultTTL
+	if r.Status == NotFound {
+		ttl = c.negativeTTL
+	}
+	if ttl <= 0 {
+		return time.Time{}, false
+	}
+	if p.received.IsZero() {
+		return time.Time{}, false
+	}
+	return p.received.Add(ttl), true
+}
+
+func (c *Cache) pushFront(e *cacheEntry) {
+	e.prev, e.next = &c.root, c.root.next
+	e.prev.next, e.next.prev = e, e
+}
+
+func (c *Cache) moveToFront(e *cacheEntry) {
+	if c.root.next == e {
+		return
+	}
+	e.prev.next, e.next.prev = e.next, e.prev
+	c.pushFront(e)
+}
+
+func (c *Cache) remove(e *cacheEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	delete(c.items, e.key)
+	c.bytes -= e.size()
+}
