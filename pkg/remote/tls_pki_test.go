@@ -171,10 +171,8 @@ type tlsBackend struct {
 	requests atomic.Int64
 
 	mu          sync.Mutex
-	clientCNs   []string // client certificate CN per request ("" without)
-	didResume   []bool   // per request
-	negotiated  []uint16 // TLS version per request
-	acceptedTLS atomic.Int64
+	clientCNs []string // client certificate CN per request ("" without)
+	didResume []bool   // per request
 }
 
 func (b *tlsBackend) last() (cn string, resumed bool) {
@@ -201,7 +199,6 @@ func newTLSBackend(t testing.TB, cert tls.Certificate, tweak func(*tls.Config)) 
 		b.mu.Lock()
 		b.clientCNs = append(b.clientCNs, cn)
 		b.didResume = append(b.didResume, r.TLS.DidResume)
-		b.negotiated = append(b.negotiated, r.TLS.Version)
 		b.mu.Unlock()
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
