@@ -170,7 +170,7 @@ type tlsBackend struct {
 	*httptest.Server
 	requests atomic.Int64
 
-	mu          sync.Mutex
+	mu        sync.Mutex
 	clientCNs []string // client certificate CN per request ("" without)
 	didResume []bool   // per request
 }
