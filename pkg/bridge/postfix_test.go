@@ -1,0 +1,79 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/shitenno/shitenno/pkg/remote"
+	"github.com/shitenno/shitenno/pkg/socketmap"
+)
+
+// fakeBackend answers from a function and records what it was asked.
+type fakeBackend struct {
+	verb   string
+	object string
+	answer func() (remote.Result, error)
+}
+
+func (f *fakeBackend) Lookup(ctx context.Context, verb string, object any) (remote.Result, error) {
+	b, _ := json.Marshal(object)
+	return f.LookupRaw(ctx, verb, b)
+}
+
+func (f *fakeBackend) LookupRaw(_ context.Context, verb string, object json.RawMessage) (remote.Result, error) {
+	f.verb, f.object = verb, string(object)
+	return f.answer()
+}
+
+func found(data string) func() (remote.Result, error) {
+	return func() (remote.Result, error) { return remote.Result{Status: remote.Found, Data: json.RawMessage(data)}, nil }
+}
+
+func TestPostfixMapping(t *testing.T) {
+	big := strings.Repeat("x", socketmap.MaxPayload-3)
+	for _, tc := range []struct {
+		name    string
+		key     string
+		answer  func() (remote.Result, error)
+		want    socketmap.Reply
+		outcome Outcome
+	}{
+		{"found", "alice@example.org", found(`"alice@mbox"`), socketmap.Reply{Kind: socketmap.OK, Text: "alice@mbox"}, OutcomeFound},
+		{"found escaped", "k", found(`"a\"b\u00e9"`), socketmap.Reply{Kind: socketmap.OK, Text: "a\"bé"}, OutcomeFound},
+		{"largest value", "k", found(`"` + big + `"`), socketmap.Reply{Kind: socketmap.OK, Text: big}, OutcomeFound},
+		{"not found", "k", func() (remote.Result, error) { return remote.Result{Status: remote.NotFound}, nil },
+			socketmap.Reply{Kind: socketmap.NotFound}, OutcomeNotFound},
+		{"failure", "k", func() (remote.Result, error) {
+			return remote.Result{}, &remote.Error{Kind: "http", Reason: "backend HTTP status 503"}
+		}, socketmap.Reply{Kind: socketmap.Temp, Text: "backend HTTP status 503"}, OutcomeFailed},
+		{"data number", "k", found(`42`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
+		{"data object", "k", found(`{"a":"b"}`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
+		{"data null", "k", found(`null`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
+		{"data missing", "k", found(``), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
+		{"data empty", "k", found(`""`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is an empty string"}, OutcomeFailed},
+		{"data too long", "k", found(`"` + big + `x"`), socketmap.Reply{Kind: socketmap.Perm,
+			Text: "backend Data longer than postfix's 100000-byte reply limit"}, OutcomeFailed},
+		{"invalid utf-8 key", "\xff", found(`"x"`), socketmap.Reply{Kind: socketmap.Perm, Text: "key is not valid UTF-8"}, OutcomeFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fb := &fakeBackend{answer: tc.answer}
+			var gotOutcome Outcome
+			p := &Postfix{Backend: fb, Record: func(verb string, o Outcome, err error) { gotOutcome = o }}
+			rep := p.ServeSocketmap(context.Background(), socketmap.Request{Name: []byte("virtual"), Key: []byte(tc.key)})
+			if rep != tc.want || gotOutcome != tc.outcome {
+				t.Errorf("got %+v %s, want %+v %s", rep, gotOutcome, tc.want, tc.outcome)
+			}
+		})
+	}
+}
+
+func TestPostfixRequest(t *testing.T) {
+	fb := &fakeBackend{answer: found(`"x"`)}
+	p := &Postfix{Backend: fb}
+	p.ServeSocketmap(context.Background(), socketmap.Request{Name: []byte("virtual"), Key: []byte("Foo Bar@Example.COM\"")})
+	if fb.verb != "virtual" || fb.object != `"Foo Bar@Example.COM\""` {
+		t.Errorf("backend asked %q %s", fb.verb, fb.object)
+	}
+}

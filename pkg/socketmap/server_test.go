@@ -1,0 +1,228 @@
+package socketmap
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// echoHandler answers "OK <name>:<key>"; key "block" waits for release.
+type echoHandler struct {
+	release chan struct{}
+	started chan struct{}
+	calls   atomic.Int64
+}
+
+func (h *echoHandler) ServeSocketmap(ctx context.Context, r Request) Reply {
+	h.calls.Add(1)
+	if string(r.Key) == "block" {
+		h.started <- struct{}{}
+		<-h.release
+	}
+	if string(r.Key) == "missing" {
+		return Reply{Kind: NotFound}
+	}
+	return Reply{Kind: OK, Text: string(r.Name) + ":" + string(r.Key)}
+}
+
+func serve(t *testing.T, h Handler) (*Server, string, chan error) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "s")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: h, IdleTimeout: time.Minute}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	return s, sock, done
+}
+
+func exchange(t *testing.T, c net.Conn, br *bufio.Reader, req string) string {
+	t.Helper()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := ReadNetstring(br, nil, MaxPayload)
+	if err != nil {
+		t.Fatalf("reading reply to %q: %v", req, err)
+	}
+	return string(p)
+}
+
+func TestServerManyRequestsPerConnection(t *testing.T) {
+	h := &echoHandler{}
+	s, sock, done := serve(t, h)
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for _, tc := range []struct{ req, want string }{
+		{"8:verb1 ok,", "OK verb1:ok"},
+		{"13:verb1 missing,", "NOTFOUND "},
+		{"25:verb1 Foo Bar@Example.COM,", "OK verb1:Foo Bar@Example.COM"},
+		{"7:noSPACE,", "PERM malformed request: expected \"name key\""},
+		{"6:verb1 ,", "OK verb1:"},
+	} {
+		if got := exchange(t, c, br, tc.req); got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.req, got, tc.want)
+		}
+	}
+	// Two requests written at once are answered in order.
+	if _, err := io.WriteString(c, "3:a b,3:c d,"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"OK a:b", "OK c:d"} {
+		p, err := ReadNetstring(br, nil, MaxPayload)
+		if err != nil || string(p) != want {
+			t.Fatalf("pipelined: got %q %v, want %q", p, err, want)
+		}
+	}
+	c.Close()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve returned %v", err)
+	}
+}
+
+// TestServerProtocolErrorClosesOnlyThatConnection: a garbled frame closes
+// its connection; another connection keeps working.
+func TestServerProtocolErrorClosesOnlyThatConnection(t *testing.T) {
+	s, sock, done := serve(t, &echoHandler{})
+	good, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	gbr := bufio.NewReader(good)
+	for _, junk := range []string{"999999999:", "5:abcde;", "x", "-1:", "\x00\xff\xfe"} {
+		bad, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(bad, junk)
+		if tcp, ok := bad.(*net.UnixConn); ok && junk == "x" {
+			tcp.CloseWrite() // a frame cut short by EOF
+		}
+		_ = bad.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := bad.Read(make([]byte, 10))
+		if err != io.EOF || n != 0 {
+			t.Errorf("%q: connection not closed: n=%d err=%v", junk, n, err)
+		}
+		bad.Close()
+		if got := exchange(t, good, gbr, "8:verb1 ok,"); got != "OK verb1:ok" {
+			t.Errorf("after %q the other connection got %q", junk, got)
+		}
+	}
+	s.Close()
+	<-done
+}
+
+// TestServerShutdown: idle connections are closed at once, an in-flight
+// request is answered before its connection closes.
+func TestServerShutdown(t *testing.T) {
+	h := &echoHandler{release: make(chan struct{}), started: make(chan struct{}, 1)}
+	s, sock, done := serve(t, h)
+	idle, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	busy, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	io.WriteString(busy, "11:verb1 block,")
+	<-h.started
+
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	// The idle connection is closed without waiting for the busy one.
+	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle connection: %v, want EOF", err)
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v before the in-flight request finished", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(h.release)
+	br := bufio.NewReader(busy)
+	_ = busy.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := ReadNetstring(br, nil, MaxPayload)
+	if err != nil || string(p) != "OK verb1:block" {
+		t.Fatalf("in-flight reply: %q %v", p, err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+	// New connections are refused.
+	if c, err := net.Dial("unix", sock); err == nil {
+		c.Close()
+		t.Fatal("still accepting after Shutdown")
+	}
+}
+
+// TestServerShutdownDeadline: Shutdown gives up when ctx ends and closes
+// what is left.
+func TestServerShutdownDeadline(t *testing.T) {
+	h := &echoHandler{release: make(chan struct{}), started: make(chan struct{}, 1)}
+	s, sock, done := serve(t, h)
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "11:verb1 block,")
+	<-h.started
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	go func() { time.Sleep(100 * time.Millisecond); close(h.release) }()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	<-done
+}
+
+// TestServerIdleTimeout closes connections that stay silent.
+func TestServerIdleTimeout(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "s")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: &echoHandler{}, IdleTimeout: 50 * time.Millisecond, ReadTimeout: 50 * time.Millisecond}
+	go s.Serve(l)
+	defer s.Close()
+	for _, first := range []string{"", "5:ab"} { // silent, and a slowloris half frame
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, first)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("%q: got %v, want EOF from the idle/read timeout", first, err)
+		}
+		c.Close()
+	}
+}
