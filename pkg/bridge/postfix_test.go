@@ -28,7 +28,9 @@ func (f *fakeBackend) LookupRaw(_ context.Context, verb string, object json.RawM
 }
 
 func found(data string) func() (remote.Result, error) {
-	return func() (remote.Result, error) { return remote.Result{Status: remote.Found, Data: json.RawMessage(data)}, nil }
+	return func() (remote.Result, error) {
+		return remote.Result{Status: remote.Found, Data: json.RawMessage(data)}, nil
+	}
 }
 
 func TestPostfixMapping(t *testing.T) {

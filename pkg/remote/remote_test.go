@@ -3,9 +3,9 @@ package remote
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
