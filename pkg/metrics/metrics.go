@@ -1,0 +1,290 @@
+// Package metrics holds one daemon's Prometheus metrics and its health
+// endpoints: /healthz (the process is alive and serving), /readyz (the
+// backend answered recently) and /metrics (Prometheus text format).
+//
+// It knows nothing of postfix, dovecot, nginx or the backend client: the
+// daemon feeds it events. *Metrics implements remote.Observer by shape
+// (BackendDone, CacheEvent, TLSFailure) without importing pkg/remote.
+//
+// Label values that come from peers (verbs, causes) are cleaned and
+// bounded in number, so a hostile dovecot dict key cannot grow the
+// registry without limit.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Namespace prefixes every shitenno metric.
+const Namespace = "shitenno"
+
+// Lookup outcomes, the values of the outcome label.
+const (
+	OutcomeFound    = "found"
+	OutcomeNotFound = "not_found"
+	OutcomeFailed   = "failed"
+)
+
+// OtherLabel replaces a label value once too many distinct values were
+// seen, or when the value is unusable.
+const OtherLabel = "_other"
+
+// Bounds on label values.
+const (
+	maxVerbs      = 64
+	maxCauses     = 32
+	maxLabelBytes = 64
+)
+
+// latencyBuckets span a local backend answering from memory (1 ms) to
+// the 30 s ceiling of Timeout.
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// Metrics is one process's registry and the state behind /readyz. The
+// zero value is not usable; call New. All methods are safe for concurrent
+// use and cheap enough for the lookup path.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	lookups        *prometheus.CounterVec
+	backendSeconds *prometheus.HistogramVec
+	cacheHits      prometheus.Counter
+	cacheMisses    prometheus.Counter
+	cacheStale     prometheus.Counter
+	conns          prometheus.Gauge
+	connsTotal     prometheus.Counter
+	tlsFailures    *prometheus.CounterVec
+	reloads        *prometheus.CounterVec
+	reloadOK       prometheus.Gauge
+
+	verbs  *labelSet
+	causes *labelSet
+
+	// Unix nanoseconds of the last successful and failed backend exchange.
+	lastOK, lastFail atomic.Int64
+	// lastFailed is whether the most recent exchange failed.
+	lastFailed atomic.Bool
+	now        func() time.Time
+}
+
+// New builds the registry for one daemon. daemon ("postfix", …) and
+// version end up in shitenno_build_info.
+func New(daemon, version string) *Metrics {
+	m := &Metrics{
+		reg:    prometheus.NewRegistry(),
+		verbs:  newLabelSet(maxVerbs),
+		causes: newLabelSet(maxCauses),
+		now:    time.Now,
+	}
+	m.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "lookups_total",
+		Help: "Lookups answered, by verb and outcome (found, not_found, failed).",
+	}, []string{"verb", "outcome"})
+	m.backendSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "backend_request_duration_seconds",
+		Help:    "Duration of HTTP exchanges with the backend, by result (ok, error).",
+		Buckets: latencyBuckets,
+	}, []string{"result"})
+	m.cacheHits = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "cache_hits_total",
+		Help: "Lookups answered from the reply cache.",
+	})
+	m.cacheMisses = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "cache_misses_total",
+		Help: "Lookups the reply cache could not answer.",
+	})
+	m.cacheStale = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "cache_stale_served_total",
+		Help: "Expired cached replies served because the backend failed (stale-if-error).",
+	})
+	m.conns = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "client_connections",
+		Help: "Open client connections (postfix, dovecot or nginx).",
+	})
+	m.connsTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "client_connections_total",
+		Help: "Client connections accepted.",
+	})
+	m.tlsFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "backend_tls_failures_total",
+		Help: "Refused TLS handshakes with the backend, by cause.",
+	}, []string{"cause"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "config_reloads_total",
+		Help: "Configuration reloads (SIGHUP), by result (ok, error).",
+	}, []string{"result"})
+	m.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "config_last_reload_successful",
+		Help: "1 if the last configuration reload succeeded (or none happened), 0 if it failed.",
+	})
+	m.reloadOK.Set(1)
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "build_info",
+		Help:        "Always 1; the labels name the daemon and its version.",
+		ConstLabels: prometheus.Labels{"daemon": daemon, "version": version},
+	})
+	info.Set(1)
+	m.reg.MustRegister(m.lookups, m.backendSeconds, m.cacheHits, m.cacheMisses, m.cacheStale,
+		m.conns, m.connsTotal, m.tlsFailures, m.reloads, m.reloadOK, info,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Show both results from the start, so rate() works before the
+	// first failure.
+	for _, r := range []string{"ok", "error"} {
+		m.backendSeconds.WithLabelValues(r)
+		m.reloads.WithLabelValues(r)
+	}
+	return m
+}
+
+// Registry is the registry /metrics serves; the daemon may add its own
+// collectors (log drops, say) with RegisterCounterFunc or directly.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// RegisterCounterFunc exposes a counter kept elsewhere, such as the
+// logger's dropped-record count. name gets the shitenno_ prefix.
+func (m *Metrics) RegisterCounterFunc(name, help string, f func() float64) error {
+	return m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: Namespace, Name: name, Help: help,
+	}, f))
+}
+
+// Lookup counts one answered lookup. outcome is OutcomeFound,
+// OutcomeNotFound or OutcomeFailed; anything else counts as failed.
+func (m *Metrics) Lookup(verb, outcome string) {
+	switch outcome {
+	case OutcomeFound, OutcomeNotFound, OutcomeFailed:
+	default:
+		outcome = OutcomeFailed
+	}
+	m.lookups.WithLabelValues(m.verbs.label(verb), outcome).Inc()
+}
+
+// ConnDelta adds delta (+1 on accept, -1 on close) to the open client
+// connections.
+func (m *Metrics) ConnDelta(delta int) {
+	m.conns.Add(float64(delta))
+	if delta > 0 {
+		m.connsTotal.Add(float64(delta))
+	}
+}
+
+// BackendDone records one HTTP exchange with the backend (remote.Observer).
+// Its result also feeds /readyz. A lookup abandoned by its client
+// (context.Canceled) says nothing about the backend and only counts as an
+// error in the histogram.
+func (m *Metrics) BackendDone(verb string, d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.backendSeconds.WithLabelValues(result).Observe(d.Seconds())
+	switch {
+	case err == nil:
+		m.backendOK()
+	case !errors.Is(err, context.Canceled):
+		m.backendFailed()
+	}
+}
+
+func (m *Metrics) backendOK() {
+	m.lastOK.Store(m.now().UnixNano())
+	m.lastFailed.Store(false)
+}
+
+func (m *Metrics) backendFailed() {
+	m.lastFail.Store(m.now().UnixNano())
+	m.lastFailed.Store(true)
+}
+
+// CacheEvent counts "hit", "miss" or "stale" (remote.Observer).
+func (m *Metrics) CacheEvent(kind string) {
+	switch kind {
+	case "hit":
+		m.cacheHits.Inc()
+	case "miss":
+		m.cacheMisses.Inc()
+	case "stale":
+		m.cacheStale.Inc()
+	}
+}
+
+// TLSFailure counts a refused backend handshake by cause (remote.Observer).
+func (m *Metrics) TLSFailure(cause string) {
+	m.tlsFailures.WithLabelValues(m.causes.label(cause)).Inc()
+}
+
+// Reload records the result of a configuration reload.
+func (m *Metrics) Reload(err error) {
+	if err != nil {
+		m.reloads.WithLabelValues("error").Inc()
+		m.reloadOK.Set(0)
+		return
+	}
+	m.reloads.WithLabelValues("ok").Inc()
+	m.reloadOK.Set(1)
+}
+
+// labelSet admits at most max distinct label values; later newcomers
+// become OtherLabel.
+type labelSet struct {
+	mu   sync.RWMutex
+	max  int
+	seen map[string]struct{}
+}
+
+func newLabelSet(max int) *labelSet {
+	return &labelSet{max: max, seen: make(map[string]struct{})}
+}
+
+func (s *labelSet) label(v string) string {
+	v = cleanLabel(v)
+	s.mu.RLock()
+	_, ok := s.seen[v]
+	s.mu.RUnlock()
+	if ok {
+		return v
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[v]; ok {
+		return v
+	}
+	if len(s.seen) >= s.max {
+		return OtherLabel
+	}
+	s.seen[v] = struct{}{}
+	return v
+}
+
+// cleanLabel makes v valid UTF-8 (the registry panics otherwise), without
+// control characters, and at most maxLabelBytes long.
+func cleanLabel(v string) string {
+	if v == "" {
+		return OtherLabel
+	}
+	v = strings.ToValidUTF8(v, "\uFFFD")
+	v = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, v)
+	if len(v) > maxLabelBytes {
+		i := maxLabelBytes
+		for i > 0 && !utf8.RuneStart(v[i]) {
+			i--
+		}
+		v = v[:i]
+	}
+	return v
+}

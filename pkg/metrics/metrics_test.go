@@ -1,0 +1,337 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/shitenno/shitenno/pkg/remote"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// Metrics must plug into the backend client as its Observer.
+var _ remote.Observer = (*Metrics)(nil)
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newTest(t *testing.T) (*Metrics, *clock) {
+	t.Helper()
+	m := New("postfix", "test")
+	c := &clock{t: time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)}
+	m.now = c.now
+	return m, c
+}
+
+func TestLookupsCounter(t *testing.T) {
+	m, _ := newTest(t)
+	m.Lookup("virtual", OutcomeFound)
+	m.Lookup("virtual", OutcomeFound)
+	m.Lookup("virtual", OutcomeNotFound)
+	m.Lookup("passdb", OutcomeFailed)
+	m.Lookup("passdb", "weird")
+	want := `
+# HELP shitenno_lookups_total Lookups answered, by verb and outcome (found, not_found, failed).
+# TYPE shitenno_lookups_total counter
+shitenno_lookups_total{outcome="failed",verb="passdb"} 2
+shitenno_lookups_total{outcome="found",verb="virtual"} 2
+shitenno_lookups_total{outcome="not_found",verb="virtual"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "shitenno_lookups_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestVerbLabelsBounded(t *testing.T) {
+	m, _ := newTest(t)
+	for i := range 1000 {
+		m.Lookup(fmt.Sprintf("verb%d", i), OutcomeFound)
+	}
+	m.Lookup("\xff\x00bad", OutcomeFound) // must not panic the registry
+	m.Lookup("", OutcomeFound)
+	n := testutil.CollectAndCount(m.lookups)
+	if n > maxVerbs+1 {
+		t.Errorf("%d series for lookups, want at most %d", n, maxVerbs+1)
+	}
+	if got := testutil.ToFloat64(m.lookups.WithLabelValues(OtherLabel, OutcomeFound)); got < 1000-maxVerbs {
+		t.Errorf("_other counted %v", got)
+	}
+	if got := testutil.ToFloat64(m.lookups.WithLabelValues("verb3", OutcomeFound)); got != 1 {
+		t.Errorf("early verb counted %v", got)
+	}
+}
+
+func TestObserverEvents(t *testing.T) {
+	m, _ := newTest(t)
+	var obs remote.Observer = m
+	obs.BackendDone("passdb", 3*time.Millisecond, nil)
+	obs.BackendDone("passdb", 2*time.Second, errors.New("backend timeout"))
+	obs.CacheEvent("hit")
+	obs.CacheEvent("hit")
+	obs.CacheEvent("miss")
+	obs.CacheEvent("stale")
+	obs.CacheEvent("bogus")
+	obs.TLSFailure("pin-mismatch")
+	obs.TLSFailure("pin-mismatch")
+	obs.TLSFailure("unknown-ca")
+
+	if got := testutil.ToFloat64(m.cacheHits); got != 2 {
+		t.Errorf("cache hits %v", got)
+	}
+	if got := testutil.ToFloat64(m.cacheMisses); got != 1 {
+		t.Errorf("cache misses %v", got)
+	}
+	if got := testutil.ToFloat64(m.cacheStale); got != 1 {
+		t.Errorf("stale served %v", got)
+	}
+	if got := testutil.ToFloat64(m.tlsFailures.WithLabelValues("pin-mismatch")); got != 2 {
+		t.Errorf("tls pin failures %v", got)
+	}
+	want := `
+# HELP shitenno_backend_request_duration_seconds Duration of HTTP exchanges with the backend, by result (ok, error).
+# TYPE shitenno_backend_request_duration_seconds histogram
+shitenno_backend_request_duration_seconds_bucket{result="error",le="0.001"} 0
+shitenno_backend_request_duration_seconds_bucket{result="error",le="0.0025"} 0
+shitenno_backend_request_duration_seconds_bucket{result="error",le="0.005"} 0
+shitenno_backend_request_duration_seconds_bucket{result="error",le="0.01"} 0
+shitenno_backend_request_duration_seconds_bucket{result="error",le="0.025"} 0
+shitenno_backend_request_duration_seconds_bucket{result="error",le="0.05"} 0
+shitenno_backend_request_duration_seconds_bucket{result="error",le="0.1"} 0
+shitenno_backend_request_duration_seconds_bucket{result="error",le="0.25"} 0
+shitenno_backend_request_duration_seconds_bucket{result="error",le="0.5"} 0
+shitenno_backend_request_duration_seconds_bucket{result="error",le="1"} 0
+shitenno_backend_request_duration_seconds_bucket{result="error",le="2.5"} 1
+shitenno_backend_request_duration_seconds_bucket{result="error",le="5"} 1
+shitenno_backend_request_duration_seconds_bucket{result="error",le="10"} 1
+shitenno_backend_request_duration_seconds_bucket{result="error",le="30"} 1
+shitenno_backend_request_duration_seconds_bucket{result="error",le="+Inf"} 1
+shitenno_backend_request_duration_seconds_sum{result="error"} 2
+shitenno_backend_request_duration_seconds_count{result="error"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.001"} 0
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.0025"} 0
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.005"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.01"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.025"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.05"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.1"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.25"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.5"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="1"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="2.5"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="5"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="10"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="30"} 1
+shitenno_backend_request_duration_seconds_bucket{result="ok",le="+Inf"} 1
+shitenno_backend_request_duration_seconds_sum{result="ok"} 0.003
+shitenno_backend_request_duration_seconds_count{result="ok"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "shitenno_backend_request_duration_seconds"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestConnections(t *testing.T) {
+	m, _ := newTest(t)
+	m.ConnDelta(1)
+	m.ConnDelta(1)
+	m.ConnDelta(-1)
+	if got := testutil.ToFloat64(m.conns); got != 1 {
+		t.Errorf("open connections %v", got)
+	}
+	if got := testutil.ToFloat64(m.connsTotal); got != 2 {
+		t.Errorf("accepted connections %v", got)
+	}
+}
+
+func TestReloadAndCounterFunc(t *testing.T) {
+	m, _ := newTest(t)
+	m.Reload(errors.New("bad"))
+	if got := testutil.ToFloat64(m.reloadOK); got != 0 {
+		t.Errorf("last reload successful = %v after a failure", got)
+	}
+	m.Reload(nil)
+	if got := testutil.ToFloat64(m.reloadOK); got != 1 {
+		t.Errorf("last reload successful = %v after a success", got)
+	}
+	var n atomic.Int64
+	if err := m.RegisterCounterFunc("log_dropped_total", "Log records dropped.", func() float64 { return float64(n.Load()) }); err != nil {
+		t.Fatal(err)
+	}
+	n.Store(7)
+	want := "# HELP shitenno_log_dropped_total Log records dropped.\n# TYPE shitenno_log_dropped_total counter\nshitenno_log_dropped_total 7\n"
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "shitenno_log_dropped_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Code, rec.Body.String()
+}
+
+func TestReadyzWithoutProbe(t *testing.T) {
+	m, c := newTest(t)
+	h := m.NewHealth(HealthOptions{Window: 30 * time.Second}).Handler()
+	if code, _ := get(t, h, "/readyz"); code != 200 {
+		t.Errorf("fresh daemon: /readyz %d, want 200", code)
+	}
+	m.BackendDone("v", time.Millisecond, errors.New("backend unreachable"))
+	if code, body := get(t, h, "/readyz"); code != 503 {
+		t.Errorf("after a failure: /readyz %d %q, want 503", code, body)
+	}
+	c.add(time.Minute)
+	if code, _ := get(t, h, "/readyz"); code != 503 {
+		t.Errorf("idle after a failure: /readyz %d, want 503", code)
+	}
+	m.BackendDone("v", time.Millisecond, nil)
+	if code, _ := get(t, h, "/readyz"); code != 200 {
+		t.Errorf("after a success: /readyz %d, want 200", code)
+	}
+	// A failure right after a recent success: still reachable recently.
+	m.BackendDone("v", time.Millisecond, errors.New("backend HTTP status 500"))
+	if code, _ := get(t, h, "/readyz"); code != 200 {
+		t.Errorf("success within window: /readyz %d, want 200", code)
+	}
+	c.add(31 * time.Second)
+	if code, _ := get(t, h, "/readyz"); code != 503 {
+		t.Errorf("success out of window, last exchange failed: /readyz %d, want 503", code)
+	}
+	// A client giving up says nothing about the backend.
+	m.BackendDone("v", time.Millisecond, nil)
+	m.BackendDone("v", time.Millisecond, fmt.Errorf("wrapped: %w", context.Canceled))
+	c.add(time.Minute)
+	if code, _ := get(t, h, "/readyz"); code != 200 {
+		t.Errorf("idle after success + canceled: /readyz %d, want 200", code)
+	}
+}
+
+func TestReadyzProbe(t *testing.T) {
+	m, c := newTest(t)
+	var probes atomic.Int32
+	var fail atomic.Bool
+	h := m.NewHealth(HealthOptions{Window: 30 * time.Second, Probe: func(ctx context.Context) error {
+		probes.Add(1)
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("probe without a deadline")
+		}
+		if fail.Load() {
+			return errors.New("connection refused")
+		}
+		return nil
+	}}).Handler()
+	if code, _ := get(t, h, "/readyz"); code != 200 || probes.Load() != 1 {
+		t.Errorf("probe ok: /readyz %d after %d probes", code, probes.Load())
+	}
+	if code, _ := get(t, h, "/readyz"); code != 200 || probes.Load() != 1 {
+		t.Errorf("within window: /readyz %d, %d probes (want no new probe)", code, probes.Load())
+	}
+	c.add(time.Minute)
+	fail.Store(true)
+	code, body := get(t, h, "/readyz")
+	if code != 503 || !strings.Contains(body, "connection refused") || probes.Load() != 2 {
+		t.Errorf("probe failing: /readyz %d %q after %d probes", code, body, probes.Load())
+	}
+	// Real traffic succeeding makes it ready without a probe.
+	m.BackendDone("v", time.Millisecond, nil)
+	if code, _ := get(t, h, "/readyz"); code != 200 || probes.Load() != 2 {
+		t.Errorf("after traffic: /readyz %d, %d probes", code, probes.Load())
+	}
+}
+
+func TestHealthzAndMetricsEndpoint(t *testing.T) {
+	m, _ := newTest(t)
+	var wedged atomic.Bool
+	hl := m.NewHealth(HealthOptions{Alive: func() error {
+		if wedged.Load() {
+			return errors.New("serve loop stalled")
+		}
+		return nil
+	}})
+	srv, err := Listen("127.0.0.1:0", hl.Handler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	base := "http://" + srv.Addr().String()
+	fetch := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := fetch("/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz %d %q", code, body)
+	}
+	wedged.Store(true)
+	if code, body := fetch("/healthz"); code != 503 || !strings.Contains(body, "stalled") {
+		t.Errorf("wedged /healthz %d %q", code, body)
+	}
+	m.Lookup("virtual", OutcomeFound)
+	m.ConnDelta(1)
+	code, body := fetch("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics %d", code)
+	}
+	for _, want := range []string{
+		`shitenno_lookups_total{outcome="found",verb="virtual"} 1`,
+		`shitenno_client_connections 1`,
+		`shitenno_build_info{daemon="postfix",version="test"} 1`,
+		`shitenno_cache_hits_total 0`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if code, _ := fetch("/nope"); code != 404 {
+		t.Errorf("/nope %d", code)
+	}
+	resp, err := http.Post(base+"/healthz", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /healthz %d", resp.StatusCode)
+	}
+	if _, err := Listen(srv.Addr().String(), hl.Handler()); err == nil {
+		t.Error("Listen on a taken port succeeded")
+	}
+}
+
+func BenchmarkLookup(b *testing.B) {
+	m := New("postfix", "bench")
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Lookup("virtual", OutcomeFound)
+		m.BackendDone("virtual", time.Millisecond, nil)
+	}
+}
