@@ -52,7 +52,7 @@ type Env struct {
 	Config  *config.Config
 	Section *config.Service
 	Logger  *slog.Logger
-	Backend *remote.Client
+	Backend *Backend
 	// Alive is a watchdog heartbeat to call from the serving path.
 	Alive func()
 	// ConnState counts open client connections (+1/-1).
@@ -123,7 +123,7 @@ func (p Program) Run(args []string, stdout, stderr io.Writer) int {
 	sec := cfg.Section(p.Name)
 	if *check {
 		p.describe(stdout, cfg, sec)
-		if _, err := buildBackend(cfg, nil); err != nil {
+		if _, err := NewBackend(cfg, nil); err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", bin, err)
 			return ExitConfig
 		}
@@ -140,7 +140,7 @@ func (p Program) Run(args []string, stdout, stderr io.Writer) int {
 		Alive: func() {}, ConnState: func(int) {}, Record: lookupLogger(logger),
 	}
 	if len(rest) > 0 {
-		backend, err := buildBackend(cfg, nil)
+		backend, err := NewBackend(cfg, nil)
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", bin, err)
 			return ExitConfig
@@ -169,15 +169,41 @@ func (p Program) describe(w io.Writer, cfg *config.Config, sec *config.Service) 
 	}
 }
 
-// buildBackend makes the backend client from the configuration.
-func buildBackend(cfg *config.Config, obs remote.Observer) (*remote.Client, error) {
-	return remote.New(remote.Options{
+// Backend is the backend client with the TLS setup it uses, kept so that
+// a reload can re-read the client certificate.
+type Backend struct {
+	*remote.Client
+	TLS *remote.TLSSetup
+}
+
+// NewBackend makes the backend client from the configuration: TLS (CA
+// pool, client certificate, SNI, pins, OCSP), reply cache and failover.
+func NewBackend(cfg *config.Config, obs remote.Observer) (*Backend, error) {
+	ts, err := remote.NewTLS(remote.TLSOptions{
+		CertPool:       cfg.CertPool,
+		SystemCertPool: cfg.SystemCertPool,
+		ClientCert:     cfg.ClientCert,
+		ClientKey:      cfg.ClientKey,
+		ServerName:     cfg.ServerName,
+		HPKP:           cfg.HPKP,
+		OCSP:           cfg.OCSP,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.File, err)
+	}
+	c, err := remote.New(remote.Options{
 		URLs:            cfg.RemoteURL,
 		Timeout:         cfg.Timeout.Duration,
 		MaxReplySize:    cfg.MaxReplySize,
 		FailoverBackoff: cfg.FailoverBackoff.Duration,
+		TLS:             ts.Config(),
+		Cache:           remote.NewCache(cfg.Cache.MaxEntries, cfg.Cache.DefaultTTL.Duration, cfg.Cache.NegativeTTL.Duration),
 		Observer:        obs,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.File, err)
+	}
+	return &Backend{Client: c, TLS: ts}, nil
 }
 
 // NewLogger builds the process logger from DevLog and LogLevel.
@@ -261,7 +287,7 @@ func (p Program) serve(env *Env) int {
 		}
 		return ExitFailure
 	}
-	backend, err := buildBackend(env.Config, nil)
+	backend, err := NewBackend(env.Config, nil)
 	if err != nil {
 		log.Error("cannot build backend client", "err", err)
 		return ExitConfig
