@@ -1,0 +1,133 @@
+// Command shitenno-bench measures shitenno against the physical limit of
+// the machine it runs on: lookups per second, median and 99th-percentile
+// latency, errors and peak memory, for postfix (socketmap) and dovecot
+// (proxy dict), each in four scenarios:
+//
+//  1. null: a responder that answers without any backend (the floor of
+//     the socket round trip);
+//  2. direct: the same lookups as HTTP POSTs straight to the backend
+//     (the cost of the HTTP hop alone);
+//  3. uncached: through shitenno, every lookup reaching the backend;
+//  4. cached: through shitenno, answered from its cache.
+//
+// `make bench` runs it through scripts/bench.sh. Subcommands:
+//
+//	shitenno-bench run [flags]            start everything, measure, report
+//	shitenno-bench backend --listen ADDR  the built-in minimal backend
+//	shitenno-bench null --protocol P --socket PATH
+//	shitenno-bench gen-data               data file for shitenno-example-backend
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: shitenno-bench run [--bin DIR] [--work DIR] [--backend builtin|example]
+                          [--conns 1,8,64] [--duration 3s] [--warmup 500ms] [--out FILE]
+       shitenno-bench backend --listen ADDR [--max-age N]
+       shitenno-bench null --protocol postfix|dovecot --socket PATH
+       shitenno-bench gen-data
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	fs := pflag.NewFlagSet("shitenno-bench "+args[0], pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(fs, args[1:], stdout)
+	case "backend":
+		listen := fs.String("listen", "127.0.0.1:18090", "address to listen on")
+		maxAge := fs.Int("max-age", 0, "Cache-Control max-age (seconds) on every answer; 0 sends none")
+		if err = fs.Parse(args[1:]); err == nil {
+			err = serveBackend(*listen, *maxAge)
+		}
+	case "null":
+		proto := fs.String("protocol", "postfix", "postfix or dovecot")
+		sock := fs.String("socket", "", "unix socket path")
+		if err = fs.Parse(args[1:]); err == nil {
+			if *sock == "" {
+				err = fmt.Errorf("--socket is required")
+			} else {
+				err = serveNull(*proto, *sock)
+			}
+		}
+	case "gen-data":
+		err = writeExampleData(stdout)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if err != nil {
+		if err == pflag.ErrHelp {
+			return 0
+		}
+		fmt.Fprintf(stderr, "shitenno-bench %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func cmdRun(fs *pflag.FlagSet, args []string, stdout io.Writer) error {
+	self, _ := os.Executable()
+	bin := fs.String("bin", filepath.Dir(self), "directory holding shitenno-postfix, shitenno-dovecot, shitenno-example-backend")
+	work := fs.String("work", "", "scratch directory for configs, sockets and logs (default: a new temp dir, removed afterwards)")
+	backend := fs.String("backend", "builtin", "backend: builtin (minimal, counts requests) or example (shitenno-example-backend)")
+	protos := fs.String("protocols", "postfix,dovecot", "protocols to measure")
+	conns := fs.String("conns", "1,8,64", "concurrent connections per run")
+	dur := fs.Duration("duration", 3*time.Second, "measured time per run")
+	warm := fs.Duration("warmup", 500*time.Millisecond, "unmeasured time before each run")
+	maxAge := fs.Int("max-age", 600, "Cache-Control max-age of the cached backend (must outlive the whole run)")
+	out := fs.String("out", "bench/RESULTS.md", "Markdown results file (empty: none)")
+	extra := fs.StringSlice("append", nil, "Markdown files appended to the results (microbenchmarks, leak check)")
+	commit := fs.String("commit", "", "source version recorded in the results")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o := runOptions{Bin: *bin, Work: *work, Backend: *backend, Warmup: *warm, Duration: *dur,
+		MaxAge: *maxAge, Out: *out, Extra: *extra, Commit: *commit, Stdout: stdout}
+	if o.Backend != "builtin" && o.Backend != "example" {
+		return fmt.Errorf("--backend must be builtin or example")
+	}
+	for _, p := range strings.Split(*protos, ",") {
+		if p != "postfix" && p != "dovecot" {
+			return fmt.Errorf("--protocols: unknown protocol %q", p)
+		}
+		o.Protocols = append(o.Protocols, p)
+	}
+	for _, c := range strings.Split(*conns, ",") {
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 1 || n > 4096 {
+			return fmt.Errorf("--conns: %q is not a number of connections in 1..4096", c)
+		}
+		o.Conns = append(o.Conns, n)
+	}
+	if o.Work == "" {
+		d, err := os.MkdirTemp("", "shitenno-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		o.Work = d
+	}
+	return benchRun(o)
+}

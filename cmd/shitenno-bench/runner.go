@@ -1,0 +1,369 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// errNoBinary marks a daemon that is not built (yet): its scenarios are
+// skipped, not failed.
+var errNoBinary = errors.New("binary not built")
+
+// runOptions configure a full benchmark run.
+type runOptions struct {
+	Bin       string        // directory holding the shitenno binaries
+	Work      string        // scratch directory: configs, sockets, logs
+	Backend   string        // "builtin" or "example"
+	Protocols []string      // "postfix", "dovecot"
+	Conns     []int         // concurrent connections per run
+	Warmup    time.Duration // per run, not measured
+	Duration  time.Duration // per run, measured
+	MaxAge    int           // Cache-Control max-age of the cached backend
+	Out       string        // Markdown results file ("" for none)
+	Extra     []string      // Markdown files appended to the results
+	Commit    string        // source version, for the record
+	Stdout    io.Writer
+}
+
+// Scenario names, in the order of the issue.
+const (
+	scNull     = "null"
+	scDirect   = "direct"
+	scUncached = "uncached"
+	scCached   = "cached"
+)
+
+var scenarios = []string{scNull, scDirect, scUncached, scCached}
+
+// row is one measured run.
+type row struct {
+	Proto, Scenario string
+	Conns           int
+	Res             loadResult
+	Server          string  // which process answered the client
+	RSS             int64   // its peak RSS during the run, bytes (-1 unknown)
+	ServerCPU       float64 // µs of CPU per lookup in that process (-1 unknown)
+	BackendCPU      float64 // µs per lookup in the backend (-1: no backend involved)
+	ClientCPU       float64 // µs per lookup in this load generator
+	BackendPer      float64 // backend requests per lookup (-1 unknown)
+	Skipped         string  // why the run did not happen
+}
+
+// target is one process a scenario talks to.
+type target struct {
+	dial    dialFunc
+	server  *proc
+	backend *proc
+	url     string // the backend's base URL, for its counters
+	cleanup func()
+}
+
+type runner struct {
+	o        runOptions
+	self     string
+	procs    []*proc
+	backends map[bool]*proc // keyed by "cached"
+	urls     map[bool]string
+	daemons  map[string]*proc // "postfix/cached" …
+	nulls    map[string]*proc
+	notes    []string
+}
+
+// benchRun starts everything, runs every scenario and reports.
+func benchRun(o runOptions) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	r := &runner{o: o, self: self, backends: map[bool]*proc{}, urls: map[bool]string{},
+		daemons: map[string]*proc{}, nulls: map[string]*proc{}}
+	defer r.stopAll()
+	if err := r.startBackends(); err != nil {
+		return err
+	}
+	for _, p := range o.Protocols {
+		if err := r.startNull(p); err != nil {
+			return err
+		}
+		for _, cached := range []bool{false, true} {
+			if err := r.startDaemon(p, cached); err != nil {
+				if !errors.Is(err, errNoBinary) {
+					return err
+				}
+			}
+		}
+	}
+	var rows []row
+	for _, p := range o.Protocols {
+		for _, sc := range scenarios {
+			for _, n := range o.Conns {
+				rw := r.measure(p, sc, n)
+				rows = append(rows, rw)
+				fmt.Fprintln(o.Stdout, progressLine(rw))
+			}
+		}
+	}
+	rep := report{Opts: o, Rows: rows, Notes: r.notes, Date: time.Now().UTC()}
+	md := rep.markdown()
+	fmt.Fprintln(o.Stdout)
+	fmt.Fprint(o.Stdout, md.summary)
+	if o.Out != "" {
+		if err := os.MkdirAll(filepath.Dir(o.Out), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.Out, []byte(md.full), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Stdout, "\nwrote %s\n", o.Out)
+	}
+	return nil
+}
+
+func (r *runner) stopAll() {
+	for i := len(r.procs) - 1; i >= 0; i-- {
+		r.procs[i].stop()
+	}
+}
+
+func (r *runner) start(name string, argv ...string) (*proc, error) {
+	p, err := startProc(r.o.Work, name, argv...)
+	if err != nil {
+		return nil, err
+	}
+	r.procs = append(r.procs, p)
+	return p, nil
+}
+
+// startBackends starts two backends: one without Cache-Control (direct
+// and uncached) and one with max-age (cached).
+func (r *runner) startBackends() error {
+	var data string
+	if r.o.Backend == "example" {
+		data = filepath.Join(r.o.Work, "example-data.toml")
+		f, err := os.Create(data)
+		if err != nil {
+			return err
+		}
+		err = writeExampleData(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, cached := range []bool{false, true} {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		age := 0
+		name := "backend-uncached"
+		if cached {
+			age, name = r.o.MaxAge, "backend-cached"
+		}
+		var argv []string
+		if r.o.Backend == "example" {
+			argv = []string{filepath.Join(r.o.Bin, "shitenno-example-backend"), "--listen", addr,
+				"--data", data, "--quiet", "--max-age", strconv.Itoa(age)}
+		} else {
+			argv = []string{r.self, "backend", "--listen", addr, "--max-age", strconv.Itoa(age)}
+		}
+		p, err := r.start(name, argv...)
+		if err != nil {
+			return err
+		}
+		if err := p.waitReady("tcp", addr); err != nil {
+			return err
+		}
+		r.backends[cached] = p
+		r.urls[cached] = "http://" + addr + "/"
+	}
+	return nil
+}
+
+func (r *runner) startNull(proto string) error {
+	sock := filepath.Join(r.o.Work, "null-"+proto)
+	p, err := r.start("null-"+proto, r.self, "null", "--protocol", proto, "--socket", sock)
+	if err != nil {
+		return err
+	}
+	if err := p.waitReady("unix", sock); err != nil {
+		return err
+	}
+	r.nulls[proto] = p
+	return nil
+}
+
+// startDaemon writes a configuration and starts shitenno-<proto> against
+// the uncached or the cached backend. A daemon that is not built yet is
+// noted and its scenarios skipped.
+func (r *runner) startDaemon(proto string, cached bool) error {
+	bin := filepath.Join(r.o.Bin, "shitenno-"+proto)
+	if _, err := os.Stat(bin); err != nil {
+		note := fmt.Sprintf("%s not found: %s scenarios 3 and 4 skipped", bin, proto)
+		if !cached {
+			r.notes = append(r.notes, note)
+		}
+		return errNoBinary
+	}
+	kind := "uncached"
+	entries := 0 // the uncached daemon caches nothing, whatever the backend says
+	if cached {
+		kind, entries = "cached", 10000
+	}
+	prefix := filepath.Join(r.o.Work, kind)
+	conf := filepath.Join(r.o.Work, kind+"-"+proto+".conf")
+	text := fmt.Sprintf(`# Generated by shitenno-bench.
+RemoteURL = %q
+SocketPrefix = %q
+Timeout = "5s"
+LogLevel = "warn"
+[Cache]
+MaxEntries = %d
+[Postfix]
+Mode = "0600"
+[Dovecot]
+Mode = "0600"
+[Nginx]
+Mode = "0600"
+`, r.urls[cached], prefix, entries)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		return err
+	}
+	p, err := r.start(proto+"-"+kind, bin, "--config", conf)
+	if err != nil {
+		return err
+	}
+	if err := p.waitReady("unix", prefix+"-"+proto); err != nil {
+		return err
+	}
+	r.daemons[proto+"/"+kind] = p
+	return nil
+}
+
+// target returns how to reach the server of one scenario.
+func (r *runner) target(proto, sc string) (target, error) {
+	w := postfixWire()
+	dial := dialSocketmap
+	if proto == "dovecot" {
+		w = dovecotWire()
+		dial = dialDict
+	}
+	switch sc {
+	case scNull:
+		return target{dial: dial("unix", filepath.Join(r.o.Work, "null-"+proto), &w), server: r.nulls[proto]}, nil
+	case scDirect:
+		d, cleanup := dialHTTP(r.urls[false], proto)
+		return target{dial: d, server: r.backends[false], backend: r.backends[false], url: r.urls[false], cleanup: cleanup}, nil
+	}
+	cached := sc == scCached
+	p := r.daemons[proto+"/"+sc]
+	if p == nil {
+		return target{}, errNoBinary
+	}
+	return target{dial: dial("unix", filepath.Join(r.o.Work, sc)+"-"+proto, &w), server: p,
+		backend: r.backends[cached], url: r.urls[cached]}, nil
+}
+
+// measure runs one scenario at one concurrency and collects the process
+// figures around it.
+func (r *runner) measure(proto, sc string, conns int) row {
+	rw := row{Proto: proto, Scenario: sc, Conns: conns, RSS: -1, ServerCPU: -1, BackendCPU: -1, ClientCPU: -1, BackendPer: -1}
+	t, err := r.target(proto, sc)
+	if err != nil {
+		rw.Skipped = "daemon not built"
+		return rw
+	}
+	if t.cleanup != nil {
+		defer t.cleanup()
+	}
+	rw.Server = t.server.name
+	if sc == scCached {
+		// Fill the cache with every key once, so the measured window sees
+		// hits only (as long as max-age outlives the run).
+		r.prewarm(t)
+	}
+	pid := t.server.pid()
+	resetPeakRSS(pid)
+	cpu0, self0 := procCPU(pid), selfCPU()
+	var bcpu0 time.Duration
+	if t.backend != nil && t.backend != t.server {
+		bcpu0 = procCPU(t.backend.pid())
+	}
+	req0, bad0, statsOK := backendStats(t.url)
+	rw.Res = runLoad(t.dial, conns, r.o.Warmup, r.o.Duration)
+	cpu1, self1 := procCPU(pid), selfCPU()
+	rw.RSS = peakRSS(pid)
+	total := float64(rw.Res.Total)
+	if total > 0 {
+		if cpu0 >= 0 && cpu1 >= 0 {
+			rw.ServerCPU = float64((cpu1 - cpu0).Microseconds()) / total
+		}
+		rw.ClientCPU = float64((self1 - self0).Microseconds()) / total
+		if t.backend != nil && t.backend != t.server {
+			if b := procCPU(t.backend.pid()); b >= 0 && bcpu0 >= 0 {
+				rw.BackendCPU = float64((b - bcpu0).Microseconds()) / total
+			}
+		}
+	}
+	if t.url != "" && statsOK {
+		req1, bad1, ok := backendStats(t.url)
+		if ok && total > 0 {
+			rw.BackendPer = float64(req1-req0) / total
+		}
+		if ok && bad1 > bad0 {
+			// A request the backend refused is shitenno breaking the
+			// contract; the client already saw a failure, make it visible.
+			rw.Res.FirstErr = fmt.Sprintf("%s (backend refused %d requests as malformed)", rw.Res.FirstErr, bad1-bad0)
+		}
+	}
+	if t.server.exited() {
+		rw.Res.Errors++
+		rw.Res.FirstErr = t.server.name + " exited: " + t.server.logTail()
+	}
+	return rw
+}
+
+// prewarm looks every key up once over 8 connections.
+func (r *runner) prewarm(t target) {
+	const conns = 8
+	done := make(chan struct{}, conns)
+	for w := 0; w < conns; w++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			c, err := t.dial()
+			if err != nil {
+				return
+			}
+			defer c.close()
+			for i := w; i < numKeys; i += conns {
+				if c.lookup(i, time.Now()) != nil {
+					return
+				}
+			}
+		}()
+	}
+	for w := 0; w < conns; w++ {
+		<-done
+	}
+}
+
+func progressLine(rw row) string {
+	if rw.Skipped != "" {
+		return fmt.Sprintf("%-8s %-9s %3d conns: skipped (%s)", rw.Proto, rw.Scenario, rw.Conns, rw.Skipped)
+	}
+	s := fmt.Sprintf("%-8s %-9s %3d conns: %9.0f lookups/s  p50 %-9s p99 %-9s errors %d  RSS %s",
+		rw.Proto, rw.Scenario, rw.Conns, rw.Res.Rate(), fmtDur(rw.Res.Quantile(0.5)), fmtDur(rw.Res.Quantile(0.99)),
+		rw.Res.Errors, fmtBytes(rw.RSS))
+	if rw.Res.FirstErr != "" {
+		s += "\n    first error: " + rw.Res.FirstErr
+	}
+	return s
+}
