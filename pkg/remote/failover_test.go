@@ -258,6 +258,26 @@ func TestTimeoutAcrossFailover(t *testing.T) {
 	})
 }
 
+// TestReusedConnectionResetIsRetried: a keep-alive connection the backend
+// drops just as a request is sent on it fails before any response byte.
+// That is a stale connection, not a dead backend: the lookup must succeed
+// on a fresh connection to the same backend, not fail nor fail over.
+func TestReusedConnectionResetIsRetried(t *testing.T) {
+	b := startRawBackend(t, 1)
+	c := newLookupClient(t, Options{URLs: []string{b.url}})
+	for i := range 2 {
+		if r := mustLookup(t, c, "k"); string(r.Data) != `"raw"` {
+			t.Fatalf("lookup %d: got %s", i, r.Data)
+		}
+	}
+	if n, m := b.requests.Load(), b.conns.Load(); n != 3 || m != 2 {
+		t.Fatalf("backend saw %d requests on %d connections, want 3 on 2", n, m)
+	}
+	if b.idemHeader.Load() {
+		t.Fatal("X-Idempotency-Key sent on the wire")
+	}
+}
+
 // TestResetAfterResponseHeaderDoesNotFailOver: bytes of a response were
 // received, so the request is not repeated elsewhere.
 func TestResetAfterResponseHeaderDoesNotFailOver(t *testing.T) {

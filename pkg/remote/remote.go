@@ -353,6 +353,14 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	// A lookup is a read, so it is safe to send twice. Saying so lets
+	// net/http resend it on a fresh connection when a reused keep-alive
+	// connection turns out dead before any response byte (the backend
+	// closed it just as the request went out): a stale connection must not
+	// fail the lookup nor count as a backend failure. A nil value marks the
+	// request idempotent without sending the header (net/http Transport
+	// documentation).
+	req.Header["X-Idempotency-Key"] = nil
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return Result{}, cachePolicy{}, c.transportError(ctx, err)
