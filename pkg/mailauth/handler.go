@@ -35,7 +35,8 @@ type HTTPHandler struct {
 	// Timeout, when positive, bounds Handler's context. The backend client
 	// has its own; this is a backstop for Handlers without one.
 	Timeout time.Duration
-	// Logger gets one line per request; nil discards.
+	// Logger gets malformed requests, invalid replies and panics at Warn
+	// and above, and one Debug line per request; nil discards.
 	Logger *slog.Logger
 }
 
@@ -83,14 +84,12 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	if werr := rep.write(w, req, http.StatusOK); werr != nil {
 		// The Handler built something nginx cannot take: fail safe.
 		err, outcome = werr, "tempfail"
+		log.Warn("nginx auth: invalid reply", "req", req, "err", werr)
 		_ = TempFail(req).write(w, req, http.StatusOK)
 	}
-	attrs := []any{"req", req, "outcome", outcome, "duration", time.Since(start)}
-	if err != nil {
-		log.Warn("nginx auth", append(attrs, "err", err)...)
-		return
-	}
-	log.Info("nginx auth", attrs...)
+	// One debug line per request; the Handler reports backend failures
+	// itself (they are its errors to classify).
+	log.Debug("nginx auth", "req", req, "outcome", outcome, "duration", time.Since(start), "err", err)
 }
 
 // serve calls the Handler, turning a panic into an error so that nginx
@@ -116,15 +115,21 @@ func headerSize(hr *http.Request) int {
 	return n
 }
 
-// NewHTTPServer returns an *http.Server for h with every limit set: header
-// read deadline, whole-request deadlines derived from timeout (the backend
-// Timeout), idle keep-alive limit (the upstream/proxy_pass form keeps
+// Server is the *http.Server an auth_http endpoint runs in, shaped like
+// the other shitenno servers: Serve, Shutdown, Close.
+type Server struct {
+	*http.Server
+}
+
+// NewServer returns a Server for h with every limit set: header read
+// deadline, request deadlines derived from timeout (the backend Timeout),
+// an idle keep-alive limit (the upstream/proxy_pass form keeps
 // connections) and MaxHeaderBytes. errLog receives net/http's own errors.
-func NewHTTPServer(h http.Handler, timeout time.Duration, errLog *slog.Logger) *http.Server {
+func NewServer(h http.Handler, timeout time.Duration, errLog *slog.Logger) *Server {
 	if errLog == nil {
 		errLog = slog.New(slog.DiscardHandler)
 	}
-	return &http.Server{
+	return &Server{&http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
@@ -134,5 +139,16 @@ func NewHTTPServer(h http.Handler, timeout time.Duration, errLog *slog.Logger) *
 		// included) before answering 431.
 		MaxHeaderBytes: MaxHeaderBytes - 4096,
 		ErrorLog:       slog.NewLogLogger(errLog.Handler(), slog.LevelWarn),
+	}}
+}
+
+// Shutdown stops accepting, closes idle connections and waits for
+// in-flight requests to be answered. Unlike http.Server.Shutdown it closes
+// the remaining connections when ctx ends first, so the process can exit.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.Server.Shutdown(ctx)
+	if err != nil {
+		_ = s.Server.Close()
 	}
+	return err
 }

@@ -90,6 +90,15 @@ func TempFail(req *Request) Reply {
 	return r
 }
 
+// Validate reports whether r can be sent to nginx as the answer to req
+// (ErrBadReply when not). HTTPHandler checks every reply anyway and sends
+// TempFail instead of an invalid one; a Handler calls Validate to classify
+// such a reply as its own failure.
+func (r Reply) Validate(req *Request) error {
+	_, err := r.fields(req)
+	return err
+}
+
 // field is one response header line.
 type field struct{ name, value string }
 

@@ -1,0 +1,260 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/shitenno/shitenno/pkg/mailauth"
+	"github.com/shitenno/shitenno/pkg/remote"
+)
+
+// NginxVerb is the Verb of every nginx auth_http lookup.
+const NginxVerb = "nginx"
+
+// Resolver looks up the addresses of a host name (*net.Resolver does).
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Nginx answers nginx mail auth_http requests: Verb "nginx", Object = the
+// request's header map (mailauth.Request.Object). Status OK with Data
+// {"Auth-Server", "Auth-Port", optional "Auth-User", "Auth-Pass"} lets the
+// client in; KO with optional Data {"Auth-Status", "Auth-Wait",
+// "Auth-Error-Code"} refuses it; anything else is a failure, which
+// mailauth turns into "Temporary server problem, try again later".
+type Nginx struct {
+	Backend Backend
+	Record  Recorder
+	// Resolver resolves a host name given as Auth-Server (nginx only
+	// takes IP addresses); nil uses net.DefaultResolver.
+	Resolver Resolver
+	// ResolveTimeout bounds that lookup; 0 means 2 s. The request's own
+	// deadline still applies.
+	ResolveTimeout time.Duration
+}
+
+// ServeAuth implements mailauth.Handler.
+func (n *Nginx) ServeAuth(ctx context.Context, req *mailauth.Request) (mailauth.Reply, error) {
+	rep, outcome, err := n.auth(ctx, req)
+	if n.Record != nil {
+		n.Record(NginxVerb, outcome, err)
+	}
+	return rep, err
+}
+
+func (n *Nginx) auth(ctx context.Context, req *mailauth.Request) (mailauth.Reply, Outcome, error) {
+	if !validUTF8(req) {
+		// JSON would turn every invalid byte into U+FFFD, so different
+		// passwords would reach the backend as the same string. Such a
+		// login can never be checked: refuse it without asking.
+		return mailauth.Denied(req), OutcomeNotFound, nil
+	}
+	res, err := n.Backend.Lookup(ctx, NginxVerb, req.Object())
+	if err != nil {
+		return mailauth.Reply{}, OutcomeFailed, err
+	}
+	if res.Status == remote.NotFound {
+		rep, err := denied(req, res.Data)
+		if err != nil {
+			return mailauth.Reply{}, OutcomeFailed, err
+		}
+		return rep, OutcomeNotFound, nil
+	}
+	rep, err := n.allowed(ctx, req, res.Data)
+	if err != nil {
+		return mailauth.Reply{}, OutcomeFailed, err
+	}
+	return rep, OutcomeFound, nil
+}
+
+func validUTF8(req *mailauth.Request) bool {
+	if !utf8.ValidString(string(req.Pass)) {
+		return false
+	}
+	for _, v := range req.Fields {
+		if !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// dataObject decodes Data as a JSON object; null or absent is empty.
+func dataObject(data json.RawMessage) (map[string]json.RawMessage, error) {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || string(data) == "null" {
+		return nil, nil
+	}
+	var m map[string]json.RawMessage
+	if data[0] != '{' || json.Unmarshal(data, &m) != nil {
+		return nil, remote.Failf("backend Data is not an object")
+	}
+	return m, nil
+}
+
+// denied maps a KO answer: defaults from mailauth.Denied, overridden by
+// Data's Auth-Status, Auth-Wait and Auth-Error-Code.
+func denied(req *mailauth.Request, data json.RawMessage) (mailauth.Reply, error) {
+	rep := mailauth.Denied(req)
+	m, err := dataObject(data)
+	if err != nil {
+		return rep, err
+	}
+	if v, ok := m["Auth-Status"]; ok {
+		s, ok := jsonString(v)
+		if !ok || s == "" || s == mailauth.StatusOK || s == "WAIT" {
+			// "OK" or "WAIT" would turn a refusal into something else
+			// for nginx.
+			return rep, remote.Failf("backend KO Auth-Status is not a refusal text")
+		}
+		rep.Status = s
+	}
+	if v, ok := m["Auth-Wait"]; ok {
+		w, ok := jsonInt(v)
+		if !ok || w < 0 || w > mailauth.MaxWait {
+			return rep, remote.Failf("backend Auth-Wait is not an integer in 0..%d", mailauth.MaxWait)
+		}
+		rep.Wait = w
+	}
+	if v, ok := m["Auth-Error-Code"]; ok {
+		s, ok := jsonString(v)
+		if !ok || !mailauth.ValidErrorCode(s) {
+			return rep, remote.Failf("backend Auth-Error-Code is not a 4xx/5xx SMTP code")
+		}
+		rep.ErrorCode = s
+	}
+	if err := rep.Validate(req); err != nil {
+		return rep, remote.Failf("backend KO Data cannot be sent to nginx")
+	}
+	return rep, nil
+}
+
+// allowed maps an OK answer.
+func (n *Nginx) allowed(ctx context.Context, req *mailauth.Request, data json.RawMessage) (mailauth.Reply, error) {
+	m, err := dataObject(data)
+	if err != nil {
+		return mailauth.Reply{}, err
+	}
+	host, ok := jsonString(m["Auth-Server"])
+	if !ok || host == "" {
+		return mailauth.Reply{}, remote.Failf("backend Data has no Auth-Server string")
+	}
+	port, ok := jsonPort(m["Auth-Port"])
+	if !ok {
+		return mailauth.Reply{}, remote.Failf("backend Data has no Auth-Port in 1..65535")
+	}
+	rep := mailauth.Reply{Status: mailauth.StatusOK, Port: port}
+	if rep.Server, err = n.resolve(ctx, host); err != nil {
+		return mailauth.Reply{}, err
+	}
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"Auth-User", &rep.User}, {"Auth-Pass", (*string)(&rep.Pass)}} {
+		if v, present := m[f.key]; present {
+			if *f.dst, ok = jsonString(v); !ok {
+				return mailauth.Reply{}, remote.Failf("backend %s is not a string", f.key)
+			}
+		}
+	}
+	if rep.Pass == "" && req.Protocol != "smtp" && (req.Method == "apop" || req.Method == "cram-md5") {
+		// nginx only holds the client's digest and cannot log in to the
+		// upstream; it would answer "internal server error".
+		return mailauth.Reply{}, remote.Failf("backend OK for %s has no Auth-Pass", req.Method)
+	}
+	if err := rep.Validate(req); err != nil {
+		return mailauth.Reply{}, remote.Failf("backend OK Data cannot be sent to nginx (control bytes, blanks or too long)")
+	}
+	return rep, nil
+}
+
+// resolve returns host as an IP address, looking a host name up within
+// ResolveTimeout. nginx's ngx_parse_addr takes IP literals only.
+func (n *Nginx) resolve(ctx context.Context, host string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" {
+			return netip.Addr{}, remote.Failf("backend Auth-Server has an IPv6 zone")
+		}
+		return a.Unmap(), nil
+	}
+	if !validHostName(host) {
+		return netip.Addr{}, remote.Failf("backend Auth-Server is neither an IP address nor a host name")
+	}
+	r := n.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	d := n.ResolveTimeout
+	if d <= 0 {
+		d = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	addrs, err := r.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		return netip.Addr{}, &remote.Error{Kind: "data", Reason: "cannot resolve backend Auth-Server " + strconv.Quote(host), Err: err}
+	}
+	// Prefer IPv4, as nginx's own resolver does for upstream names.
+	for _, a := range addrs {
+		if a.Unmap().Is4() {
+			return a.Unmap(), nil
+		}
+	}
+	if addrs[0].Zone() != "" {
+		return netip.Addr{}, remote.Failf("backend Auth-Server resolves to a zoned address")
+	}
+	return addrs[0], nil
+}
+
+// validHostName accepts letters, digits, '-', '_' and dots, at most 253
+// bytes: enough to keep anything odd away from the resolver.
+func validHostName(h string) bool {
+	if len(h) > 253 || strings.HasPrefix(h, ".") || strings.Contains(h, "..") {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func jsonString(v json.RawMessage) (string, bool) {
+	var s string
+	if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// jsonInt accepts a JSON integer or a string of decimal digits.
+func jsonInt(v json.RawMessage) (int, bool) {
+	s, ok := jsonString(v)
+	if !ok {
+		s = string(v)
+	}
+	if s == "" || len(s) > 9 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil
+}
+
+func jsonPort(v json.RawMessage) (int, bool) {
+	p, ok := jsonInt(v)
+	return p, ok && p >= 1 && p <= 65535
+}
