@@ -278,6 +278,26 @@ func TestReusedConnectionResetIsRetried(t *testing.T) {
 	}
 }
 
+// TestResetBeforeResponseFailsOver: a backend that takes the connection
+// and resets it before answering anything is a failure before response.
+func TestResetBeforeResponseFailsOver(t *testing.T) {
+	b := startRawBackend(t, 0)
+	t.Run("classified", func(t *testing.T) {
+		c := newLookupClient(t, Options{URLs: []string{b.url}})
+		_, err := c.Lookup(t.Context(), "virtual", "k")
+		if re := asError(t, err); re.Kind != "transport" || !re.BeforeResponse {
+			t.Fatalf("got %+v", re)
+		}
+	})
+	t.Run("fails over", func(t *testing.T) {
+		second := newCountingBackend(answer("OK", `"second"`))
+		c := newLookupClient(t, Options{URLs: []string{b.url, startHTTPTest(t, second)}, FailoverBackoff: time.Minute})
+		if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` {
+			t.Fatalf("got %s", r.Data)
+		}
+	})
+}
+
 // TestResetAfterResponseHeaderDoesNotFailOver: bytes of a response were
 // received, so the request is not repeated elsewhere.
 func TestResetAfterResponseHeaderDoesNotFailOver(t *testing.T) {
@@ -296,5 +316,36 @@ func TestResetAfterResponseHeaderDoesNotFailOver(t *testing.T) {
 	}
 	if second.requests.Load() != 0 {
 		t.Fatal("request repeated after a response began")
+	}
+}
+
+// TestGarbageResponseDoesNotFailOver: a reply that is not HTTP still means
+// bytes of a response arrived.
+func TestGarbageResponseDoesNotFailOver(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = http.ReadRequest(bufio.NewReader(c))
+			_, _ = io.WriteString(c, "SMTP 220 hello\r\n\r\n")
+			_ = c.Close()
+		}
+	})
+	second := newCountingBackend(answer("OK", `"second"`))
+	c := newLookupClient(t, Options{URLs: []string{"http://" + l.Addr().String() + "/", startHTTPTest(t, second)}})
+	_, err = c.Lookup(t.Context(), "virtual", "k")
+	if re := asError(t, err); re.Kind != "transport" || re.BeforeResponse {
+		t.Fatalf("got %+v", re)
+	}
+	if second.requests.Load() != 0 {
+		t.Fatal("request repeated after a garbage response")
 	}
 }

@@ -17,9 +17,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -347,7 +349,15 @@ func (c *Client) exchange(ctx context.Context, b *backend, verb string, body []b
 }
 
 func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []byte) (Result, cachePolicy, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+url.PathEscape(verb), bytes.NewReader(body))
+	// BeforeResponse must mean what it says, no byte of a response
+	// arrived, and the error alone does not tell: a refused dial is a
+	// *net.OpError "dial", but a backend that resets the connection before
+	// the status line shows as a "read" error or a bare EOF.
+	var answered atomic.Bool
+	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotFirstResponseByte: func() { answered.Store(true) },
+	})
+	req, err := http.NewRequestWithContext(tctx, http.MethodPost, b.base+url.PathEscape(verb), bytes.NewReader(body))
 	if err != nil {
 		return Result{}, cachePolicy{}, &Error{Kind: "transport", Reason: "cannot build backend request", Err: err}
 	}
@@ -363,7 +373,7 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 	req.Header["X-Idempotency-Key"] = nil
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Result{}, cachePolicy{}, c.transportError(ctx, err)
+		return Result{}, cachePolicy{}, c.transportError(ctx, err, !answered.Load())
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -409,7 +419,9 @@ func ParseReply(data []byte) (Result, error) {
 	return Result{}, &Error{Kind: "status", Reason: "backend Status is neither OK nor KO"}
 }
 
-func (c *Client) transportError(ctx context.Context, err error) error {
+// transportError classifies an error from the HTTP exchange; before says
+// no response byte was received.
+func (c *Client) transportError(ctx context.Context, err error, before bool) error {
 	if ctx.Err() != nil {
 		return &Error{Kind: "timeout", Reason: "backend timeout", Err: err}
 	}
@@ -419,8 +431,6 @@ func (c *Client) transportError(ctx context.Context, err error) error {
 		c.obs.TLSFailure(cause)
 		return &Error{Kind: "tls", Reason: reason, Err: err, BeforeResponse: true}
 	}
-	var oe *net.OpError
-	before := errors.As(err, &oe) && oe.Op == "dial"
 	return &Error{Kind: "transport", Reason: "backend unreachable", Err: err, BeforeResponse: before}
 }
 
