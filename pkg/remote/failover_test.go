@@ -207,6 +207,26 @@ func TestFailoverBackoffThenReprobe(t *testing.T) {
 	})
 }
 
+// TestFailoverLastResort: when every backend that is not backing off
+// fails before answering, the ones backing off are tried rather than
+// failing the lookup untried.
+func TestFailoverLastResort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var pn pipeNet
+		b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
+		b2 := pn.serve(t, "b2:80", answer("OK", `"second"`))
+		b1.refuse.Store(true)
+		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, FailoverBackoff: 30 * time.Second, Transport: pn.transport(t)})
+		mustLookup(t, c, "k") // b1 backs off
+		b1.refuse.Store(false)
+		b2.down()
+		time.Sleep(time.Second)
+		if r := mustLookup(t, c, "k"); string(r.Data) != `"first"` {
+			t.Fatalf("got %s", r.Data)
+		}
+	})
+}
+
 // TestTimeoutAcrossFailover: the Timeout bounds the whole lookup, however
 // many backends it tries.
 func TestTimeoutAcrossFailover(t *testing.T) {

@@ -306,16 +306,18 @@ func (b *backend) markDown(until time.Time) {
 func (c *Client) fetch(ctx context.Context, verb string, body []byte) (Result, cachePolicy, error) {
 	now := time.Now()
 	order := make([]*backend, 0, len(c.backends))
+	var resting []*backend
 	for _, b := range c.backends {
 		if b.available(now) {
 			order = append(order, b)
+		} else {
+			resting = append(resting, b)
 		}
 	}
-	if len(order) == 0 {
-		// Everything is backing off: probe them all anyway, in order,
-		// rather than failing without trying.
-		order = c.backends
-	}
+	// Backends backing off come last, in order: when every other one fails
+	// before answering, trying one that may have recovered beats failing
+	// the lookup untried.
+	order = append(order, resting...)
 	var lastErr error
 	for _, b := range order {
 		res, pol, err := c.exchange(ctx, b, verb, body)
