@@ -199,11 +199,6 @@ func (c *Client) Lookup(ctx context.Context, verb string, object any) (Result, e
 
 // LookupRaw is Lookup with the object already encoded as JSON.
 func (c *Client) LookupRaw(ctx context.Context, verb string, object json.RawMessage) (Result, error) {
-	if c.opts.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
-		defer cancel()
-	}
 	body := EncodeRequest(nil, verb, object)
 	var key string
 	if c.opts.Cache != nil {
@@ -213,6 +208,13 @@ func (c *Client) LookupRaw(ctx context.Context, verb string, object json.RawMess
 			return r, nil
 		}
 		c.obs.CacheEvent("miss")
+	}
+	// The timer is set after the cache: a hit needs none, and creating it
+	// cost 40% of a hit (BenchmarkLookupCached).
+	if c.opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
 	}
 	res, pol, err := c.flight.do(ctx, string(body), func(ctx context.Context) (Result, cachePolicy, error) {
 		return c.fetch(ctx, verb, body)
