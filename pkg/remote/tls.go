@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -134,6 +135,7 @@ func NewTLS(o TLSOptions) (*TLSSetup, error) {
 		}
 		s.cert.Store(c)
 	}
+	s.sessions.now = func() time.Time { return s.now() }
 	s.sessions.reset()
 
 	s.conf = &tls.Config{
@@ -478,26 +480,70 @@ func tlsFailure(err error) (cause, reason string, ok bool) {
 
 // sessionCache is the client session cache, replaceable as a whole so that
 // Reload can forget sessions made with the previous client certificate.
+//
+// It also bounds how long a chain of resumptions may last. A resumed
+// session carries the OCSP staple of the full handshake it descends from
+// (crypto/tls saves it in the session and copies it into every new ticket
+// of a resumed connection), so without a bound a long-running daemon would
+// one day resume with a staple past its NextUpdate, be refused, and fail a
+// lookup. After maxSessionAge the next connection does a full handshake
+// and gets a fresh staple (and a fresh look at the chain).
 type sessionCache struct {
-	cur atomic.Pointer[lruHolder]
+	cur atomic.Pointer[sessionLRU]
+	now func() time.Time
 }
 
-type lruHolder struct{ tls.ClientSessionCache }
+// sessionLRU is one generation of the cache, with the time each key's
+// chain of sessions started (its last full handshake).
+type sessionLRU struct {
+	lru tls.ClientSessionCache
+
+	mu   sync.Mutex
+	born map[string]time.Time
+}
 
 // sessionCacheSize is how many backend sessions are remembered: one per
 // backend host and SNI is enough, a few spare cost nothing.
 const sessionCacheSize = 64
 
+// maxSessionAge bounds a chain of resumptions (see sessionCache).
+const maxSessionAge = time.Hour
+
 func (c *sessionCache) reset() {
-	c.cur.Store(&lruHolder{tls.NewLRUClientSessionCache(sessionCacheSize)})
+	c.cur.Store(&sessionLRU{lru: tls.NewLRUClientSessionCache(sessionCacheSize), born: map[string]time.Time{}})
 }
 
 // Get implements tls.ClientSessionCache.
 func (c *sessionCache) Get(key string) (*tls.ClientSessionState, bool) {
-	return c.cur.Load().Get(key)
+	g := c.cur.Load()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if b, ok := g.born[key]; ok && c.now().Sub(b) > maxSessionAge {
+		delete(g.born, key)
+		g.lru.Put(key, nil)
+		return nil, false
+	}
+	return g.lru.Get(key)
 }
 
-// Put implements tls.ClientSessionCache.
+// Put implements tls.ClientSessionCache. A session stored while the key
+// already has one descends from it (a resumed connection's new ticket),
+// or from a concurrent full handshake; either way the older start time is
+// kept, which errs towards an earlier full handshake.
 func (c *sessionCache) Put(key string, cs *tls.ClientSessionState) {
-	c.cur.Load().Put(key, cs)
+	g := c.cur.Load()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if cs == nil {
+		delete(g.born, key)
+	} else if _, ok := g.born[key]; !ok {
+		if len(g.born) >= 4*sessionCacheSize {
+			// Keys the LRU evicted without telling us: start over
+			// rather than grow (the next handshakes are then full).
+			clear(g.born)
+			g.lru = tls.NewLRUClientSessionCache(sessionCacheSize)
+		}
+		g.born[key] = c.now()
+	}
+	g.lru.Put(key, cs)
 }

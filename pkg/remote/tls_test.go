@@ -611,3 +611,51 @@ func TestTLSKeepAlive(t *testing.T) {
 		t.Errorf("%d handshakes for 20 sequential lookups, want 1", n)
 	}
 }
+
+// TestTLSResumedStapleRefresh: a resumed session carries the staple of its
+// full handshake. Once that staple would be stale, the session must not be
+// resumed any more: the next connection does a full handshake and gets the
+// server's fresh staple, instead of failing a lookup.
+func TestTLSResumedStapleRefresh(t *testing.T) {
+	e := newTLSEnv(t)
+	start := time.Now()
+	var mu sync.Mutex
+	staple := e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: e.srv.SerialNumber, ThisUpdate: start.Add(-time.Hour), NextUpdate: start.Add(90 * time.Minute)}, nil, nil)
+	b := newTLSBackend(t, e.cert(), func(c *tls.Config) {
+		cert := e.cert()
+		// Called because the client sends SNI (ServerName below); the
+		// static certificate has no staple.
+		c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			cc := cert
+			cc.OCSPStaple = staple
+			return &cc, nil
+		}
+	})
+	s := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, ServerName: "backend.test", OCSP: OCSPRequireStapled})
+	var clock atomic.Int64 // offset from the real time
+	s.now = func() time.Time { return time.Now().Add(time.Duration(clock.Load())) }
+	c, obs := newTLSClient(t, b.URL+"/", s, "")
+
+	lookupOK(t, c)
+	c.CloseIdle()
+	lookupOK(t, c)
+	if _, resumed := b.last(); !resumed {
+		t.Fatal("second connection did not resume")
+	}
+
+	// Two hours later the first staple is past its NextUpdate; the server
+	// now staples a fresh one.
+	clock.Store(int64(2 * time.Hour))
+	mu.Lock()
+	staple = e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: e.srv.SerialNumber, ThisUpdate: start.Add(time.Hour), NextUpdate: start.Add(5 * time.Hour)}, nil, nil)
+	mu.Unlock()
+	c.CloseIdle()
+	if _, err := c.Lookup(t.Context(), "virtual", "alice@example.com"); err != nil {
+		t.Fatalf("lookup after the staple aged: %v (causes %v)", err, obs.causes)
+	}
+	if _, resumed := b.last(); resumed {
+		t.Error("a session older than maxSessionAge was resumed")
+	}
+}
