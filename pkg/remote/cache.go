@@ -30,7 +30,8 @@ const (
 // backend's Cache-Control and Expires as a shared cache in the sense of
 // RFC 9111 (one shitenno serves every user of the mail system): see
 // parseCachePolicy. Its methods are safe for concurrent use; a nil *Cache
-// caches nothing.
+// caches nothing. A cached Result's Data is shared by every lookup it
+// answers: callers read it, never modify it.
 type Cache struct {
 	max         int
 	defaultTTL  time.Duration
