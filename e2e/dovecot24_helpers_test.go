@@ -1,0 +1,342 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Dovecot 2.4 runs from a Debian 13 root built by scripts/trixie-chroot.sh:
+// Debian 12 has no dovecot 2.4 and trixie's binaries need trixie's glibc
+// (PROTOCOLS.md §3.10). shitenno-dovecot runs on the host with its socket
+// inside that root, where dovecot sees it at the same path minus the root.
+
+var trixie struct {
+	once sync.Once
+	root string
+	err  error
+	log  string
+}
+
+// trixieBuildTimeout bounds debootstrap plus the package installation
+// (about 2.5 minutes on a cold cache, instant on reuse).
+const trixieBuildTimeout = 15 * time.Minute
+
+// trixieRoot builds the root once per test binary (reused across runs from
+// /var/tmp/shitenno-trixie, or $SHITENNO_TRIXIE_DIR) and returns its path.
+// Without root privileges or debootstrap the test fails in CI and is
+// skipped elsewhere.
+func trixieRoot(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if inCI() {
+			t.Fatal("dovecot 2.4 tests need root (debootstrap, chroot)")
+		}
+		t.Skip("dovecot 2.4 tests need root (debootstrap, chroot)")
+	}
+	requireTool(t, "debootstrap")
+	requireTool(t, "chroot")
+	trixie.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), trixieBuildTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "scripts", "trixie-chroot.sh"))
+		// Keep proxy variables here: debootstrap and apt may need them.
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		trixie.err = cmd.Run()
+		trixie.log = errOut.String()
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		trixie.root = lines[len(lines)-1]
+		if trixie.err == nil && !filepath.IsAbs(trixie.root) {
+			trixie.err = fmt.Errorf("unexpected output %q", out.String())
+		}
+	})
+	if trixie.err != nil {
+		msg := fmt.Sprintf("scripts/trixie-chroot.sh: %v\n%s", trixie.err, trixieTail(trixie.log, 4000))
+		if inCI() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return trixie.root
+}
+
+// trixieTail returns at most the last n bytes of s.
+func trixieTail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+// trixieDir makes a private directory inside the root (/tmp there) that
+// dovecot's unprivileged processes can traverse; it returns the host path.
+func trixieDir(t *testing.T, root string) string {
+	t.Helper()
+	d, err := os.MkdirTemp(filepath.Join(root, "tmp"), "shitenno-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// dovecot24 is a private dovecot 2.4 instance running in the root.
+type dovecot24 struct {
+	root string // the trixie root on the host
+	dir  string // the instance directory (host path, inside root)
+	conf string // dovecot.conf as dovecot sees it
+	port int    // IMAP port on 127.0.0.1
+	proc *Proc
+}
+
+// in turns a host path inside the root into the path dovecot sees.
+func (d *dovecot24) in(hostPath string) string {
+	return "/" + strings.TrimPrefix(strings.TrimPrefix(hostPath, d.root), "/")
+}
+
+// dovecot24Opts choose what the instance talks to.
+type dovecot24Opts struct {
+	Socket     string // shitenno-dovecot's socket, host path inside the root
+	LuaTimeout string // lua_settings timeout (seconds)
+}
+
+// exampleConf reads conf/dovecot/NAME and replaces each old string by its
+// new one, failing when an old string is missing: the shipped examples
+// are what the tests run, so they cannot drift apart.
+func exampleConf(t *testing.T, name string, oldnew ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "conf", "dovecot", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for i := 0; i+1 < len(oldnew); i += 2 {
+		if !strings.Contains(s, oldnew[i]) {
+			t.Fatalf("conf/dovecot/%s no longer contains %q", name, oldnew[i])
+		}
+		s = strings.ReplaceAll(s, oldnew[i], oldnew[i+1])
+	}
+	return s
+}
+
+// startDovecot24 writes a private configuration that includes the shipped
+// examples (auth-shitenno.2.4.conf.ext, dict-shitenno.2.4.conf.ext) with
+// paths pointing into dir, starts dovecot -F in the root and waits for
+// its IMAP port and auth sockets.
+func startDovecot24(t *testing.T, root, dir string, o dovecot24Opts) *dovecot24 {
+	t.Helper()
+	d := &dovecot24{root: root, dir: dir, port: freePort(t)}
+	for _, sub := range []string{"run", "state"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Mail homes are created by the users' uid (nobody in the tests).
+	if err := os.MkdirAll(filepath.Join(dir, "home"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "home"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	lua, err := os.ReadFile(filepath.Join(repoRoot(t), "conf", "dovecot", "shitenno.lua"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return d.in(p)
+	}
+	luaPath := write("shitenno.lua", string(lua))
+	sock := d.in(o.Socket)
+	auth := write("auth-shitenno.conf.ext", exampleConf(t, "auth-shitenno.2.4.conf.ext",
+		"/usr/local/share/shitenno/dovecot/shitenno.lua", luaPath,
+		"socket = /run/shitenno-dovecot", "socket = "+sock,
+		"timeout = 6", "timeout = "+o.LuaTimeout))
+	dict := write("dict-shitenno.conf.ext", exampleConf(t, "dict-shitenno.2.4.conf.ext",
+		"socket_path = /run/shitenno-dovecot", "socket_path = "+sock))
+	in := d.in(dir)
+	conf := fmt.Sprintf(`dovecot_config_version = 2.4.1
+dovecot_storage_version = 2.4.1
+base_dir = %[1]s/run
+state_dir = %[1]s/state
+instance_name = %[2]s
+log_path = %[1]s/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+auth_allow_cleartext = yes
+# Any byte in user names, so that escaping is exercised end to end.
+auth_username_chars =
+auth_verbose = yes
+auth_failure_delay = 0
+auth_internal_failure_delay = 0
+default_internal_user = dovecot
+default_internal_group = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+mail_driver = maildir
+mail_path = ~/Maildir
+service imap-login {
+  inet_listener imap {
+    port = %[3]d
+  }
+}
+!include %[4]s
+!include %[5]s
+`, in, filepath.Base(dir), d.port, auth, dict)
+	d.conf = write("dovecot.conf", conf)
+	logFile := filepath.Join(dir, "dovecot.log")
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("dovecot 2.4 log:\n%s", trixieTail(string(b), 20000))
+		}
+	})
+	if out, errOut, code := run(t, time.Minute, "chroot", root, "doveconf", "-c", d.conf, "-n"); code != 0 {
+		t.Fatalf("doveconf -n: exit %d\n%s%s", code, out, errOut)
+	}
+	d.proc = start(t, "chroot", root, "dovecot", "-F", "-c", d.conf)
+	waitFor(t, 30*time.Second, "dovecot 2.4 to listen", func() bool {
+		if d.proc.Exited() {
+			t.Fatalf("dovecot exited: %s", d.proc.Output.String())
+		}
+		if _, err := os.Stat(filepath.Join(dir, "run", "auth-userdb")); err != nil {
+			return false
+		}
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", d.port), 200*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	return d
+}
+
+// doveadm runs doveadm in the root against this instance.
+func (d *dovecot24) doveadm(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	return run(t, time.Minute, "chroot", append([]string{d.root, "doveadm", "-c", d.conf}, args...)...)
+}
+
+// authTest runs doveadm auth test and returns its combined output.
+func (d *dovecot24) authTest(t *testing.T, user, pass string) (string, int) {
+	t.Helper()
+	out, errOut, code := d.doveadm(t, "auth", "test", user, pass)
+	return out + errOut, code
+}
+
+// userLookup runs doveadm user and returns its combined output.
+func (d *dovecot24) userLookup(t *testing.T, user string) (string, int) {
+	t.Helper()
+	out, errOut, code := d.doveadm(t, "user", user)
+	return out + errOut, code
+}
+
+// imapLogin connects from src (a 127.0.0.N address: dovecot's auth
+// penalty is per client IP), sends LOGIN and returns the tagged reply.
+func (d *dovecot24) imapLogin(t *testing.T, src, user, pass string) string {
+	t.Helper()
+	dialer := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := dialer.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", d.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	if greet, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(greet, "* OK") {
+		t.Fatalf("IMAP greeting %q: %v", greet, err)
+	}
+	fmt.Fprintf(c, "a1 LOGIN %s %s\r\n", imap24Quote(user), imap24Quote(pass))
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("IMAP LOGIN: %v (read %q)", err, line)
+		}
+		if strings.HasPrefix(line, "a1 ") {
+			fmt.Fprintf(c, "a2 LOGOUT\r\n")
+			return strings.TrimRight(line, "\r\n")
+		}
+	}
+}
+
+// imap24Quote makes an IMAP quoted string (RFC 3501 quoted-specials).
+func imap24Quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// silentDictServer accepts connections on a unix socket and reads what
+// the client sends without ever answering: a hung shitenno. It returns
+// the number of lookups received so far.
+func silentDictServer(t *testing.T, path string) func() int {
+	t.Helper()
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	lookups := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() {
+				br := bufio.NewReader(io.LimitReader(c, 1<<20))
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if strings.HasPrefix(line, "L") {
+						mu.Lock()
+						lookups++
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return lookups
+	}
+}

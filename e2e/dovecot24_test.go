@@ -1,0 +1,270 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Users the dovecot 2.4 tests look up. The escaped one has a TAB, which
+// the dict protocol escapes and auth_username_chars = "" lets through.
+const (
+	d24Good    = "good@example.org"
+	d24Unknown = "unknown@example.org"
+	d24Fail    = "fail@example.org"
+	d24Hang    = "hang@example.org"
+	d24Escaped = "tab\tuser@example.org"
+)
+
+// d24Backend answers like a real backend: passdb gives the password,
+// userdb the mail fields (numbers and booleans included), a failing user
+// gets HTTP 500, a hanging one no answer at all.
+func d24Backend(t *testing.T, home string) *FakeBackend {
+	return newFakeBackend(t, func(r BackendRequest) (int, string) {
+		var obj struct{ Context, Object string }
+		if err := json.Unmarshal(r.Object, &obj); err != nil || obj.Context != "shared" {
+			return 400, `{"error":"bad object"}`
+		}
+		switch obj.Object {
+		case d24Good, d24Escaped:
+			if r.Verb == "passdb" {
+				return 200, okReply(r, "OK", map[string]any{"password": "{PLAIN}secret"})
+			}
+			return 200, okReply(r, "OK", map[string]any{
+				"uid": 65534, "gid": 65534, "home": home + "/good",
+				"ratio": 1.5, "flag": true, "big": 12345678901,
+			})
+		case d24Fail:
+			return 500, `{"error":"boom"}`
+		case d24Hang:
+			return 0, ""
+		}
+		return 200, okReply(r, "KO", nil)
+	})
+}
+
+// d24Requests returns the bodies the backend received for verb and user.
+func d24Requests(fb *FakeBackend, verb, user string) [][]byte {
+	var out [][]byte
+	for _, r := range fb.Requests() {
+		var obj struct{ Object string }
+		if r.Verb == verb && json.Unmarshal(r.Object, &obj) == nil && obj.Object == user {
+			out = append(out, r.Body)
+		}
+	}
+	return out
+}
+
+// d24CheckBody asserts that the backend received exactly the request
+// dovecot 2.3's dict driver causes, on the path RemoteURL + verb.
+func d24CheckBody(t *testing.T, fb *FakeBackend, verb, user string) {
+	t.Helper()
+	obj, _ := json.Marshal(user)
+	want := fmt.Sprintf(`{"Verb":%q,"Object":{"Context":"shared","Object":%s}}`, verb, obj)
+	bodies := d24Requests(fb, verb, user)
+	if len(bodies) == 0 {
+		var seen []string
+		for _, r := range fb.Requests() {
+			seen = append(seen, string(bytes.TrimSpace(r.Body)))
+		}
+		t.Fatalf("backend received no %s request for %q; it received:\n%s", verb, user, strings.Join(seen, "\n"))
+	}
+	for _, b := range bodies {
+		if got := string(bytes.TrimSpace(b)); got != want {
+			t.Errorf("backend body = %s, want %s", got, want)
+		}
+	}
+	for _, r := range fb.Requests() {
+		if r.Verb == verb && r.Path != "/"+verb {
+			t.Errorf("backend path = %q, want /%s", r.Path, verb)
+		}
+	}
+}
+
+// TestDovecot24Lua runs dovecot 2.4.1 (Debian 13) with the shipped
+// shitenno.lua and example configuration against the real
+// shitenno-dovecot and a recording backend.
+func TestDovecot24Lua(t *testing.T) {
+	t.Parallel()
+	root := trixieRoot(t)
+	dir := trixieDir(t, root)
+	d := &dovecot24{root: root}
+	fb := d24Backend(t, d.in(filepath.Join(dir, "home")))
+	sd := startDaemon(t, dir, "dovecot", fb.BaseURL()) // Timeout = 2s
+	dv := startDovecot24(t, root, dir, dovecot24Opts{Socket: sd.Socket, LuaTimeout: "3"})
+
+	t.Run("AuthTestGood", func(t *testing.T) {
+		out, code := dv.authTest(t, d24Good, "secret")
+		if code != 0 || !strings.Contains(out, "auth succeeded") {
+			t.Errorf("doveadm auth test: exit %d\n%s", code, out)
+		}
+		d24CheckBody(t, fb, "passdb", d24Good)
+	})
+	t.Run("AuthTestWrongPassword", func(t *testing.T) {
+		out, code := dv.authTest(t, d24Good, "wrong")
+		if code != 77 || strings.Contains(out, "temp_fail") {
+			t.Errorf("doveadm auth test: exit %d, want 77 without temp_fail\n%s", code, out)
+		}
+	})
+	t.Run("AuthTestUnknownUser", func(t *testing.T) {
+		out, code := dv.authTest(t, d24Unknown, "secret")
+		if code != 77 || strings.Contains(out, "temp_fail") {
+			t.Errorf("doveadm auth test: exit %d, want 77 without temp_fail\n%s", code, out)
+		}
+		d24CheckBody(t, fb, "passdb", d24Unknown)
+	})
+	t.Run("AuthTestBackendFailure", func(t *testing.T) {
+		// dovecot 2.4.1 exits 75 here (2.3 used 77); code=temp_fail is
+		// what marks the temporary failure in both.
+		out, code := dv.authTest(t, d24Fail, "secret")
+		if code != 75 || !strings.Contains(out, "code=temp_fail") {
+			t.Errorf("doveadm auth test: exit %d, want 75 with code=temp_fail\n%s", code, out)
+		}
+	})
+	t.Run("AuthTestBackendHang", func(t *testing.T) {
+		// shitenno's Timeout (2s) fires before the script's (3s).
+		t0 := time.Now()
+		out, code := dv.authTest(t, d24Hang, "secret")
+		if code != 75 || !strings.Contains(out, "code=temp_fail") {
+			t.Errorf("doveadm auth test: exit %d, want 75 with code=temp_fail\n%s", code, out)
+		}
+		if el := time.Since(t0); el > 15*time.Second {
+			t.Errorf("hanging backend took %s to surface", el)
+		}
+	})
+	t.Run("UserFound", func(t *testing.T) {
+		out, code := dv.userLookup(t, d24Good)
+		if code != 0 {
+			t.Fatalf("doveadm user: exit %d\n%s", code, out)
+		}
+		// Numbers keep their JSON text (dovecot itself would truncate
+		// 1.5 to an integer), booleans become dovecot's yes/no.
+		for _, f := range []string{"uid\t65534", "gid\t65534", "ratio\t1.5", "big\t12345678901", "flag\tyes", "home\t" + dv.in(dir) + "/home/good"} {
+			if !strings.Contains(out, f+"\n") {
+				t.Errorf("doveadm user output lacks %q:\n%s", f, out)
+			}
+		}
+		d24CheckBody(t, fb, "userdb", d24Good)
+	})
+	t.Run("UserUnknown", func(t *testing.T) {
+		if out, code := dv.userLookup(t, d24Unknown); code != 67 {
+			t.Errorf("doveadm user: exit %d, want 67\n%s", code, out)
+		}
+	})
+	t.Run("UserBackendFailure", func(t *testing.T) {
+		if out, code := dv.userLookup(t, d24Fail); code != 75 {
+			t.Errorf("doveadm user: exit %d, want 75\n%s", code, out)
+		}
+	})
+	t.Run("AuthTestEscaped", func(t *testing.T) {
+		// The TAB travels tab-escaped in both the key and the user field;
+		// the backend must see the raw byte. (doveadm auth test carries it
+		// in SASL PLAIN; doveadm user cannot pass a TAB to auth.)
+		if out, code := dv.authTest(t, d24Escaped, "secret"); code != 0 {
+			t.Errorf("doveadm auth test: exit %d\n%s", code, out)
+		}
+		d24CheckBody(t, fb, "passdb", d24Escaped)
+	})
+	t.Run("IMAPLogin", func(t *testing.T) {
+		if got := dv.imapLogin(t, "127.0.0.2", d24Good, "secret"); !strings.HasPrefix(got, "a1 OK") {
+			t.Errorf("LOGIN good: %q", got)
+		}
+		if got := dv.imapLogin(t, "127.0.0.3", d24Good, "wrong"); !strings.HasPrefix(got, "a1 NO [AUTHENTICATIONFAILED]") {
+			t.Errorf("LOGIN wrong password: %q", got)
+		}
+		if got := dv.imapLogin(t, "127.0.0.4", d24Fail, "secret"); !strings.HasPrefix(got, "a1 NO [UNAVAILABLE]") {
+			t.Errorf("LOGIN backend failure: %q", got)
+		}
+	})
+	t.Run("DictGet", func(t *testing.T) {
+		// dovecot's own 2.4 dict client (hello H4) through the
+		// dict proxy { } block of dict-shitenno.2.4.conf.ext.
+		before := len(d24Requests(fb, "passdb", d24Good))
+		out, errOut, code := dv.doveadm(t, "dict", "get", "mail_attribute", "shared/passdb/"+d24Good)
+		if code != 0 || strings.TrimSpace(out) != `{"password":"{PLAIN}secret"}` {
+			t.Errorf("doveadm dict get: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+		if n := len(d24Requests(fb, "passdb", d24Good)); n != before+1 {
+			t.Errorf("backend saw %d new requests, want 1", n-before)
+		}
+		d24CheckBody(t, fb, "passdb", d24Good)
+		// With -u the user travels in the lookup's user field too.
+		out, errOut, code = dv.doveadm(t, "dict", "get", "-u", d24Good, "mail_attribute", "shared/userdb/"+d24Good)
+		if code != 0 || !strings.Contains(out, `"big":12345678901`) {
+			t.Errorf("doveadm dict get -u: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+		if _, errOut, code = dv.doveadm(t, "dict", "get", "mail_attribute", "shared/passdb/"+d24Unknown); code != 68 {
+			t.Errorf("doveadm dict get unknown: exit %d, want 68 (%q)", code, errOut)
+		}
+		if _, errOut, code = dv.doveadm(t, "dict", "get", "mail_attribute", "shared/passdb/"+d24Fail); code != 75 {
+			t.Errorf("doveadm dict get failing: exit %d, want 75 (%q)", code, errOut)
+		}
+		// The configuration-free form documented for operators.
+		out, errOut, code = dv.doveadm(t, "-o", "dict=proxy", "-o", "dict_proxy_socket_path="+dv.in(sd.Socket),
+			"-o", "dict_proxy_name=shitenno", "dict", "get", "", "shared/passdb/"+d24Good)
+		if code != 0 || strings.TrimSpace(out) != `{"password":"{PLAIN}secret"}` {
+			t.Errorf("doveadm -o dict=proxy dict get: exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+	})
+	t.Run("ReconnectAfterRestart", func(t *testing.T) {
+		// Warm the auth-worker's persistent connection, restart
+		// shitenno-dovecot, then the very next lookup must succeed: the
+		// script notices the closed connection and reconnects once.
+		if out, code := dv.authTest(t, d24Good, "secret"); code != 0 {
+			t.Fatalf("before restart: exit %d\n%s", code, out)
+		}
+		if err := sd.Stop(syscall.SIGTERM, 10*time.Second); err != nil {
+			t.Logf("shitenno-dovecot stop: %v", err)
+		}
+		sd2 := startDaemon(t, dir, "dovecot", fb.BaseURL())
+		if sd2.Socket != sd.Socket {
+			t.Fatalf("socket moved: %s != %s", sd2.Socket, sd.Socket)
+		}
+		if out, code := dv.authTest(t, d24Good, "secret"); code != 0 {
+			t.Errorf("first lookup after restart: exit %d\n%s", code, out)
+		}
+		if out, code := dv.userLookup(t, d24Good); code != 0 {
+			t.Errorf("first userdb lookup after restart: exit %d\n%s", code, out)
+		}
+	})
+}
+
+// TestDovecot24ShitennoHangs points the script at a dict server that
+// reads but never answers: the lookup must end as a temporary failure
+// after the script's own timeout, never as "user unknown".
+func TestDovecot24ShitennoHangs(t *testing.T) {
+	t.Parallel()
+	root := trixieRoot(t)
+	dir := trixieDir(t, root)
+	sock := filepath.Join(dir, "silent.sock")
+	lookups := silentDictServer(t, sock)
+	dv := startDovecot24(t, root, dir, dovecot24Opts{Socket: sock, LuaTimeout: "1"})
+
+	t0 := time.Now()
+	out, code := dv.authTest(t, d24Good, "secret")
+	if code != 75 || !strings.Contains(out, "code=temp_fail") {
+		t.Errorf("doveadm auth test: exit %d, want 75 with code=temp_fail\n%s", code, out)
+	}
+	if el := time.Since(t0); el < time.Second || el > 15*time.Second {
+		t.Errorf("took %s, want about the 1s script timeout", el)
+	}
+	if out, code := dv.userLookup(t, d24Good); code != 75 {
+		t.Errorf("doveadm user: exit %d, want 75\n%s", code, out)
+	}
+	if got := dv.imapLogin(t, "127.0.0.5", d24Good, "secret"); !strings.HasPrefix(got, "a1 NO [UNAVAILABLE]") {
+		t.Errorf("LOGIN: %q", got)
+	}
+	if n := lookups(); n < 3 {
+		t.Errorf("silent server saw %d lookups, want at least 3", n)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
+	if !strings.Contains(string(log), "shitenno passdb lookup failed: timeout") {
+		t.Errorf("dovecot log does not name the timeout")
+	}
+}
