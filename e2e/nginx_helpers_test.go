@@ -1,0 +1,473 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// nginxInstance is a private nginx (own prefix, pid, error_log; daemon
+// off) with the mail module loaded.
+type nginxInstance struct {
+	dir      string
+	errorLog string
+	proc     *Proc
+}
+
+// nginxMailModule is where Debian's libnginx-mod-mail installs the module.
+const nginxMailModule = "/usr/lib/nginx/modules/ngx_mail_module.so"
+
+// startNginx writes nginx.conf around the given mail{} body (and optional
+// http{} body), checks it with nginx -t, runs nginx in the foreground and
+// waits until every port in waitPorts accepts connections.
+func startNginx(t *testing.T, dir, mailBody, httpBody string, waitPorts ...int) *nginxInstance {
+	t.Helper()
+	nginx := requireTool(t, "nginx")
+	if _, err := os.Stat(nginxMailModule); err != nil {
+		if inCI() {
+			t.Fatalf("%s missing: CI must install libnginx-mod-mail", nginxMailModule)
+		}
+		t.Skipf("%s missing (libnginx-mod-mail)", nginxMailModule)
+	}
+	n := &nginxInstance{dir: filepath.Join(dir, "nginx")}
+	for _, sub := range []string{"", "logs", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(n.dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.errorLog = filepath.Join(n.dir, "logs", "error.log")
+	var httpBlock string
+	if httpBody != "" {
+		// Debian compiles its temp paths under /var/lib/nginx; keep a
+		// private instance out of them.
+		httpBlock = fmt.Sprintf(`http {
+    access_log off;
+    client_body_temp_path %[1]s/tmp/body;
+    proxy_temp_path %[1]s/tmp/proxy;
+    fastcgi_temp_path %[1]s/tmp/fastcgi;
+    uwsgi_temp_path %[1]s/tmp/uwsgi;
+    scgi_temp_path %[1]s/tmp/scgi;
+%[2]s
+}
+`, n.dir, httpBody)
+	}
+	conf := fmt.Sprintf(`load_module %s;
+daemon off;
+worker_processes 1;
+pid %s/nginx.pid;
+error_log %s info;
+events { worker_connections 128; }
+mail {
+%s
+}
+%s`, nginxMailModule, n.dir, n.errorLog, mailBody, httpBlock)
+	confPath := filepath.Join(n.dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-p", n.dir + "/", "-c", confPath, "-e", n.errorLog}
+	if out, errOut, code := run(t, 30*time.Second, nginx, append([]string{"-t"}, args...)...); code != 0 {
+		t.Fatalf("nginx -t failed (%d):\n%s%s\n%s", code, out, errOut, conf)
+	}
+	n.proc = start(t, nginx, args...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(n.errorLog)
+			t.Logf("nginx error log:\n%s", b)
+		}
+	})
+	for _, p := range waitPorts {
+		waitFor(t, 10*time.Second, fmt.Sprintf("nginx on port %d", p), func() bool {
+			if n.proc.Exited() {
+				b, _ := os.ReadFile(n.errorLog)
+				t.Fatalf("nginx exited: %s\n%s", n.proc.Output.String(), b)
+			}
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), 200*time.Millisecond)
+			if err != nil {
+				return false
+			}
+			c.Close()
+			return true
+		})
+	}
+	return n
+}
+
+// mailServers is the mail{} body for one IMAP, one POP3 and one SMTP
+// listener, as documented in docs/nginx.md, with the given auth_http
+// target.
+func mailServers(authHTTP string, imap, pop3, smtp int) string {
+	return fmt.Sprintf(`    server_name  mail.test;
+    auth_http    %s;
+    auth_http_timeout 5s;
+    proxy_pass_error_message on;
+    xclient off;
+
+    server {
+        listen   127.0.0.1:%d;
+        protocol imap;
+        imap_auth login plain;
+    }
+    server {
+        listen   127.0.0.1:%d;
+        protocol pop3;
+        pop3_auth plain;
+    }
+    server {
+        listen   127.0.0.1:%d;
+        protocol smtp;
+        smtp_auth plain login;
+    }`, authHTTP, imap, pop3, smtp)
+}
+
+// upLogin is a login an upstream received from nginx.
+type upLogin struct{ User, Pass string }
+
+// mailUpstream is a minimal IMAP, POP3 or SMTP server standing for the
+// real mail server behind nginx: it accepts any login, records it, and
+// answers a few commands with text naming the logged-in user, so a test
+// can tell the session was really proxied.
+type mailUpstream struct {
+	proto string
+	port  int
+	l     net.Listener
+
+	mu     sync.Mutex
+	logins []upLogin
+	wg     sync.WaitGroup
+}
+
+func startUpstream(t *testing.T, proto string) *mailUpstream {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &mailUpstream{proto: proto, port: l.Addr().(*net.TCPAddr).Port, l: l}
+	var conns sync.Map
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Store(c, true)
+			u.wg.Add(1)
+			go func() {
+				defer u.wg.Done()
+				defer conns.Delete(c)
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				u.serve(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
+		u.wg.Wait()
+	})
+	return u
+}
+
+// Logins returns the logins received so far.
+func (u *mailUpstream) Logins() []upLogin {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]upLogin(nil), u.logins...)
+}
+
+func (u *mailUpstream) record(user, pass string) {
+	u.mu.Lock()
+	u.logins = append(u.logins, upLogin{user, pass})
+	u.mu.Unlock()
+}
+
+func (u *mailUpstream) serve(c net.Conn) {
+	br := bufio.NewReader(c)
+	switch u.proto {
+	case "imap":
+		u.serveIMAP(c, br)
+	case "pop3":
+		u.servePOP3(c, br)
+	case "smtp":
+		u.serveSMTP(c, br)
+	}
+}
+
+func (u *mailUpstream) serveIMAP(c net.Conn, br *bufio.Reader) {
+	fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1] upstream ready\r\n")
+	user := ""
+	for {
+		args, err := readIMAPCommand(c, br)
+		if err != nil || len(args) < 2 {
+			return
+		}
+		tag, cmd := args[0], strings.ToUpper(args[1])
+		switch {
+		case cmd == "LOGIN" && len(args) == 4:
+			user = args[2]
+			u.record(args[2], args[3])
+			fmt.Fprintf(c, "%s OK LOGIN completed by upstream\r\n", tag)
+		case cmd == "NOOP":
+			fmt.Fprintf(c, "* OK upstream session of %s\r\n%s OK NOOP completed\r\n", user, tag)
+		case cmd == "CAPABILITY":
+			fmt.Fprintf(c, "* CAPABILITY IMAP4rev1\r\n%s OK CAPABILITY completed\r\n", tag)
+		case cmd == "LOGOUT":
+			fmt.Fprintf(c, "* BYE upstream\r\n%s OK LOGOUT completed\r\n", tag)
+			return
+		default:
+			fmt.Fprintf(c, "%s BAD unknown command\r\n", tag)
+		}
+	}
+}
+
+// readIMAPCommand reads one command line with its synchronising literals
+// ("{n}" at the end of a line: answer "+", read n bytes) and splits it into
+// atoms, quoted strings and literals.
+func readIMAPCommand(w io.Writer, br *bufio.Reader) ([]string, error) {
+	var args []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return nil, err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		lit := -1
+		if i := strings.LastIndexByte(line, '{'); i >= 0 && strings.HasSuffix(line, "}") {
+			if n, err := strconv.Atoi(line[i+1 : len(line)-1]); err == nil {
+				lit, line = n, line[:i]
+			}
+		}
+		args = append(args, splitIMAPLine(line)...)
+		if lit < 0 {
+			return args, nil
+		}
+		fmt.Fprintf(w, "+ go ahead\r\n")
+		b := make([]byte, lit)
+		if _, err := io.ReadFull(br, b); err != nil {
+			return nil, err
+		}
+		args = append(args, string(b))
+	}
+}
+
+func splitIMAPLine(s string) []string {
+	var out []string
+	for i := 0; i < len(s); {
+		switch {
+		case s[i] == ' ':
+			i++
+		case s[i] == '"':
+			var b strings.Builder
+			i++
+			for i < len(s) && s[i] != '"' {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				b.WriteByte(s[i])
+				i++
+			}
+			i++
+			out = append(out, b.String())
+		default:
+			j := strings.IndexByte(s[i:], ' ')
+			if j < 0 {
+				j = len(s) - i
+			}
+			out = append(out, s[i:i+j])
+			i += j
+		}
+	}
+	return out
+}
+
+func (u *mailUpstream) servePOP3(c net.Conn, br *bufio.Reader) {
+	fmt.Fprintf(c, "+OK upstream ready\r\n")
+	user := ""
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		cmd, arg, _ := strings.Cut(line, " ")
+		switch strings.ToUpper(cmd) {
+		case "USER":
+			user = arg
+			fmt.Fprintf(c, "+OK\r\n")
+		case "PASS":
+			u.record(user, arg)
+			fmt.Fprintf(c, "+OK logged in by upstream\r\n")
+		case "STAT":
+			fmt.Fprintf(c, "+OK 0 0 upstream session of %s\r\n", user)
+		case "QUIT":
+			fmt.Fprintf(c, "+OK bye\r\n")
+			return
+		default:
+			fmt.Fprintf(c, "-ERR unknown command\r\n")
+		}
+	}
+}
+
+func (u *mailUpstream) serveSMTP(c net.Conn, br *bufio.Reader) {
+	fmt.Fprintf(c, "220 upstream ESMTP\r\n")
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		cmd, arg, _ := strings.Cut(line, " ")
+		switch strings.ToUpper(cmd) {
+		case "EHLO", "HELO":
+			u.record(arg, "")
+			fmt.Fprintf(c, "250 upstream greets %s\r\n", arg)
+		case "MAIL":
+			fmt.Fprintf(c, "250 2.1.0 upstream accepts %s\r\n", arg)
+		case "RCPT":
+			fmt.Fprintf(c, "250 2.1.5 upstream ok\r\n")
+		case "QUIT":
+			fmt.Fprintf(c, "221 2.0.0 bye\r\n")
+			return
+		default:
+			fmt.Fprintf(c, "502 5.5.2 unknown command\r\n")
+		}
+	}
+}
+
+// mailClient is a line-oriented client for nginx's mail listeners. Python's
+// imaplib refuses non-ASCII arguments (TESTING.md), hence this one.
+type mailClient struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialMail(t *testing.T, port int) *mailClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	m := &mailClient{t: t, c: c, br: bufio.NewReader(c)}
+	m.deadline(15 * time.Second)
+	m.line() // greeting
+	return m
+}
+
+func (m *mailClient) deadline(d time.Duration) { _ = m.c.SetDeadline(time.Now().Add(d)) }
+
+// line reads one line without its CRLF; "" plus EOF marker on close.
+func (m *mailClient) line() string {
+	m.t.Helper()
+	s, err := m.br.ReadString('\n')
+	if err != nil {
+		if s == "" {
+			return "<EOF>"
+		}
+		m.t.Fatalf("reading from nginx: %v (got %q)", err, s)
+	}
+	return strings.TrimRight(s, "\r\n")
+}
+
+func (m *mailClient) send(s string) {
+	m.t.Helper()
+	if _, err := io.WriteString(m.c, s); err != nil {
+		m.t.Fatalf("writing to nginx: %v", err)
+	}
+}
+
+// tagged reads lines until one starts with tag (or the connection ends)
+// and returns all of them.
+func (m *mailClient) tagged(tag string) []string {
+	m.t.Helper()
+	var lines []string
+	for {
+		l := m.line()
+		lines = append(lines, l)
+		if strings.HasPrefix(l, tag+" ") || l == "<EOF>" {
+			return lines
+		}
+	}
+}
+
+// imapLogin sends "tag LOGIN" with both arguments as literals, so that any
+// byte (space, quotes, UTF-8) is carried unquoted, and returns the lines up
+// to the tagged answer.
+func (m *mailClient) imapLogin(tag, user, pass string) []string {
+	m.t.Helper()
+	m.send(fmt.Sprintf("%s LOGIN {%d}\r\n", tag, len(user)))
+	if l := m.line(); !strings.HasPrefix(l, "+") {
+		return []string{l}
+	}
+	m.send(fmt.Sprintf("%s {%d}\r\n", user, len(pass)))
+	if l := m.line(); !strings.HasPrefix(l, "+") {
+		return []string{l}
+	}
+	m.send(pass + "\r\n")
+	return m.tagged(tag)
+}
+
+// smtpReply reads one (possibly multi-line) SMTP reply.
+func (m *mailClient) smtpReply() []string {
+	m.t.Helper()
+	var lines []string
+	for {
+		l := m.line()
+		lines = append(lines, l)
+		if len(l) < 4 || l[3] != '-' {
+			return lines
+		}
+	}
+}
+
+func plainAuth(user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+}
+
+// nginxObject decodes the Object a backend received for an nginx lookup.
+func nginxObject(t testing.TB, r BackendRequest) map[string]string {
+	t.Helper()
+	var m map[string]string
+	if err := json.Unmarshal(r.Object, &m); err != nil {
+		t.Fatalf("nginx Object is not an object of strings: %s", r.Object)
+	}
+	return m
+}
+
+// nginxUsers answers nginx lookups: a user in users with the right
+// password gets OK pointing at the upstream for the request's protocol; a
+// user named "fault-<kind>" gets that backend fault; anyone else KO with
+// the given Data (nil for the contract's defaults).
+func nginxUsers(t testing.TB, users map[string]string, upstreams map[string]int, koData any) func(BackendRequest) (int, string) {
+	return func(r BackendRequest) (int, string) {
+		if r.Verb != "nginx" || r.Path != "/nginx" {
+			return 404, "wrong verb"
+		}
+		var h map[string]string
+		if err := json.Unmarshal(r.Object, &h); err != nil {
+			return 400, "bad object"
+		}
+		if kind, ok := strings.CutPrefix(h["Auth-User"], "fault-"); ok {
+			return backendFaults[kind](r)
+		}
+		if pw, ok := users[h["Auth-User"]]; ok && pw == h["Auth-Pass"] && h["Auth-Method"] == "plain" {
+			return 200, okReply(r, "OK", map[string]any{"Auth-Server": "127.0.0.1", "Auth-Port": upstreams[h["Auth-Protocol"]]})
+		}
+		return 200, okReply(r, "KO", koData)
+	}
+}
