@@ -268,3 +268,102 @@ func TestDovecot24ShitennoHangs(t *testing.T) {
 		t.Errorf("dovecot log does not name the timeout")
 	}
 }
+
+// TestDovecot23ExampleConfig runs the host's dovecot 2.3 (Debian 12) with
+// the shipped conf/dovecot/auth-shitenno.2.3.conf.ext and
+// dovecot-dict-auth.conf.ext, so that the 2.3 examples stay tested next to
+// the 2.4 ones, with the same backend and the same expectations.
+func TestDovecot23ExampleConfig(t *testing.T) {
+	t.Parallel()
+	dovecot := requireTool(t, "dovecot")
+	doveadm := requireTool(t, "doveadm")
+	if out, _, _ := run(t, 10*time.Second, dovecot, "--version"); !strings.HasPrefix(out, "2.3.") {
+		if inCI() {
+			t.Fatalf("host dovecot is %q, want 2.3 (Debian 12)", out)
+		}
+		t.Skipf("host dovecot is %q, not 2.3", out)
+	}
+	dir := testDir(t)
+	fb := d24Backend(t, filepath.Join(dir, "home"))
+	sd := startDaemon(t, dir, "dovecot", fb.BaseURL())
+	for _, sub := range []string{"run", "state", "home"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "home"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	dictExt := write("dovecot-dict-auth.conf.ext", exampleConf(t, "dovecot-dict-auth.conf.ext",
+		"proxy:/run/shitenno-dovecot:", "proxy:"+sd.Socket+":"))
+	authExt := write("auth-shitenno.conf.ext", exampleConf(t, "auth-shitenno.2.3.conf.ext",
+		"/etc/dovecot/dovecot-dict-auth.conf.ext", dictExt))
+	port := freePort(t)
+	conf := write("dovecot.conf", fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+instance_name = %[2]s
+log_path = %[1]s/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_failure_delay = 0
+auth_verbose = yes
+default_internal_user = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+service imap-login {
+  inet_listener imap {
+    port = %[3]d
+  }
+}
+!include %[4]s
+`, dir, filepath.Base(dir), port, authExt))
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
+			t.Logf("dovecot 2.3 log:\n%s", trixieTail(string(b), 20000))
+		}
+	})
+	p := start(t, dovecot, "-F", "-c", conf)
+	waitFor(t, 30*time.Second, "dovecot 2.3 auth socket", func() bool {
+		if p.Exited() {
+			t.Fatalf("dovecot exited: %s", p.Output.String())
+		}
+		_, err := os.Stat(filepath.Join(dir, "run", "auth-userdb"))
+		return err == nil
+	})
+	adm := func(args ...string) (string, int) {
+		out, errOut, code := run(t, time.Minute, doveadm, append([]string{"-c", conf}, args...)...)
+		return out + errOut, code
+	}
+	if out, code := adm("auth", "test", "-x", "no-penalty", d24Good, "secret"); code != 0 {
+		t.Errorf("auth test good: exit %d\n%s", code, out)
+	}
+	d24CheckBody(t, fb, "passdb", d24Good)
+	if out, code := adm("auth", "test", "-x", "no-penalty", d24Good, "wrong"); code != 77 || strings.Contains(out, "temp_fail") {
+		t.Errorf("auth test wrong password: exit %d\n%s", code, out)
+	}
+	if out, code := adm("auth", "test", "-x", "no-penalty", d24Fail, "secret"); code != 77 || !strings.Contains(out, "code=temp_fail") {
+		t.Errorf("auth test backend failure: exit %d\n%s", code, out)
+	}
+	out, code := adm("user", d24Good)
+	if code != 0 || !strings.Contains(out, "ratio\t1.5\n") || !strings.Contains(out, "big\t12345678901\n") {
+		t.Errorf("user good: exit %d\n%s", code, out)
+	}
+	d24CheckBody(t, fb, "userdb", d24Good)
+	if out, code := adm("user", d24Unknown); code != 67 {
+		t.Errorf("user unknown: exit %d\n%s", code, out)
+	}
+	if out, code := adm("user", d24Fail); code != 75 {
+		t.Errorf("user backend failure: exit %d\n%s", code, out)
+	}
+}

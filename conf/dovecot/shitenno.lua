@@ -47,9 +47,10 @@ do
 	local ok, cjson = pcall(require, "cjson")
 	if ok then
 		local c = cjson.new()
-		-- Flat objects only: a deep document is refused early rather than
-		-- recursed into.
-		if c.decode_max_depth then c.decode_max_depth(4) end
+		-- Bounded nesting (nested values are dropped anyway) and strict
+		-- JSON numbers (no NaN, Infinity or hex).
+		if c.decode_max_depth then c.decode_max_depth(16) end
+		if c.decode_invalid_numbers then c.decode_invalid_numbers(false) end
 		json_decode = function(s) return c.decode(s) end
 		json_null = c.null
 	else
