@@ -1,0 +1,102 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/shitenno/shitenno/pkg/remote"
+	"github.com/shitenno/shitenno/pkg/socketmap"
+)
+
+// Bridge-path microbenchmarks (issue 6):
+//
+//	go test -run '^$' -bench Postfix -benchmem ./pkg/bridge
+//
+// Fake: the bridge alone, with a backend that answers at once.
+// RemoteCached / RemoteUncached: bridge + remote.Client (request
+// encoding, timeout context, coalescing, cache, reply parsing) over an
+// in-memory RoundTripper, i.e. everything shitenno does per lookup except
+// the sockets.
+
+// constBackend answers every lookup with the same result.
+type constBackend struct{ res remote.Result }
+
+func (c constBackend) Lookup(ctx context.Context, verb string, object any) (remote.Result, error) {
+	return c.res, nil
+}
+
+func (c constBackend) LookupRaw(context.Context, string, json.RawMessage) (remote.Result, error) {
+	return c.res, nil
+}
+
+var benchReq = socketmap.Request{Name: []byte("virtual"), Key: []byte("postmaster@bench.example.org")}
+
+func benchPostfix(b *testing.B, p *Postfix, want socketmap.Kind) {
+	b.Helper()
+	ctx := context.Background()
+	if r := p.ServeSocketmap(ctx, benchReq); r.Kind != want {
+		b.Fatalf("warm-up: %v %q", r.Kind, r.Text)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := p.ServeSocketmap(ctx, benchReq); r.Kind != want {
+			b.Fatalf("%v %q", r.Kind, r.Text)
+		}
+	}
+}
+
+func BenchmarkPostfixFake(b *testing.B) {
+	b.Run("found", func(b *testing.B) {
+		benchPostfix(b, &Postfix{Backend: constBackend{remote.Result{Status: remote.Found,
+			Data: json.RawMessage(`"postmaster@mbox.bench.example.org"`)}}}, socketmap.OK)
+	})
+	b.Run("notfound", func(b *testing.B) {
+		benchPostfix(b, &Postfix{Backend: constBackend{remote.Result{Status: remote.NotFound}}}, socketmap.NotFound)
+	})
+}
+
+// cannedTransport answers every request with the same reply, after
+// reading the request body as a real transport would.
+type cannedTransport struct {
+	body   []byte
+	header http.Header
+}
+
+func (t *cannedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+	}
+	return &http.Response{
+		StatusCode:    http.StatusOK,
+		Header:        t.header,
+		Body:          io.NopCloser(bytes.NewReader(t.body)),
+		ContentLength: int64(len(t.body)),
+		Request:       req,
+	}, nil
+}
+
+func benchRemote(b *testing.B, cache *remote.Cache, header http.Header) {
+	tr := &cannedTransport{
+		body:   []byte(`{"Verb":"virtual","Object":"postmaster@bench.example.org","Status":"OK","Data":"postmaster@mbox.bench.example.org"}`),
+		header: header,
+	}
+	c, err := remote.New(remote.Options{URLs: []string{"http://backend.invalid/"}, Timeout: 5 * time.Second, Cache: cache, Transport: tr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchPostfix(b, &Postfix{Backend: c}, socketmap.OK)
+}
+
+func BenchmarkPostfixRemoteUncached(b *testing.B) {
+	benchRemote(b, nil, http.Header{"Content-Type": {"application/json"}})
+}
+
+func BenchmarkPostfixRemoteCached(b *testing.B) {
+	benchRemote(b, remote.NewCache(10000, 0, 0), http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"max-age=600"}})
+}
