@@ -112,6 +112,7 @@ func (d *dovecot24) in(hostPath string) string {
 type dovecot24Opts struct {
 	Socket     string // shitenno-dovecot's socket, host path inside the root
 	LuaTimeout string // lua_settings timeout (seconds)
+	JSON       string // lua_settings json (cjson, dkjson); empty: the default
 }
 
 // exampleConf reads conf/dovecot/NAME and replaces each old string by its
@@ -165,10 +166,14 @@ func startDovecot24(t *testing.T, root, dir string, o dovecot24Opts) *dovecot24 
 	}
 	luaPath := write("shitenno.lua", string(lua))
 	sock := d.in(o.Socket)
+	jsonSetting := ""
+	if o.JSON != "" {
+		jsonSetting = "\n    json = " + o.JSON
+	}
 	auth := write("auth-shitenno.conf.ext", exampleConf(t, "auth-shitenno.2.4.conf.ext",
 		"/usr/local/share/shitenno/dovecot/shitenno.lua", luaPath,
 		"socket = /run/shitenno-dovecot", "socket = "+sock,
-		"timeout = 6", "timeout = "+o.LuaTimeout))
+		"timeout = 6", "timeout = "+o.LuaTimeout+jsonSetting))
 	dict := write("dict-shitenno.conf.ext", exampleConf(t, "dict-shitenno.2.4.conf.ext",
 		"socket_path = /run/shitenno-dovecot", "socket_path = "+sock))
 	in := d.in(dir)
@@ -339,4 +344,68 @@ func silentDictServer(t *testing.T, path string) func() int {
 		defer mu.Unlock()
 		return lookups
 	}
+}
+
+// scriptedDictServer answers each lookup with the raw reply line (without
+// its "\n") that replies maps the key's last path component (the user)
+// to, and "N" for others: replies shitenno never sends, to check how the
+// script copes with them.
+func scriptedDictServer(t *testing.T, path string, replies map[string]string) {
+	t.Helper()
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(io.LimitReader(c, 1<<20))
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if !strings.HasPrefix(line, "L") {
+						continue // hello: no reply
+					}
+					key, _, _ := strings.Cut(strings.TrimSuffix(line[1:], "\n"), "\t")
+					user := key[strings.LastIndexByte(key, '/')+1:]
+					reply, ok := replies[user]
+					if !ok {
+						reply = "N"
+					}
+					if _, err := io.WriteString(c, reply+"\n"); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 }

@@ -367,3 +367,85 @@ service imap-login {
 		t.Errorf("user backend failure: exit %d\n%s", code, out)
 	}
 }
+
+// d24Esc tab-escapes s like dovecot's str_append_tabescaped.
+func d24Esc(s string) string {
+	return strings.NewReplacer("\x01", "\x011", "\t", "\x01t", "\n", "\x01n", "\r", "\x01r", "\x00", "\x010").Replace(s)
+}
+
+// TestDovecot24LuaReplies feeds the script reply lines shitenno itself
+// never sends (a scripted dict server), with both JSON decoders: every
+// malformed or unexpected reply must become a temporary failure, never an
+// unknown user, and odd but valid forms must still work.
+func TestDovecot24LuaReplies(t *testing.T) {
+	t.Parallel()
+	root := trixieRoot(t)
+	for _, decoder := range []string{"cjson", "dkjson"} {
+		t.Run(decoder, func(t *testing.T) {
+			t.Parallel()
+			dir := trixieDir(t, root)
+			home := "/" + strings.TrimPrefix(strings.TrimPrefix(dir, root), "/") + "/home/x"
+			base := fmt.Sprintf(`"uid":65534,"gid":65534,"home":%q`, home)
+			sock := filepath.Join(dir, "scripted.sock")
+			scriptedDictServer(t, sock, map[string]string{
+				// Only scalars pass: null, arrays and objects are dropped.
+				"mixed": "O" + d24Esc(`{`+base+`,"s":"x y","f":false,"n":null,"arr":[1],"obj":{"a":1}}`),
+				// Dovecot's own server appends timing fields.
+				"timing": "O" + d24Esc(`{`+base+`}`) + "\t1\t2\t3\t4",
+				// An escaped TAB between members: valid only once unescaped.
+				"tabbed": "O" + d24Esc("{"+base+",\t\"t\":\"ok\"}"),
+				// Several values: the first one counts.
+				"multi":    "M" + d24Esc(d24Esc(`{`+base+`,"which":"first"}`)+"\t"+d24Esc(`{"which":"second"}`)),
+				"badjson":  "O" + d24Esc(`{`+base),
+				"string":   "O" + d24Esc(`"just a string"`),
+				"array":    "O" + d24Esc(`[1,2]`),
+				"empty":    "O",
+				"trailing": "O" + d24Esc(`{`+base+`} x`),
+				"fail":     "F",
+				"letter":   "Zwhat",
+				"long":     "O" + d24Esc(`{`+base+`,"pad":"`+strings.Repeat("x", 70000)+`"}`),
+			})
+			dv := startDovecot24(t, root, dir, dovecot24Opts{Socket: sock, LuaTimeout: "3", JSON: decoder})
+
+			ok := map[string][]string{
+				"mixed":  {"s\tx y\n", "f\tno\n"},
+				"timing": {"uid\t65534\n"},
+				"tabbed": {"t\tok\n"},
+				"multi":  {"which\tfirst\n"},
+			}
+			for user, want := range ok {
+				out, code := dv.userLookup(t, user)
+				if code != 0 {
+					t.Errorf("%s: exit %d\n%s", user, code, out)
+					continue
+				}
+				for _, w := range want {
+					if !strings.Contains(out, w) {
+						t.Errorf("%s: output lacks %q:\n%s", user, w, out)
+					}
+				}
+				for _, absent := range []string{"\nn\t", "\narr\t", "\nobj\t"} {
+					if strings.Contains(out, absent) {
+						t.Errorf("%s: output has %q:\n%s", user, absent, out)
+					}
+				}
+			}
+			for _, user := range []string{"badjson", "string", "array", "empty", "trailing", "fail", "letter", "long"} {
+				if out, code := dv.userLookup(t, user); code != 75 {
+					t.Errorf("%s: exit %d, want 75 (temporary failure)\n%s", user, code, out)
+				}
+				// The connection the failure left behind must not poison
+				// the next lookup.
+				if out, code := dv.userLookup(t, "timing"); code != 0 {
+					t.Errorf("lookup after %s: exit %d\n%s", user, code, out)
+				}
+			}
+			if out, code := dv.userLookup(t, "nobody"); code != 67 {
+				t.Errorf("nobody: exit %d, want 67\n%s", code, out)
+			}
+			if out, code := dv.authTest(t, "letter", "x"); code != 75 || !strings.Contains(out, "code=temp_fail") {
+				t.Errorf("auth test letter: exit %d\n%s", code, out)
+			}
+		})
+	}
+}

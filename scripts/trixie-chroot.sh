@@ -16,7 +16,8 @@
 set -euo pipefail
 
 dir="${1:-${SHITENNO_TRIXIE_DIR:-/var/tmp/shitenno-trixie}}"
-pkgs=(dovecot-core dovecot-imapd dovecot-auth-lua lua-socket lua-cjson)
+# lua-dkjson: shitenno.lua's fallback JSON decoder, tested too.
+pkgs=(dovecot-core dovecot-imapd dovecot-auth-lua lua-socket lua-cjson lua-dkjson)
 
 log() { printf 'trixie-chroot: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }

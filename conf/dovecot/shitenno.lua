@@ -27,6 +27,7 @@
 --   dict_name    name sent in the hello (default shitenno)
 --   passdb_verb  key prefix for passdb lookups (default passdb)
 --   userdb_verb  key prefix for userdb lookups (default userdb)
+--   json         cjson, dkjson or auto (default: cjson, else dkjson)
 --
 -- Results: O -> *_RESULT_OK with the JSON object's string, number and
 -- boolean fields; N -> *_RESULT_USER_UNKNOWN; F, any I/O error, timeout,
@@ -40,28 +41,52 @@
 local unix = require("socket.unix")
 local socket = require("socket")
 
--- JSON: lua-cjson when installed (a private instance, so that settings
--- changed by other scripts in this process do not apply), else dkjson.
+-- JSON decoders by name; pick_json chooses one in script_init.
 local json_decode, json_null
-do
-	local ok, cjson = pcall(require, "cjson")
-	if ok then
-		local c = cjson.new()
+
+local json_loaders = {
+	-- lua-cjson, a private instance so that settings changed by other
+	-- scripts in this process do not apply.
+	cjson = function()
+		local c = require("cjson").new()
 		-- Bounded nesting (nested values are dropped anyway) and strict
 		-- JSON numbers (no NaN, Infinity or hex).
 		if c.decode_max_depth then c.decode_max_depth(16) end
 		if c.decode_invalid_numbers then c.decode_invalid_numbers(false) end
-		json_decode = function(s) return c.decode(s) end
-		json_null = c.null
-	else
+		return function(s) return c.decode(s) end, c.null
+	end,
+	-- dkjson (pure Lua, package lua-dkjson).
+	dkjson = function()
 		local dk = require("dkjson")
-		json_null = {}
-		json_decode = function(s)
-			local v, _, err = dk.decode(s, 1, json_null)
+		local null = {}
+		return function(s)
+			local v, pos, err = dk.decode(s, 1, null)
 			if err then error(err) end
+			-- dkjson stops after the first value; trailing bytes are an error
+			-- here as they are for cjson and dovecot.
+			if s:find("%S", pos) then error("trailing data after JSON value") end
 			return v
+		end, null
+	end,
+}
+
+-- pick_json loads the decoder named by the json setting ("auto": cjson,
+-- else dkjson) and fails loudly when it is missing.
+local function pick_json(name)
+	local order = { name }
+	if name == "auto" then order = { "cjson", "dkjson" } end
+	local errs = {}
+	for _, n in ipairs(order) do
+		local load = json_loaders[n]
+		if not load then error("shitenno.lua: unknown json module " .. tostring(n)) end
+		local ok, dec, null = pcall(load)
+		if ok then
+			json_decode, json_null = dec, null
+			return
 		end
+		errs[#errs + 1] = tostring(dec)
 	end
+	error("shitenno.lua: no JSON module (install lua-cjson or lua-dkjson): " .. table.concat(errs, "; "))
 end
 
 -- Dovecot's dict client refuses reply lines over 64 KiB
@@ -74,6 +99,7 @@ local settings = {
 	dict_name = "shitenno",
 	passdb_verb = "passdb",
 	userdb_verb = "userdb",
+	json = "auto",
 }
 
 -- Per-process connection state: the socket and the bytes read past the
@@ -259,6 +285,7 @@ end
 -- and boolean members are kept (null is "absent", as with 2.3's dict
 -- driver); booleans stay booleans, which dovecot turns into yes/no.
 local function fields(value, req)
+	if not json_decode then pick_json(settings.json) end
 	if not value:match("^%s*{") then return nil, "reply is not a JSON object" end
 	local ok, obj = pcall(json_decode, value)
 	if not ok or type(obj) ~= "table" then return nil, "reply is not valid JSON" end
@@ -312,6 +339,7 @@ function script_init(args)
 			end
 		end
 	end
+	pick_json(settings.json)
 	return 0
 end
 
