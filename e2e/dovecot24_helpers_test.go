@@ -349,8 +349,9 @@ func silentDictServer(t *testing.T, path string) func() int {
 // scriptedDictServer answers each lookup with the raw reply line (without
 // its "\n") that replies maps the key's last path component (the user)
 // to, and "N" for others: replies shitenno never sends, to check how the
-// script copes with them.
-func scriptedDictServer(t *testing.T, path string, replies map[string]string) {
+// script copes with them. The returned function counts the connections
+// and lookups served so far.
+func scriptedDictServer(t *testing.T, path string, replies map[string]string) func() (conns, lookups int) {
 	t.Helper()
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -362,6 +363,7 @@ func scriptedDictServer(t *testing.T, path string, replies map[string]string) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	conns := map[net.Conn]bool{}
+	nconns, nlookups := 0, 0
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -372,6 +374,7 @@ func scriptedDictServer(t *testing.T, path string, replies map[string]string) {
 			}
 			mu.Lock()
 			conns[c] = true
+			nconns++
 			mu.Unlock()
 			wg.Add(1)
 			go func() {
@@ -386,6 +389,9 @@ func scriptedDictServer(t *testing.T, path string, replies map[string]string) {
 					if !strings.HasPrefix(line, "L") {
 						continue // hello: no reply
 					}
+					mu.Lock()
+					nlookups++
+					mu.Unlock()
 					key, _, _ := strings.Cut(strings.TrimSuffix(line[1:], "\n"), "\t")
 					user := key[strings.LastIndexByte(key, '/')+1:]
 					reply, ok := replies[user]
@@ -408,4 +414,9 @@ func scriptedDictServer(t *testing.T, path string, replies map[string]string) {
 		mu.Unlock()
 		wg.Wait()
 	})
+	return func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return nconns, nlookups
+	}
 }

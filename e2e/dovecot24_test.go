@@ -387,7 +387,7 @@ func TestDovecot24LuaReplies(t *testing.T) {
 			home := "/" + strings.TrimPrefix(strings.TrimPrefix(dir, root), "/") + "/home/x"
 			base := fmt.Sprintf(`"uid":65534,"gid":65534,"home":%q`, home)
 			sock := filepath.Join(dir, "scripted.sock")
-			scriptedDictServer(t, sock, map[string]string{
+			counts := scriptedDictServer(t, sock, map[string]string{
 				// Only scalars pass: null, arrays and objects are dropped.
 				"mixed": "O" + d24Esc(`{`+base+`,"s":"x y","f":false,"n":null,"arr":[1],"obj":{"a":1}}`),
 				// Dovecot's own server appends timing fields.
@@ -406,6 +406,17 @@ func TestDovecot24LuaReplies(t *testing.T) {
 				"long":     "O" + d24Esc(`{`+base+`,"pad":"`+strings.Repeat("x", 70000)+`"}`),
 			})
 			dv := startDovecot24(t, root, dir, dovecot24Opts{Socket: sock, LuaTimeout: "3", JSON: decoder})
+
+			// One persistent connection per auth-worker Lua state: a
+			// series of lookups must not open a connection each.
+			for i := 0; i < 5; i++ {
+				if out, code := dv.userLookup(t, "timing"); code != 0 {
+					t.Fatalf("timing: exit %d\n%s", code, out)
+				}
+			}
+			if conns, lookups := counts(); lookups != 5 || conns > 2 {
+				t.Errorf("5 lookups used %d connections for %d lookups; want one kept open", conns, lookups)
+			}
 
 			ok := map[string][]string{
 				"mixed":  {"s\tx y\n", "f\tno\n"},
