@@ -53,22 +53,29 @@ type LineReader struct {
 // max <= 0 means MaxLineSize. Its read buffer is small: only lines longer
 // than it are copied, into a buffer that grows up to max.
 func NewLineReader(r io.Reader, max int) *LineReader {
+	return newLineReaderSize(r, max, 4096)
+}
+
+// newLineReaderSize lets tests use a tiny read buffer, so that the path
+// for lines longer than the buffer is reached with short inputs.
+func newLineReaderSize(r io.Reader, max, size int) *LineReader {
 	if max <= 0 {
 		max = MaxLineSize
 	}
-	return &LineReader{r: bufio.NewReaderSize(r, 4096), max: max}
+	return &LineReader{r: bufio.NewReaderSize(r, size), max: max}
 }
 
 // ReadLine returns the next line without its LF (and without one CR
 // before it: dovecot's i_stream_next_line strips it too). The result is
 // valid until the next call. A line longer than the bound returns
-// ErrLineTooLong after at most bound+4 KiB of it were read. io.EOF is
+// ErrLineTooLong after at most bound + 4 KiB (the read buffer) of it were
+// read. io.EOF is
 // returned only when the stream ends cleanly between lines, ErrTruncated
 // when it ends inside one.
 func (lr *LineReader) ReadLine() ([]byte, error) {
 	buf := lr.buf[:0]
 	defer func() {
-		if cap(buf) <= 2*4096 {
+		if cap(buf) <= 2*lr.r.Size() {
 			lr.buf = buf[:0] // keep small buffers; let a one-off 64 KiB go
 		}
 	}()

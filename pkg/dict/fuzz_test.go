@@ -16,12 +16,15 @@ func FuzzLineReader(f *testing.F) {
 	f.Add([]byte("H3\t2\t0\t\tsomewhere\nLshared/passdb/a\talice\n"), 16)
 	f.Add([]byte("a\r\n\r\n\n"), 1)
 	f.Add([]byte("no newline"), 4)
-	f.Add(bytes.Repeat([]byte("x"), 5000), 4097)
+	f.Add(bytes.Repeat([]byte("x"), 40), 33)
+	f.Add([]byte("0123456789abcdef0123456789abcdef\r\nxy\n"), 32)
 	f.Fuzz(func(t *testing.T, in []byte, max int) {
 		if max <= 0 || max > 1<<16 {
 			max = 1 + (max&0x7fff)%(1<<16)
 		}
-		lr := NewLineReader(bytes.NewReader(in), max)
+		// A 16-byte read buffer (bufio's minimum): lines spanning several
+		// buffer fills are reached with short inputs.
+		lr := newLineReaderSize(bytes.NewReader(in), max, 16)
 		var got [][]byte
 		for {
 			l, err := lr.ReadLine()
