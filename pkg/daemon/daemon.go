@@ -19,11 +19,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/pflag"
 
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/config"
+	"github.com/shitenno/shitenno/pkg/logging"
+	"github.com/shitenno/shitenno/pkg/metrics"
 	"github.com/shitenno/shitenno/pkg/remote"
 )
 
@@ -84,6 +85,12 @@ func Main(p Program) {
 
 // Run parses args and runs the daemon, returning the exit status.
 func (p Program) Run(args []string, stdout, stderr io.Writer) int {
+	return p.run(args, stdout, stderr, nil)
+}
+
+// run is Run with the signals coming from sigc instead of the process
+// (tests); nil means the process's SIGTERM, SIGINT and SIGHUP.
+func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Signal) int {
 	bin := "shitenno-" + p.Name
 	fs := pflag.NewFlagSet(bin, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -129,26 +136,53 @@ func (p Program) Run(args []string, stdout, stderr io.Writer) int {
 		}
 		return ExitOK
 	}
-	logger, closeLog, err := NewLogger(cfg, bin, stderr)
+	if len(rest) > 0 {
+		return p.query(cfg, sec, rest[1:], stdout, stderr)
+	}
+	logger, out, err := NewLogger(cfg, bin, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
 		return ExitConfig
 	}
-	defer closeLog()
+	defer out.Close()
 	env := &Env{
 		Config: cfg, Section: sec, Logger: logger, Stdout: stdout, Stderr: stderr,
-		Alive: func() {}, ConnState: func(int) {}, Record: lookupLogger(logger),
+		Alive: func() {}, ConnState: func(int) {},
 	}
-	if len(rest) > 0 {
-		backend, err := NewBackend(cfg, nil)
-		if err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", bin, err)
-			return ExitConfig
-		}
-		env.Backend = backend
-		return p.Query(context.Background(), env, rest[1:])
+	if sigc == nil {
+		c := make(chan os.Signal, 4)
+		signal.Notify(c, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+		defer signal.Stop(c)
+		sigc = c
 	}
-	return p.serve(env)
+	return p.serve(&runtime{p: p, env: env, out: out, cfgPath: *cfgPath}, sigc)
+}
+
+// query runs the query subcommand: one lookup through the protocol's own
+// code path, the backend exchange printed on stderr (passwords redacted),
+// the protocol reply on stdout by p.Query. Logs go to stderr as plain
+// text whatever DevLog says: the operator is at a terminal.
+func (p Program) query(cfg *config.Config, sec *config.Service, args []string, stdout, stderr io.Writer) int {
+	bin := "shitenno-" + p.Name
+	logger, out, err := logging.NewWithOptions(logging.Options{Level: cfg.LogLevel, App: bin, Stderr: stderr, Journald: -1})
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
+		return ExitConfig
+	}
+	defer out.Close()
+	backend, err := newTracedBackend(cfg, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
+		return ExitConfig
+	}
+	env := &Env{
+		Config: cfg, Section: sec, Logger: logger, Backend: backend, Stdout: stdout, Stderr: stderr,
+		Alive: func() {}, ConnState: func(int) {}, Record: recorder(logger, nil),
+	}
+	// Bound the whole query even if the protocol code forgets to.
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout.Duration+5*time.Second)
+	defer cancel()
+	return p.Query(ctx, env, args)
 }
 
 func (p Program) describe(w io.Writer, cfg *config.Config, sec *config.Service) {
@@ -169,51 +203,15 @@ func (p Program) describe(w io.Writer, cfg *config.Config, sec *config.Service) 
 	}
 }
 
-// Backend is the backend client with the TLS setup it uses, kept so that
-// a reload can re-read the client certificate.
-type Backend struct {
-	*remote.Client
-	TLS *remote.TLSSetup
-}
-
-// NewBackend makes the backend client from the configuration: TLS (CA
-// pool, client certificate, SNI, pins, OCSP), reply cache and failover.
-func NewBackend(cfg *config.Config, obs remote.Observer) (*Backend, error) {
-	ts, err := remote.NewTLS(remote.TLSOptions{
-		CertPool:       cfg.CertPool,
-		SystemCertPool: cfg.SystemCertPool,
-		ClientCert:     cfg.ClientCert,
-		ClientKey:      cfg.ClientKey,
-		ServerName:     cfg.ServerName,
-		HPKP:           cfg.HPKP,
-		OCSP:           cfg.OCSP,
-	})
+// NewLogger builds the process logger from DevLog and LogLevel (see
+// pkg/logging); stderr is the stream used for DevLog = "stderr". Close
+// the Output last, at exit: it flushes what is queued.
+func NewLogger(cfg *config.Config, app string, stderr io.Writer) (*slog.Logger, *logging.Output, error) {
+	l, out, err := logging.NewWithOptions(logging.Options{DevLog: cfg.DevLog, Level: cfg.LogLevel, App: app, Stderr: stderr})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.File, err)
+		return nil, nil, fmt.Errorf("%s: %w", cfg.File, err)
 	}
-	c, err := remote.New(remote.Options{
-		URLs:            cfg.RemoteURL,
-		Timeout:         cfg.Timeout.Duration,
-		MaxReplySize:    cfg.MaxReplySize,
-		FailoverBackoff: cfg.FailoverBackoff.Duration,
-		TLS:             ts.Config(),
-		Cache:           remote.NewCache(cfg.Cache.MaxEntries, cfg.Cache.DefaultTTL.Duration, cfg.Cache.NegativeTTL.Duration),
-		Observer:        obs,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.File, err)
-	}
-	return &Backend{Client: c, TLS: ts}, nil
-}
-
-// NewLogger builds the process logger from DevLog and LogLevel.
-func NewLogger(cfg *config.Config, app string, stderr io.Writer) (*slog.Logger, func(), error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return nil, nil, err
-	}
-	h := slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})
-	return slog.New(h).With("app", app), func() {}, nil
+	return l, out, nil
 }
 
 // listeners opens what the section asks for, or takes systemd's sockets.
@@ -272,30 +270,86 @@ func (p Program) section() string {
 	return "Nginx"
 }
 
-func (p Program) serve(env *Env) int {
+// runtime is the state of a serving daemon that a reload may change.
+type runtime struct {
+	p       Program
+	env     *Env
+	out     *logging.Output
+	cfgPath string
+
+	cfg        *config.Config // the configuration in force
+	met        *metrics.Metrics
+	backend    *Backend
+	health     *metrics.Health
+	healthSrv  *metrics.Server
+	healthAddr string
+	live       *liveness
+}
+
+func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
+	env := r.env
 	log := env.Logger
+	r.cfg = env.Config
 	raiseFileLimit(log)
-	ls, err := p.listeners(env)
+
+	r.met = metrics.New(p.Name, Version)
+	_ = r.met.RegisterCounterFunc("log_records_dropped_total",
+		"Log records lost because the log receiver was slow or unreachable.",
+		func() float64 { return float64(r.out.Stats().Dropped) })
+	env.ConnState = r.met.ConnDelta
+	env.Record = recorder(log, r.met)
+
+	raw, err := p.listeners(env)
 	if err != nil {
 		log.Error("cannot listen", "err", err)
 		return ExitFailure
 	}
-	if err := dropPrivileges(env.Section.User); err != nil {
-		log.Error("cannot drop privileges", "user", env.Section.User, "err", err)
-		for _, l := range ls {
+	ls := make([]*probeListener, len(raw))
+	closeAll := func() {
+		for _, l := range raw {
 			l.Close()
 		}
+	}
+	for i, l := range raw {
+		ls[i] = newProbeListener(l, time.Now)
+	}
+	r.live = newLiveness(ls, watchdogInterval(log), log)
+	// The health endpoint stays served by the process's Alive and the
+	// listeners' liveness; the handler-path Alive is not needed for it.
+	r.health = r.met.NewHealth(metrics.HealthOptions{
+		Alive:  r.live.Alive,
+		Probe:  func(ctx context.Context) error { return r.backend.Probe(ctx) },
+		Logger: log,
+	})
+	// Bind the health port before dropping privileges, like the sockets.
+	if addr := env.Section.HealthListen; addr != "" {
+		srv, err := metrics.Listen(addr, r.health.Handler())
+		if err != nil {
+			log.Error("cannot listen for health checks", "err", err)
+			closeAll()
+			return ExitFailure
+		}
+		r.healthSrv, r.healthAddr = srv, addr
+		log.Info("health endpoint listening", "addr", "http://"+srv.Addr().String())
+	}
+	defer r.stopHealth()
+	if err := dropPrivileges(env.Section.User); err != nil {
+		log.Error("cannot drop privileges", "user", env.Section.User, "err", err)
+		closeAll()
 		return ExitFailure
 	}
-	backend, err := NewBackend(env.Config, nil)
+	backend, err := NewBackend(env.Config, r.met)
 	if err != nil {
 		log.Error("cannot build backend client", "err", err)
+		closeAll()
 		return ExitConfig
 	}
+	r.backend = backend
 	env.Backend = backend
 	srv, err := p.Build(env)
 	if err != nil {
 		log.Error("cannot build server", "err", err)
+		closeAll()
 		return ExitFailure
 	}
 
@@ -307,20 +361,21 @@ func (p Program) serve(env *Env) int {
 			defer wg.Done()
 			errc <- srv.Serve(l)
 		}()
-		log.Info("listening", "addr", Describe(l))
+		log.Info("listening", "addr", Describe(l.Listener))
 	}
-	notify("READY=1\nSTATUS=serving")
+	go r.live.run()
+	notify(log, "READY=1", "STATUS=serving")
+	if r.live.watchdog > 0 {
+		log.Debug("systemd watchdog enabled", "interval", r.live.watchdog)
+	}
 
-	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigc)
 	status := ExitOK
 loop:
 	for {
 		select {
 		case sig := <-sigc:
 			if sig == syscall.SIGHUP {
-				log.Info("SIGHUP: reload is not supported yet; ignoring")
+				r.reload()
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String())
@@ -333,7 +388,8 @@ loop:
 			break loop
 		}
 	}
-	notify("STOPPING=1")
+	r.live.stopping.Store(true)
+	notify(log, "STOPPING=1", "STATUS=stopping")
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
@@ -345,27 +401,51 @@ loop:
 		l.Close()
 	}
 	wg.Wait()
-	backend.CloseIdle()
+	r.live.stop()
+	r.backend.CloseIdle()
 	log.Info("stopped")
 	return status
 }
 
-// lookupLogger logs one debug line per lookup and one warning per failure,
-// with the verb and the failure's cause only: never the key's data, a
-// password or the backend's reply.
-func lookupLogger(log *slog.Logger) bridge.Recorder {
-	return func(verb string, outcome bridge.Outcome, err error) {
-		if err != nil {
-			log.Warn("lookup failed", "verb", verb, "err", err)
-			return
-		}
-		log.Debug("lookup", "verb", verb, "outcome", string(outcome))
-	}
+func (r *runtime) stopHealth() {
+	shutdownHealth(r.healthSrv)
+	r.healthSrv = nil
 }
 
-// notify tells systemd about state changes; a no-op without NOTIFY_SOCKET.
-func notify(state string) {
-	_, _ = daemon.SdNotify(false, state)
+func shutdownHealth(s *metrics.Server) {
+	if s == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.Shutdown(ctx)
+}
+
+// recorder counts every lookup in m (when set) and logs one debug line
+// per lookup and one warning per failure, with the verb and the cause
+// only: never the key's data, a password or the backend's reply.
+func recorder(log *slog.Logger, m *metrics.Metrics) bridge.Recorder {
+	return func(verb string, outcome bridge.Outcome, err error) {
+		if m != nil {
+			m.Lookup(verb, string(outcome))
+		}
+		if err != nil {
+			args := []any{"msgid", "lookup", "verb", verb, "err", err}
+			var re *remote.Error
+			if errors.As(err, &re) {
+				args = append(args, "kind", re.Kind)
+				if re.Err != nil {
+					// The underlying cause (connection refused, x509
+					// error…) is what the operator needs; net/http
+					// strips URL passwords from it.
+					args = append(args, "cause", re.Err.Error())
+				}
+			}
+			log.Warn("lookup failed", args...)
+			return
+		}
+		log.Debug("lookup", "msgid", "lookup", "verb", verb, "outcome", string(outcome))
+	}
 }
 
 // raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: every

@@ -1,0 +1,99 @@
+package daemon
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/shitenno/shitenno/pkg/config"
+	"github.com/shitenno/shitenno/pkg/metrics"
+)
+
+// reload re-reads the configuration on SIGHUP and applies what can change
+// while serving: backend URLs, timeouts, TLS files and pins, cache, log
+// level and target, health address. The sockets and connections stay as
+// they are. A bad configuration changes nothing: it is logged, counted,
+// and the old one stays in force.
+func (r *runtime) reload() {
+	log := r.env.Logger
+	notify(log, reloadingState(), "STATUS=reloading")
+	defer notify(log, "READY=1", "STATUS=serving")
+	log.Info("reloading configuration", "msgid", "reload", "file", r.cfgPath)
+	restart, err := r.applyReload()
+	r.met.Reload(err)
+	if err != nil {
+		log.Error("reload failed; keeping the previous configuration", "msgid", "reload", "err", err)
+		return
+	}
+	if len(restart) > 0 {
+		log.Warn("changed settings take effect only after a restart", "msgid", "reload", "keys", strings.Join(restart, ","))
+	}
+	log.Info("configuration reloaded", "msgid", "reload")
+}
+
+// applyReload does every step that can fail before changing anything,
+// then switches. It returns the changed keys that need a restart.
+func (r *runtime) applyReload() ([]string, error) {
+	cfg, err := config.Load(r.cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	name := r.p.Name
+	oldSec, sec := r.cfg.Section(name), cfg.Section(name)
+	restart := restartKeys(r.p.section(), r.cfg, cfg, oldSec, sec)
+
+	st, err := r.backend.prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var newHealth *metrics.Server
+	if sec.HealthListen != r.healthAddr && sec.HealthListen != "" {
+		newHealth, err = metrics.Listen(sec.HealthListen, r.health.Handler())
+		if err != nil {
+			return nil, fmt.Errorf("%s: [%s] HealthListen: %w", cfg.File, r.p.section(), err)
+		}
+	}
+	if cfg.DevLog != r.out.Target() {
+		if err := r.out.Reopen(cfg.DevLog); err != nil {
+			shutdownHealth(newHealth)
+			return nil, fmt.Errorf("%s: DevLog: %w", cfg.File, err)
+		}
+	}
+
+	// Nothing can fail from here on.
+	_ = r.out.SetLevel(cfg.LogLevel) // validated by config.Load
+	r.backend.commit(st)
+	if sec.HealthListen != r.healthAddr {
+		r.stopHealth()
+		r.healthSrv, r.healthAddr = newHealth, sec.HealthListen
+		if newHealth != nil {
+			r.env.Logger.Info("health endpoint listening", "addr", "http://"+newHealth.Addr().String())
+		}
+	}
+	r.cfg = cfg
+	return restart, nil
+}
+
+// restartKeys lists the settings whose change needs a restart: everything
+// about the listening sockets and the process's identity.
+func restartKeys(section string, old, cfg *config.Config, o, s *config.Service) []string {
+	var keys []string
+	if old.SocketPath(o) != cfg.SocketPath(s) {
+		keys = append(keys, section+".Socket")
+	}
+	if o.UID != s.UID {
+		keys = append(keys, section+".UID")
+	}
+	if o.GID != s.GID {
+		keys = append(keys, section+".GID")
+	}
+	if o.Mode != s.Mode {
+		keys = append(keys, section+".Mode")
+	}
+	if o.Listen != s.Listen {
+		keys = append(keys, section+".Listen")
+	}
+	if o.User != s.User {
+		keys = append(keys, section+".User")
+	}
+	return keys
+}
