@@ -188,18 +188,26 @@ func TestDovecotReadOnlyDict(t *testing.T) {
 	})
 	d := startDaemon(t, dir, "dovecot", fb.BaseURL())
 	uri := "proxy:" + d.Socket + ":somewhere"
+	// A config of its own: the machine's /etc/dovecot plays no part.
+	conf := filepath.Join(dir, "doveadm.conf")
+	if err := os.WriteFile(conf, []byte("base_dir = "+dir+"\nstate_dir = "+dir+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	doveadmDict := func(args ...string) (string, string, int) {
+		return run(t, 30*time.Second, doveadm, append([]string{"-c", conf, "dict"}, args...)...)
+	}
 
-	out, errOut, code := run(t, 30*time.Second, doveadm, "dict", "set", uri, "shared/passdb/x", "y")
+	out, errOut, code := doveadmDict("set", uri, "shared/passdb/x", "y")
 	if code == exOK || !strings.Contains(out+errOut, "read-only") {
 		t.Errorf("dict set: exit %d, stdout %q, stderr %q; want a failure naming the read-only dict", code, out, errOut)
 	}
 	// I: an empty iteration, answered at once.
-	out, errOut, code = run(t, 30*time.Second, doveadm, "dict", "iter", uri, "shared/passdb/")
+	out, errOut, code = doveadmDict("iter", uri, "shared/passdb/")
 	// doveadm prints its table header even for no rows.
 	if code != exOK || strings.TrimPrefix(out, "key\tvalue\n") != "" {
 		t.Errorf("dict iter: exit %d, stdout %q, stderr %q; want an empty list", code, out, errOut)
 	}
-	out, errOut, code = run(t, 30*time.Second, doveadm, "dict", "get", uri, "shared/passdb/x")
+	out, errOut, code = doveadmDict("get", uri, "shared/passdb/x")
 	if code != exOK || strings.TrimSpace(out) != `{"v":"1"}` {
 		t.Errorf("dict get: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
