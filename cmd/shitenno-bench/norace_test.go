@@ -1,0 +1,6 @@
+//go:build !race
+
+package main
+
+// raceEnabled shortens the leak check under the race detector (make unit).
+const raceEnabled = false
