@@ -178,6 +178,9 @@ func TestDovecot24Lua(t *testing.T) {
 		if got := dv.imapLogin(t, "127.0.0.3", d24Good, "wrong"); !strings.HasPrefix(got, "a1 NO [AUTHENTICATIONFAILED]") {
 			t.Errorf("LOGIN wrong password: %q", got)
 		}
+		if got := dv.imapLogin(t, "127.0.0.6", d24Unknown, "secret"); !strings.HasPrefix(got, "a1 NO [AUTHENTICATIONFAILED]") {
+			t.Errorf("LOGIN unknown user: %q", got)
+		}
 		if got := dv.imapLogin(t, "127.0.0.4", d24Fail, "secret"); !strings.HasPrefix(got, "a1 NO [UNAVAILABLE]") {
 			t.Errorf("LOGIN backend failure: %q", got)
 		}
