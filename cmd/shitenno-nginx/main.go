@@ -20,7 +20,7 @@ func main() {
 		Name:       "nginx",
 		Build:      build,
 		Query:      query,
-		QueryUsage: "PROTOCOL USER PASSWORD",
+		QueryUsage: "USER PASSWORD [PROTOCOL]",
 	})
 }
 
@@ -53,14 +53,24 @@ func build(env *daemon.Env) (daemon.Server, error) {
 // query sends one login attempt through the same path nginx's requests
 // take and prints the Auth-* headers nginx would get (Auth-Pass redacted).
 func query(ctx context.Context, env *daemon.Env, args []string) int {
-	if len(args) != 3 {
-		fmt.Fprintln(env.Stderr, "usage: shitenno-nginx query PROTOCOL USER PASSWORD")
+	// The documented order is USER PASSWORD [PROTOCOL] (imap by default);
+	// PROTOCOL USER PASSWORD, with a protocol nginx knows first, is
+	// accepted too.
+	if len(args) < 2 || len(args) > 3 {
+		fmt.Fprintln(env.Stderr, "usage: shitenno-nginx query USER PASSWORD [PROTOCOL]")
 		return daemon.ExitConfig
+	}
+	user, pass, proto := args[0], args[1], "imap"
+	switch {
+	case len(args) == 3 && (args[0] == "imap" || args[0] == "pop3" || args[0] == "smtp"):
+		proto, user, pass = args[0], args[1], args[2]
+	case len(args) == 3:
+		proto = args[2]
 	}
 	hr := httptest.NewRequestWithContext(ctx, http.MethodGet, "/auth", nil)
 	for k, v := range map[string]string{
-		"Auth-Method": "plain", "Auth-Protocol": args[0], "Auth-Login-Attempt": "1", "Client-IP": "127.0.0.1",
-		"Auth-User": mailauth.Escape(args[1]), "Auth-Pass": mailauth.Escape(args[2]),
+		"Auth-Method": "plain", "Auth-Protocol": proto, "Auth-Login-Attempt": "1", "Client-IP": "127.0.0.1",
+		"Auth-User": mailauth.Escape(user), "Auth-Pass": mailauth.Escape(pass),
 	} {
 		hr.Header.Set(k, v)
 	}

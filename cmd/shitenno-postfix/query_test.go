@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shitenno/shitenno/pkg/daemon"
+)
+
+// TestQuery runs `shitenno-postfix query TABLE KEY` against a fake
+// backend: the exact socketmap reply on stdout, the backend exchange on
+// stderr, exit 0 found, 1 not found, 75 temporary failure.
+func TestQuery(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/virtual":
+			fmt.Fprint(w, `{"Status":"OK","Data":"alice@example.org"}`)
+		case "/api/missing":
+			fmt.Fprint(w, `{"Status":"KO"}`)
+		default:
+			http.Error(w, "no", http.StatusBadGateway)
+		}
+	}))
+	defer be.Close()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "shitenno.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("RemoteURL = %q\n", be.URL+"/api/")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := daemon.Program{Name: "postfix", Build: build, Query: query, QueryUsage: "TABLE KEY"}
+	for _, tc := range []struct {
+		table, key string
+		code       int
+		stdout     string
+		trace      string
+	}{
+		{"virtual", "a@example.org", 0, "20:OK alice@example.org,\n", `> {"Object":"a@example.org","Verb":"virtual"}`},
+		{"missing", "b@example.org", 1, "9:NOTFOUND ,\n", `< {"Status":"KO"}`},
+		{"broken", "c@example.org", 75, "28:TEMP backend HTTP status 502,\n", `< HTTP/1.1 502 Bad Gateway`},
+	} {
+		var out, errb bytes.Buffer
+		code := p.Run([]string{"--config", conf, "query", tc.table, tc.key}, &out, &errb)
+		if code != tc.code || out.String() != tc.stdout {
+			t.Errorf("query %s %s: exit %d stdout %q, want %d %q\nstderr:\n%s", tc.table, tc.key, code, out.String(), tc.code, tc.stdout, errb.String())
+		}
+		if !strings.Contains(errb.String(), tc.trace) {
+			t.Errorf("query %s: stderr lacks %q:\n%s", tc.table, tc.trace, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := p.Run([]string{"--config", conf, "query", "virtual"}, &out, &errb); code != daemon.ExitConfig {
+		t.Errorf("query with a missing KEY: exit %d, want %d", code, daemon.ExitConfig)
+	}
+}
