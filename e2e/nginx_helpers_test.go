@@ -103,31 +103,49 @@ mail {
 	return n
 }
 
-// mailServers is the mail{} body for one IMAP, one POP3 and one SMTP
-// listener, as documented in docs/nginx.md, with the given auth_http
-// target.
-func mailServers(authHTTP string, imap, pop3, smtp int) string {
-	return fmt.Sprintf(`    server_name  mail.test;
-    auth_http    %s;
-    auth_http_timeout 5s;
-    proxy_pass_error_message on;
-    xclient off;
+// nginxDocBlock returns the ```nginx block that follows the marker
+// <!-- nginx:NAME --> in docs/nginx.md: the README's configuration is the
+// one tested.
+func nginxDocBlock(t *testing.T, name string) string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "nginx.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(doc), "<!-- nginx:"+name+" -->\n```nginx\n")
+	block, _, ok2 := strings.Cut(after, "```\n")
+	if !ok || !ok2 {
+		t.Fatalf("docs/nginx.md has no nginx block after <!-- nginx:%s -->", name)
+	}
+	return block
+}
 
-    server {
-        listen   127.0.0.1:%d;
-        protocol imap;
-        imap_auth login plain;
-    }
-    server {
-        listen   127.0.0.1:%d;
-        protocol pop3;
-        pop3_auth plain;
-    }
-    server {
-        listen   127.0.0.1:%d;
-        protocol smtp;
-        smtp_auth plain login;
-    }`, authHTTP, imap, pop3, smtp)
+// mailServers is the documented mail{} block's body (docs/nginx.md) with
+// the test's auth_http target and loopback ports for IMAP (143), POP3
+// (110) and SMTP (587).
+func mailServers(t *testing.T, authHTTP string, imap, pop3, smtp int) string {
+	t.Helper()
+	b := nginxDocBlock(t, "mail")
+	body, ok := strings.CutPrefix(strings.TrimSpace(b), "mail {")
+	body, ok2 := strings.CutSuffix(body, "}")
+	if !ok || !ok2 {
+		t.Fatalf("documented block is not one mail {} block:\n%s", b)
+	}
+	body = docReplace(t, body, "unix:/run/shitenno-nginx:/auth", authHTTP)
+	for doc, port := range map[int]int{143: imap, 110: pop3, 587: smtp} {
+		body = docReplace(t, body, fmt.Sprintf(" %d;", doc), fmt.Sprintf(" 127.0.0.1:%d;", port))
+	}
+	return body
+}
+
+// proxyHTTP is the documented http{} part of the upstream/proxy_pass form
+// with the test's socket and port; the mail{} block then uses
+// auth_http 127.0.0.1:<port>/auth.
+func proxyHTTP(t *testing.T, sock string, port int) string {
+	t.Helper()
+	b := nginxDocBlock(t, "proxy")
+	b = docReplace(t, b, "unix:/run/shitenno-nginx;", "unix:"+sock+";")
+	return docReplace(t, b, "127.0.0.1:8025;", fmt.Sprintf("127.0.0.1:%d;", port))
 }
 
 // upLogin is a login an upstream received from nginx.

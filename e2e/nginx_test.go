@@ -61,15 +61,7 @@ func newNginxSetup(t *testing.T, form string) *nginxSetup {
 		s.daemon = startDaemon(t, s.dir, "nginx", s.backend.BaseURL())
 		s.http = freePort(t)
 		authHTTP = fmt.Sprintf("127.0.0.1:%d/auth", s.http)
-		httpBody = fmt.Sprintf(`    upstream shitenno {
-        server unix:%s;
-    }
-    server {
-        listen 127.0.0.1:%d;
-        location = /auth {
-            proxy_pass http://shitenno;
-        }
-    }`, s.daemon.Socket, s.http)
+		httpBody = proxyHTTP(t, s.daemon.Socket, s.http)
 	default:
 		t.Fatalf("unknown form %q", form)
 	}
@@ -77,7 +69,7 @@ func newNginxSetup(t *testing.T, form string) *nginxSetup {
 	if s.http != 0 {
 		wait = append(wait, s.http)
 	}
-	startNginx(t, s.dir, mailServers(authHTTP, s.imap, s.pop3, s.smtp), httpBody, wait...)
+	startNginx(t, s.dir, mailServers(t, authHTTP, s.imap, s.pop3, s.smtp), httpBody, wait...)
 	return s
 }
 
@@ -290,11 +282,11 @@ func TestNginxQueryExampleBackend(t *testing.T) {
 	dir := testDir(t)
 	conf := daemonConfig(t, dir, "nginx", exampleBackend(t), "", "")
 	bin := binary(t, "shitenno-nginx")
-	out, errOut, code := run(t, 20*time.Second, bin, "--config", conf, "query", "imap", "alice@example.org", "secret")
+	out, errOut, code := run(t, 20*time.Second, bin, "--config", conf, "query", "alice@example.org", "secret")
 	if code != 0 || out != "Auth-Status: OK\nAuth-Server: 127.0.0.1\nAuth-Port: 10143\n" {
 		t.Errorf("good password: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	out, errOut, code = run(t, 20*time.Second, bin, "--config", conf, "query", "smtp", "bob@example.org", "nope")
+	out, errOut, code = run(t, 20*time.Second, bin, "--config", conf, "query", "bob@example.org", "nope", "smtp")
 	if code != 1 || out != "Auth-Status: Invalid login or password\nAuth-Wait: 3\nAuth-Error-Code: 535 5.7.8\n" {
 		t.Errorf("bad password: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
