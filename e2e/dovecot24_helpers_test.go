@@ -113,6 +113,7 @@ type dovecot24Opts struct {
 	Socket     string // shitenno-dovecot's socket, host path inside the root
 	LuaTimeout string // lua_settings timeout (seconds)
 	JSON       string // lua_settings json (cjson, dkjson); empty: the default
+	Extra      string // more lua_settings lines
 }
 
 // exampleConf reads conf/dovecot/NAME and replaces each old string by its
@@ -169,6 +170,9 @@ func startDovecot24(t *testing.T, root, dir string, o dovecot24Opts) *dovecot24 
 	jsonSetting := ""
 	if o.JSON != "" {
 		jsonSetting = "\n    json = " + o.JSON
+	}
+	if o.Extra != "" {
+		jsonSetting += "\n    " + o.Extra
 	}
 	auth := write("auth-shitenno.conf.ext", exampleConf(t, "auth-shitenno.2.4.conf.ext",
 		"/usr/local/share/shitenno/dovecot/shitenno.lua", luaPath,

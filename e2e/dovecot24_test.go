@@ -408,7 +408,7 @@ func TestDovecot24LuaReplies(t *testing.T) {
 				"letter":   "Zwhat",
 				"long":     "O" + d24Esc(`{`+base+`,"pad":"`+strings.Repeat("x", 70000)+`"}`),
 			})
-			dv := startDovecot24(t, root, dir, dovecot24Opts{Socket: sock, LuaTimeout: "3", JSON: decoder})
+			dv := startDovecot24(t, root, dir, dovecot24Opts{Socket: sock, LuaTimeout: "3", JSON: decoder, Extra: "sockett = /typo"})
 
 			// One persistent connection per auth-worker Lua state: a
 			// series of lookups must not open a connection each.
@@ -459,6 +459,10 @@ func TestDovecot24LuaReplies(t *testing.T) {
 			}
 			if out, code := dv.authTest(t, "letter", "x"); code != 75 || !strings.Contains(out, "code=temp_fail") {
 				t.Errorf("auth test letter: exit %d\n%s", code, out)
+			}
+			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
+			if !strings.Contains(string(log), "unknown lua_settings key sockett") {
+				t.Errorf("no warning about the misspelt lua_settings key")
 			}
 		})
 	}

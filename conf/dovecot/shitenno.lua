@@ -11,7 +11,8 @@
 --
 --   passdb shitenno {
 --     driver = lua
---     lua_file = /usr/share/shitenno/shitenno.lua
+--     lua_file = /usr/local/share/shitenno/dovecot/shitenno.lua
+--     use_worker = yes
 --     lua_settings {
 --       socket = /run/shitenno-dovecot
 --       timeout = 6
@@ -36,7 +37,8 @@
 --
 -- The script does blocking I/O, so it must run in auth-worker processes
 -- (use_worker = yes in the passdb/userdb block). Each auth-worker process
--- has its own Lua state and therefore keeps one persistent connection.
+-- has its own Lua states (one for the passdb, one for the userdb), and each
+-- state keeps one persistent connection.
 
 local unix = require("socket.unix")
 local socket = require("socket")
@@ -336,6 +338,9 @@ function script_init(args)
 				else
 					settings[k] = tostring(v)
 				end
+			elseif dovecot and dovecot.i_warning then
+				-- A misspelt setting would otherwise silently keep the default.
+				dovecot.i_warning("shitenno.lua: unknown lua_settings key " .. tostring(k))
 			end
 		end
 	end
