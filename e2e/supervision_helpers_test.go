@@ -468,3 +468,54 @@ func supContains(list []string, s string) bool {
 	}
 	return false
 }
+
+// supNotify receives sd_notify datagrams, as systemd's NOTIFY_SOCKET.
+type supNotify struct {
+	msgs chan string
+}
+
+// supNotifyListener listens on path; it is closed at cleanup.
+func supNotifyListener(t testing.TB, path string) *supNotify {
+	t.Helper()
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	n := &supNotify{msgs: make(chan string, 1024)}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			k, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			// One datagram may carry several newline-separated states.
+			for _, st := range strings.Split(string(buf[:k]), "\n") {
+				select {
+				case n.msgs <- st:
+				default:
+				}
+			}
+		}
+	}()
+	return n
+}
+
+// waitFor consumes states until one equals want, failing after 10 s.
+func (n *supNotify) waitFor(t testing.TB, want string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	var seen []string
+	for {
+		select {
+		case st := <-n.msgs:
+			if st == want {
+				return
+			}
+			seen = append(seen, st)
+		case <-deadline:
+			t.Fatalf("no %s on NOTIFY_SOCKET within 10 s; saw %q", want, seen)
+		}
+	}
+}

@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,8 +159,9 @@ func TestSystemdUnitsContent(t *testing.T) {
 // TestSocketActivation starts each daemon as systemd would, with the
 // listening socket passed as fd 3 and named by LISTEN_FDNAMES, and does a
 // real lookup through it. The daemon must leave the node alone (no
-// unlink, chmod or chown, even at exit), ignore its configured Socket,
-// and send READY=1 for Type=notify.
+// unlink, chmod or chown, even at exit or on reload), ignore its
+// configured Socket, and speak Type=notify: READY=1, WATCHDOG=1 pings when
+// WATCHDOG_USEC is set, RELOADING=1 then READY=1 on SIGHUP (ExecReload).
 func TestSocketActivation(t *testing.T) {
 	activate := requireTool(t, "systemd-socket-activate")
 	protos := supAvailable(t)
@@ -181,31 +181,14 @@ func TestSocketActivation(t *testing.T) {
 			conf := daemonConfig(t, dir, c.proto, backend, "", "")
 			ownSock := filepath.Join(dir, "shitenno-"+c.proto)
 			sock := filepath.Join(dir, "activated.sock")
-			notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify"), Net: "unixgram"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer notify.Close()
-			ready := make(chan string, 1)
-			go func() {
-				buf := make([]byte, 4096)
-				for {
-					n, err := notify.Read(buf)
-					if err != nil {
-						return
-					}
-					if strings.Contains("\n"+string(buf[:n])+"\n", "\nREADY=1\n") {
-						ready <- string(buf[:n])
-						return
-					}
-				}
-			}()
-
+			notify := supNotifyListener(t, filepath.Join(dir, "notify"))
 			// systemd-socket-activate execs the daemon on the first
 			// connection (one pid throughout, so LISTEN_PID matches) with
 			// a minimal environment: -E passes NOTIFY_SOCKET.
 			p := start(t, activate, "-l", sock, "--fdname="+c.fdname,
 				"-E", "NOTIFY_SOCKET="+filepath.Join(dir, "notify"),
+				// WatchdogSec=30s in the unit; 1 s here to see pings.
+				"-E", "WATCHDOG_USEC=1000000",
 				binary(t, "shitenno-"+c.proto), "--config", conf)
 			waitFor(t, 10*time.Second, "activation socket "+sock, func() bool { return supStat(sock).IsSocket })
 			// A mode nobody would choose, so that any chmod shows.
@@ -219,13 +202,19 @@ func TestSocketActivation(t *testing.T) {
 					t.Fatalf("lookup %d through the activated socket: %v\noutput:\n%s", i, err, p.Output.String())
 				}
 			}
-			select {
-			case msg := <-ready:
-				if !strings.Contains(msg, "READY=1") {
-					t.Errorf("notify message %q", msg)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("no READY=1 on NOTIFY_SOCKET")
+			notify.waitFor(t, "READY=1")
+			// Type=notify + WatchdogSec: pings at half the interval.
+			notify.waitFor(t, "WATCHDOG=1")
+			notify.waitFor(t, "WATCHDOG=1")
+			// ExecReload=/bin/kill -HUP $MAINPID: RELOADING=1, then
+			// READY=1 again, on the same socket.
+			if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			notify.waitFor(t, "RELOADING=1")
+			notify.waitFor(t, "READY=1")
+			if err := supLookup(c.proto, sock); err != nil {
+				t.Errorf("lookup after SIGHUP: %v", err)
 			}
 			if got := supStat(sock); got != before {
 				t.Errorf("activated socket changed while serving: %+v, was %+v", got, before)
