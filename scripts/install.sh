@@ -72,8 +72,8 @@ if [ -z "$destdir" ] && [ "$(id -u)" -eq 0 ] && ! getent passwd shitenno >/dev/n
 fi
 
 # Configuration: never replace the operator's file. It may hold backend
-# credentials (RemoteURL user:password), so it is readable by root and the
-# daemons' group only when that group exists.
+# credentials (RemoteURL user:password), so on the live system it is
+# readable by root and the daemons' group only.
 etc=$destdir/etc/shitenno
 mkdir -p "$etc"
 chmod 0755 "$etc"
@@ -81,7 +81,8 @@ if [ -e "$etc/shitenno.conf" ]; then
 	say "kept existing $etc/shitenno.conf (new default: $destdir$share/shitenno.conf)"
 else
 	install -m 0644 conf/shitenno.conf "$etc/shitenno.conf"
-	if [ "$(id -u)" -eq 0 ] && getent group shitenno >/dev/null; then
+	# Group ids of the build host mean nothing inside a DESTDIR.
+	if [ -z "$destdir" ] && [ "$(id -u)" -eq 0 ] && getent group shitenno >/dev/null; then
 		chgrp shitenno "$etc/shitenno.conf"
 		chmod 0640 "$etc/shitenno.conf"
 	fi
