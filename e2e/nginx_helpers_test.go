@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/pkg/mailauth"
 )
 
 // nginxInstance is a private nginx (own prefix, pid, error_log; daemon
@@ -467,9 +469,20 @@ func nginxObject(t testing.TB, r BackendRequest) map[string]string {
 	return m
 }
 
+// maxReplyPass is an upstream password that makes the OK reply's Auth-*
+// headers exactly mailauth.MaxReplyBytes long: the largest answer
+// shitenno sends must still fit nginx's 1024-byte buffer, also through the
+// http{} proxy form, which adds nginx's own Server and Date headers.
+func maxReplyPass(port int) string {
+	used := len("Auth-Status: OK\r\n") + len("Auth-Server: 127.0.0.1\r\n") +
+		len("Auth-Port: \r\n") + len(strconv.Itoa(port)) + len("Auth-Pass: \r\n")
+	return strings.Repeat("p", mailauth.MaxReplyBytes-used)
+}
+
 // nginxUsers answers nginx lookups: a user in users with the right
 // password gets OK pointing at the upstream for the request's protocol; a
-// user named "fault-<kind>" gets that backend fault; anyone else KO with
+// user named "fault-<kind>" gets that backend fault, "maxreply" an OK of
+// the largest size shitenno sends (maxReplyPass); anyone else KO with
 // the given Data (nil for the contract's defaults).
 func nginxUsers(t testing.TB, users map[string]string, upstreams map[string]int, koData any) func(BackendRequest) (int, string) {
 	return func(r BackendRequest) (int, string) {
@@ -482,6 +495,10 @@ func nginxUsers(t testing.TB, users map[string]string, upstreams map[string]int,
 		}
 		if kind, ok := strings.CutPrefix(h["Auth-User"], "fault-"); ok {
 			return backendFaults[kind](r)
+		}
+		if h["Auth-User"] == "maxreply" {
+			port := upstreams[h["Auth-Protocol"]]
+			return 200, okReply(r, "OK", map[string]any{"Auth-Server": "127.0.0.1", "Auth-Port": port, "Auth-Pass": maxReplyPass(port)})
 		}
 		if pw, ok := users[h["Auth-User"]]; ok && pw == h["Auth-Pass"] && h["Auth-Method"] == "plain" {
 			return 200, okReply(r, "OK", map[string]any{"Auth-Server": "127.0.0.1", "Auth-Port": upstreams[h["Auth-Protocol"]]})

@@ -104,8 +104,22 @@ func imapLoginOK(t *testing.T, s *nginxSetup, user, pass string) {
 	}
 }
 
+// largestReplyOK logs in as "maxreply": the backend's OK is the largest
+// reply shitenno sends, and nginx must still act on it.
+func largestReplyOK(t *testing.T, s *nginxSetup) {
+	t.Helper()
+	imapLoginOK(t, s, "maxreply", "any")
+	want := upLogin{"maxreply", maxReplyPass(s.upstreams["imap"].port)}
+	ls := s.upstreams["imap"].Logins()
+	if len(ls) == 0 || ls[len(ls)-1] != want {
+		t.Fatalf("upstream did not get the %d-byte Auth-Pass", len(want.Pass))
+	}
+}
+
 func TestNginxIMAP(t *testing.T) {
 	s := newNginxSetup(t, "unix")
+
+	t.Run("largest reply fits nginx", func(t *testing.T) { largestReplyOK(t, s) })
 
 	t.Run("good login is proxied", func(t *testing.T) {
 		imapLoginOK(t, s, "alice", "secret")
@@ -268,6 +282,7 @@ func TestNginxAuthHTTPForms(t *testing.T) {
 			t.Parallel()
 			s := newNginxSetup(t, form)
 			imapLoginOK(t, s, "utf8", nginxUsersPlain["utf8"])
+			largestReplyOK(t, s)
 			c := dialMail(t, s.imap)
 			if got := c.imapLogin("a1", "fault-garbage", "x"); last(got) != "a1 NO Temporary server problem, try again later" {
 				t.Fatalf("failure: got %q", got)
