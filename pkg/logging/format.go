@@ -124,7 +124,7 @@ func (f *formatter) appendRecord(dst []byte, t time.Time, l slog.Level, msg stri
 		dst = append(dst, '>')
 	} else if !t.IsZero() {
 		dst = append(dst, "time="...)
-		dst = t.AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
+		dst = t.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
 		dst = append(dst, ' ')
 	}
 	dst = append(dst, "level="...)
