@@ -637,3 +637,49 @@ func TestProbeListenerClose(t *testing.T) {
 		t.Fatal("Accept did not return after Close")
 	}
 }
+
+// TestStalledLogReceiverDoesNotSlowLookups logs every lookup (debug) to a
+// unix datagram receiver that never reads: all lookups must still be
+// answered, and the lost records show up in the drop counter.
+func TestStalledLogReceiverDoesNotSlowLookups(t *testing.T) {
+	dir := shortDir(t)
+	logSock := filepath.Join(dir, "log")
+	lc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: logSock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close() // never read
+	a := fakeBackend(t, "a:")
+	sock := filepath.Join(dir, "pf.sock")
+	cfgPath := filepath.Join(dir, "shitenno.conf")
+	extra := fmt.Sprintf("DevLog = %q\nLogLevel = \"debug\"", logSock)
+	// The health address cannot be read from the (stalled) log: pick it.
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthAddr := hl.Addr().String()
+	hl.Close()
+	writeConfig(t, cfgPath, postfixConfig(a.URL, sock, extra)+fmt.Sprintf("HealthListen = %q\n", healthAddr))
+	n := listenNotify(t, dir)
+	r := startProgram(t, postfixProgram(), cfgPath)
+	n.expect(t, "READY=1")
+	c := dialSocketmap(t, sock)
+	const lookups = 3000
+	for i := range lookups {
+		if got := c.query(t, "virtual", "missing"+strconv.Itoa(i)); got != "NOTFOUND " {
+			t.Fatalf("lookup %d: %q", i, got)
+		}
+	}
+	_, body := httpGet(t, "http://"+healthAddr+"/metrics")
+	if !strings.Contains(body, fmt.Sprintf(`shitenno_lookups_total{outcome="not_found",verb="virtual"} %d`, lookups)) {
+		t.Errorf("lookups not all counted:\n%s", grepLines(body, "lookups_total"))
+	}
+	m := regexp.MustCompile(`(?m)^shitenno_log_records_dropped_total (\d+)$`).FindStringSubmatch(body)
+	if m == nil || m[1] == "0" {
+		t.Errorf("no dropped log records counted: %q", m)
+	}
+	if code := r.stop(t); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
