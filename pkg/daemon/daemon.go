@@ -54,7 +54,9 @@ type Env struct {
 	Section *config.Service
 	Logger  *slog.Logger
 	Backend *Backend
-	// Alive is a watchdog heartbeat to call from the serving path.
+	// Alive may be called from the serving path. The watchdog does not
+	// depend on it: every listener is wrapped so that its serve loop
+	// proves itself alive by coming back to Accept (see probeListener).
 	Alive func()
 	// ConnState counts open client connections (+1/-1).
 	ConnState func(delta int)
