@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -279,13 +280,15 @@ type runtime struct {
 	out     *logging.Output
 	cfgPath string
 
-	cfg        *config.Config // the configuration in force
-	met        *metrics.Metrics
-	backend    *Backend
-	health     *metrics.Health
-	healthSrv  *metrics.Server
-	healthAddr string
-	live       *liveness
+	cfg     *config.Config // the configuration in force
+	met     *metrics.Metrics
+	backend *Backend
+	// probeBackend is backend for the health handler's goroutines.
+	probeBackend atomic.Pointer[Backend]
+	health       *metrics.Health
+	healthSrv    *metrics.Server
+	healthAddr   string
+	live         *liveness
 }
 
 func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
@@ -319,8 +322,15 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 	// The health endpoint stays served by the process's Alive and the
 	// listeners' liveness; the handler-path Alive is not needed for it.
 	r.health = r.met.NewHealth(metrics.HealthOptions{
-		Alive:  r.live.Alive,
-		Probe:  func(ctx context.Context) error { return r.backend.Probe(ctx) },
+		Alive: r.live.Alive,
+		Probe: func(ctx context.Context) error {
+			// The health port opens before the backend client exists.
+			b := r.probeBackend.Load()
+			if b == nil {
+				return errors.New("starting")
+			}
+			return b.Probe(ctx)
+		},
 		Logger: log,
 	})
 	// Bind the health port before dropping privileges, like the sockets.
@@ -347,6 +357,7 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 		return ExitConfig
 	}
 	r.backend = backend
+	r.probeBackend.Store(backend)
 	env.Backend = backend
 	srv, err := p.Build(env)
 	if err != nil {
