@@ -9,9 +9,9 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/shitenno/shitenno/pkg/connserver"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -77,23 +77,17 @@ type Server struct {
 	// reply: a watchdog heartbeat from the serving path.
 	Alive func()
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	closed    atomic.Bool
-	baseCtx   context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	core connserver.Core
+	once sync.Once
 }
 
 func (s *Server) init() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.baseCtx == nil {
-		s.baseCtx, s.cancel = context.WithCancel(context.Background())
-		s.listeners = map[net.Listener]struct{}{}
-		s.conns = map[*conn]struct{}{}
-	}
+	s.once.Do(func() {
+		s.core.ErrClosed = ErrServerClosed
+		s.core.Logger = s.Logger
+		s.core.ConnState = s.ConnState
+		s.core.Alive = s.Alive
+	})
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -108,59 +102,7 @@ func (s *Server) logger() *slog.Logger {
 // called for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
-	s.mu.Lock()
-	if s.closed.Load() {
-		s.mu.Unlock()
-		return ErrServerClosed
-	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	var delay time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			if s.closed.Load() {
-				return ErrServerClosed
-			}
-			if retryableAccept(err) {
-				// EMFILE and friends: back off instead of spinning.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.logger().Warn("dict: accept failed, retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		c := &conn{srv: s, nc: nc}
-		s.mu.Lock()
-		if s.closed.Load() {
-			s.mu.Unlock()
-			nc.Close()
-			return ErrServerClosed
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		if s.Alive != nil {
-			s.Alive()
-		}
-		go c.serve()
-	}
-}
-
-// retryableAccept reports accept errors worth retrying: running out of
-// file descriptors or a client that vanished before accept.
-func retryableAccept(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout() ||
-		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS)
+	return s.core.Serve(l, func(nc net.Conn) connserver.Conn { return &conn{srv: s, nc: nc} })
 }
 
 // Shutdown stops accepting and stops reading from every connection (lines
@@ -169,43 +111,14 @@ func retryableAccept(err error) bool {
 // first, the remaining connections are closed and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
-	s.mu.Lock()
-	s.closed.Store(true)
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.stop()
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		s.cancel()
-		return nil
-	case <-ctx.Done():
-		s.Close()
-		<-done
-		return ctx.Err()
-	}
+	return s.core.Shutdown(ctx)
 }
 
 // Close stops the server at once: listeners and connections are closed
 // and in-flight handler contexts cancelled.
 func (s *Server) Close() error {
 	s.init()
-	s.mu.Lock()
-	s.closed.Store(true)
-	s.cancel()
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.nc.Close()
-	}
-	s.mu.Unlock()
-	return nil
+	return s.core.Close()
 }
 
 // conn is one client connection: a reader goroutine that parses commands
@@ -225,9 +138,9 @@ type pending struct {
 	out chan []byte // buffered, receives exactly one reply
 }
 
-// stop makes the reader return at its next blocking read; replies to what
-// was already read are still written.
-func (c *conn) stop() {
+// Stop makes the reader return at its next blocking read; replies to what
+// was already read are still written. It implements connserver.Conn.
+func (c *conn) Stop() {
 	c.mu.Lock()
 	c.stopping = true
 	_ = c.nc.SetReadDeadline(time.Now())
@@ -256,24 +169,17 @@ func (c *conn) log() *slog.Logger {
 	return c.srv.logger().With("remote", c.nc.RemoteAddr().String())
 }
 
-func (c *conn) serve() {
+// Close implements connserver.Conn.
+func (c *conn) Close() error { return c.nc.Close() }
+
+// Serve implements connserver.Conn.
+func (c *conn) Serve(base context.Context) {
 	s := c.srv
-	defer s.wg.Done()
-	if s.ConnState != nil {
-		s.ConnState(1)
-		defer s.ConnState(-1)
-	}
-	defer func() {
-		c.nc.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
 	pipe := s.MaxPipeline
 	if pipe <= 0 {
 		pipe = 16
 	}
-	ctx, cancel := context.WithCancel(s.baseCtx)
+	ctx, cancel := context.WithCancel(base)
 	defer cancel()
 	queue := make(chan *pending, pipe)
 	slots := make(chan struct{}, pipe) // one token per lookup in progress
@@ -407,7 +313,7 @@ func (c *conn) lookup(ctx context.Context, req Request, p *pending) {
 		if v := recover(); v != nil {
 			c.log().Error("dict: handler panic, closing connection", "panic", v, "stack", string(debug.Stack()))
 			p.out <- AppendReply(nil, Reply{Kind: Failed, Value: "internal error"})
-			c.stop()
+			c.Stop()
 		}
 	}()
 	p.out <- AppendReply(nil, c.srv.Handler.ServeDict(ctx, req))

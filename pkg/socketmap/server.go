@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/shitenno/shitenno/pkg/connserver"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -50,30 +50,17 @@ type Server struct {
 	// request: a watchdog heartbeat from the serving path.
 	Alive func()
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	closed    atomic.Bool
-	baseCtx   context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-}
-
-type conn struct {
-	nc      net.Conn
-	mu      sync.Mutex
-	active  bool // a request is being handled
-	closing bool
+	core connserver.Core
+	once sync.Once
 }
 
 func (s *Server) init() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.baseCtx == nil {
-		s.baseCtx, s.cancel = context.WithCancel(context.Background())
-		s.listeners = map[net.Listener]struct{}{}
-		s.conns = map[*conn]struct{}{}
-	}
+	s.once.Do(func() {
+		s.core.ErrClosed = ErrServerClosed
+		s.core.Logger = s.Logger
+		s.core.ConnState = s.ConnState
+		s.core.Alive = s.Alive
+	})
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -84,75 +71,55 @@ func (s *Server) logger() *slog.Logger {
 }
 
 // Serve accepts connections on l until Shutdown or Close. It always
-// returns a non-nil error; ErrServerClosed after a shutdown.
+// returns a non-nil error; ErrServerClosed after a shutdown. It may run
+// for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
-	if s.closed.Load() {
-		return ErrServerClosed
-	}
-	s.mu.Lock()
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	var delay time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			if s.closed.Load() {
-				return ErrServerClosed
-			}
-			if retryableAccept(err) {
-				// EMFILE and friends: back off instead of spinning.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.logger().Warn("accept failed, retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		c := &conn{nc: nc}
-		s.mu.Lock()
-		if s.closed.Load() {
-			s.mu.Unlock()
-			nc.Close()
-			return ErrServerClosed
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		if s.Alive != nil {
-			s.Alive()
-		}
-		go s.serveConn(c)
-	}
+	return s.core.Serve(l, func(nc net.Conn) connserver.Conn { return &conn{srv: s, nc: nc} })
 }
 
-// retryableAccept reports accept errors worth retrying: running out of
-// file descriptors or a client that vanished before accept.
-func retryableAccept(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout() ||
-		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS)
+// Shutdown stops accepting, closes idle connections at once (postfix keeps
+// idle ones open; waiting for them would never end), lets in-flight
+// requests finish and be answered, then returns. If ctx ends first, the
+// remaining connections are closed and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	return s.core.Shutdown(ctx)
 }
 
-func (s *Server) serveConn(c *conn) {
-	defer s.wg.Done()
-	if s.ConnState != nil {
-		s.ConnState(1)
-		defer s.ConnState(-1)
+// Close stops the server at once: listeners and connections are closed
+// and in-flight handler contexts cancelled.
+func (s *Server) Close() error {
+	s.init()
+	return s.core.Close()
+}
+
+type conn struct {
+	srv     *Server
+	nc      net.Conn
+	mu      sync.Mutex
+	active  bool // a request is being handled
+	closing bool
+}
+
+// Stop implements connserver.Conn: an idle connection is woken from its
+// read at once and ends; a busy one ends after answering.
+func (c *conn) Stop() {
+	c.mu.Lock()
+	c.closing = true
+	if !c.active {
+		_ = c.nc.SetReadDeadline(time.Now())
 	}
-	defer func() {
-		c.nc.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
+	c.mu.Unlock()
+}
+
+// Close implements connserver.Conn.
+func (c *conn) Close() error { return c.nc.Close() }
+
+// Serve implements connserver.Conn: requests are read and answered one at
+// a time, as postfix sends them.
+func (c *conn) Serve(ctx context.Context) {
+	s := c.srv
 	idle, rto, wto, max := s.IdleTimeout, s.ReadTimeout, s.WriteTimeout, s.MaxRequestSize
 	if idle <= 0 {
 		idle = 5 * time.Minute
@@ -191,7 +158,7 @@ func (s *Server) serveConn(c *conn) {
 		if req, err := ParseRequest(p); err != nil {
 			rep = Reply{Kind: Perm, Text: "malformed request: expected \"name key\""}
 		} else {
-			rep = s.Handler.ServeSocketmap(s.baseCtx, req)
+			rep = s.Handler.ServeSocketmap(ctx, req)
 		}
 		out = AppendReply(out[:0], rep)
 		_ = c.nc.SetWriteDeadline(time.Now().Add(wto))
@@ -214,7 +181,7 @@ func (s *Server) serveConn(c *conn) {
 }
 
 // armIdle sets the idle deadline unless a shutdown already began; done
-// under the lock so Shutdown's wake-up deadline cannot be overwritten.
+// under the lock so Stop's wake-up deadline cannot be overwritten.
 func (c *conn) armIdle(d time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -232,55 +199,4 @@ func (c *conn) setActive(a bool) bool {
 	defer c.mu.Unlock()
 	c.active = a
 	return !c.closing
-}
-
-// Shutdown stops accepting, closes idle connections at once (postfix keeps
-// idle ones open; waiting for them would never end), lets in-flight
-// requests finish and be answered, then returns. If ctx ends first, the
-// remaining connections are closed and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.init()
-	s.closed.Store(true)
-	s.mu.Lock()
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.mu.Lock()
-		c.closing = true
-		if !c.active {
-			// Wake the goroutine blocked in Peek; it sees closing and exits.
-			_ = c.nc.SetReadDeadline(time.Now())
-		}
-		c.mu.Unlock()
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		s.cancel()
-		return nil
-	case <-ctx.Done():
-		s.Close()
-		<-done
-		return ctx.Err()
-	}
-}
-
-// Close stops the server at once: listeners and connections are closed
-// and in-flight handler contexts cancelled.
-func (s *Server) Close() error {
-	s.init()
-	s.closed.Store(true)
-	s.cancel()
-	s.mu.Lock()
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.nc.Close()
-	}
-	s.mu.Unlock()
-	return nil
 }

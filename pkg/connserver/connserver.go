@@ -1,0 +1,179 @@
+// Package connserver is the connection lifecycle shared by shitenno's
+// stream protocol servers (socketmap, dict): listeners, the accept loop
+// with back-off, the set of live connections, graceful Shutdown and Close,
+// with net/http's semantics. Protocol packages supply what one connection
+// does and how it is asked to stop.
+package connserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Conn is a live connection as the lifecycle sees it.
+type Conn interface {
+	// Serve handles the connection until it ends; ctx is cancelled by Close.
+	Serve(ctx context.Context)
+	// Stop asks the connection to end gracefully: read no more, finish
+	// and answer what is in progress. It must not block.
+	Stop()
+	// Close ends it at once.
+	Close() error
+}
+
+// Core runs the lifecycle. Set the fields before the first Serve.
+type Core struct {
+	// ErrClosed is what Serve returns after Shutdown or Close.
+	ErrClosed error
+	// Logger receives accept errors; nil discards them.
+	Logger *slog.Logger
+	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
+	ConnState func(delta int)
+	// Alive, when set, is called at every accepted connection.
+	Alive func()
+
+	once      sync.Once
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[Conn]struct{}
+	closed    atomic.Bool
+	baseCtx   context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+func (s *Core) init() {
+	s.once.Do(func() {
+		s.baseCtx, s.cancel = context.WithCancel(context.Background())
+		s.listeners = map[net.Listener]struct{}{}
+		s.conns = map[Conn]struct{}{}
+	})
+}
+
+// Serve accepts connections on l until Shutdown or Close, wrapping each
+// with newConn and serving it in its own goroutine. It always returns a
+// non-nil error; ErrClosed after a shutdown. It may run for several
+// listeners at once.
+func (s *Core) Serve(l net.Listener, newConn func(net.Conn) Conn) error {
+	s.init()
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		return s.ErrClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.closed.Load() {
+				return s.ErrClosed
+			}
+			if retryableAccept(err) {
+				// EMFILE and friends: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				if s.Logger != nil {
+					s.Logger.Warn("accept failed, retrying", "err", err, "delay", delay)
+				}
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := newConn(nc)
+		s.mu.Lock()
+		if s.closed.Load() {
+			s.mu.Unlock()
+			c.Close()
+			return s.ErrClosed
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		if s.Alive != nil {
+			s.Alive()
+		}
+		go s.serve(c)
+	}
+}
+
+func (s *Core) serve(c Conn) {
+	defer s.wg.Done()
+	if s.ConnState != nil {
+		s.ConnState(1)
+		defer s.ConnState(-1)
+	}
+	defer func() {
+		c.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	c.Serve(s.baseCtx)
+}
+
+// retryableAccept reports accept errors worth retrying: running out of
+// file descriptors or a client that vanished before accept.
+func retryableAccept(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() ||
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS)
+}
+
+// Shutdown stops accepting, asks every connection to stop, waits until
+// they have ended, then returns. If ctx ends first, the remaining
+// connections are closed and ctx's error is returned.
+func (s *Core) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.closed.Store(true)
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.Stop()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops at once: listeners and connections are closed and the
+// connections' context cancelled.
+func (s *Core) Close() error {
+	s.init()
+	s.mu.Lock()
+	s.closed.Store(true)
+	s.cancel()
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	return nil
+}
