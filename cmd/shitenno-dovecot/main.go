@@ -15,10 +15,11 @@ import (
 
 func main() {
 	daemon.Main(daemon.Program{
-		Name:       "dovecot",
-		Build:      build,
-		Query:      query,
-		QueryUsage: "VERB OBJECT | KEY  (passdb alice@example.org = shared/passdb/alice@example.org)",
+		Name:        "dovecot",
+		Build:       build,
+		Query:       query,
+		QueryUsage:  "VERB OBJECT | KEY  (passdb alice@example.org = shared/passdb/alice@example.org)",
+		Credentials: true,
 	})
 }
 

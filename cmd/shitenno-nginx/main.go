@@ -17,10 +17,11 @@ import (
 
 func main() {
 	daemon.Main(daemon.Program{
-		Name:       "nginx",
-		Build:      build,
-		Query:      query,
-		QueryUsage: "USER PASSWORD [PROTOCOL]",
+		Name:        "nginx",
+		Build:       build,
+		Query:       query,
+		QueryUsage:  "USER PASSWORD [PROTOCOL]",
+		Credentials: true,
 	})
 }
 

@@ -25,6 +25,10 @@ type Backend struct {
 	cur   atomic.Pointer[backendState]
 	obs   remote.Observer
 	trace io.Writer // query mode: print every exchange here
+	// credentials: lookups carry passwords (dovecot passdb, nginx), so
+	// replies are cached only as the backend's own headers allow; the
+	// configured DefaultTTL/NegativeTTL do not apply.
+	credentials bool
 }
 
 type backendState struct {
@@ -37,8 +41,8 @@ type backendState struct {
 // NewBackend makes the backend client from the configuration: TLS (CA
 // pool, client certificate, SNI, pins, OCSP), reply cache and failover.
 // obs receives metrics events; nil means none.
-func NewBackend(cfg *config.Config, obs remote.Observer) (*Backend, error) {
-	b := &Backend{obs: obs}
+func NewBackend(cfg *config.Config, obs remote.Observer, credentials bool) (*Backend, error) {
+	b := &Backend{obs: obs, credentials: credentials}
 	st, err := b.build(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -49,8 +53,8 @@ func NewBackend(cfg *config.Config, obs remote.Observer) (*Backend, error) {
 
 // newTracedBackend is NewBackend for the query subcommand: every HTTP
 // exchange is printed to w with passwords redacted.
-func newTracedBackend(cfg *config.Config, w io.Writer) (*Backend, error) {
-	b := &Backend{trace: w}
+func newTracedBackend(cfg *config.Config, w io.Writer, credentials bool) (*Backend, error) {
+	b := &Backend{trace: w, credentials: credentials}
 	st, err := b.build(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -79,7 +83,11 @@ func (b *Backend) build(cfg *config.Config, old *backendState) (*backendState, e
 	if old != nil && old.cfg.Cache == cfg.Cache && slices.Equal(old.cfg.RemoteURL, cfg.RemoteURL) {
 		cache = old.cache
 	} else {
-		cache = remote.NewCache(cfg.Cache.MaxEntries, cfg.Cache.DefaultTTL.Duration, cfg.Cache.NegativeTTL.Duration)
+		ttl, negTTL := cfg.Cache.DefaultTTL.Duration, cfg.Cache.NegativeTTL.Duration
+		if b.credentials {
+			ttl, negTTL = 0, 0
+		}
+		cache = remote.NewCache(cfg.Cache.MaxEntries, ttl, negTTL)
 	}
 	o := remote.Options{
 		URLs:            cfg.RemoteURL,

@@ -79,6 +79,10 @@ type Program struct {
 	Query func(ctx context.Context, env *Env, args []string) int
 	// QueryUsage documents the query arguments.
 	QueryUsage string
+	// Credentials marks protocols whose lookups carry passwords (dovecot,
+	// nginx): their replies are cached only when the backend's
+	// Cache-Control/Expires allow it, never by the configured default TTLs.
+	Credentials bool
 }
 
 // Main runs the program and exits.
@@ -133,7 +137,7 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 	sec := cfg.Section(p.Name)
 	if *check {
 		p.describe(stdout, cfg, sec)
-		if _, err := NewBackend(cfg, nil); err != nil {
+		if _, err := NewBackend(cfg, nil, p.Credentials); err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", bin, err)
 			return ExitConfig
 		}
@@ -173,7 +177,7 @@ func (p Program) query(cfg *config.Config, sec *config.Service, args []string, s
 		return ExitConfig
 	}
 	defer out.Close()
-	backend, err := newTracedBackend(cfg, stderr)
+	backend, err := newTracedBackend(cfg, stderr, p.Credentials)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
 		return ExitConfig
@@ -350,7 +354,7 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 		closeAll()
 		return ExitFailure
 	}
-	backend, err := NewBackend(env.Config, r.met)
+	backend, err := NewBackend(env.Config, r.met, p.Credentials)
 	if err != nil {
 		log.Error("cannot build backend client", "err", err)
 		closeAll()
