@@ -8,7 +8,7 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 FUZZTIME ?= 10s
 
-.PHONY: all build run test unit e2e fuzz bench lint install clean
+.PHONY: all build run test unit e2e fuzz bench lint install clean readme
 
 all: build
 
@@ -42,6 +42,10 @@ lint:
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	staticcheck ./...
+
+# README.md is generated from docs/*.md.
+readme:
+	./scripts/readme.sh
 
 install: build
 	./scripts/install.sh "$(DESTDIR)" "$(PREFIX)"
