@@ -2,41 +2,102 @@ package remote
 
 import (
 	"context"
-
-	"golang.org/x/sync/singleflight"
+	"sync"
 )
 
 // flightGroup coalesces identical lookups in flight into one backend
 // request, whether or not the reply turns out to be cacheable.
-type flightGroup struct{ g singleflight.Group }
+//
+// The first caller for a key (the leader) runs the request in its own
+// goroutine: a goroutine per lookup (singleflight's DoChan) cost more
+// than a third of an uncached lookup's CPU in shitenno (goroutine start,
+// stack growth through net/http, cross-thread wake-ups; see
+// BenchmarkPostfixRemoteUncached in pkg/bridge).
+type flightGroup struct {
+	mu    sync.Mutex
+	calls map[string]*flightCall
+}
 
-type flightResult struct {
-	res Result
-	pol cachePolicy
+// flightCall is one request in flight and the callers waiting for it.
+type flightCall struct {
+	done    chan struct{} // closed when res, pol and err are set
+	res     Result
+	pol     cachePolicy
+	err     error
+	waiters int // callers that still want the answer, leader included
+	cancel  context.CancelFunc
+	key     string
 }
 
 // do runs fn once per key at a time. fn gets a context that keeps the first
 // caller's deadline but not its cancellation, so one impatient caller does
-// not fail the others; each caller still returns when its own ctx ends.
+// not fail the others; it is cancelled when every caller has given up.
+// Followers return as soon as their own ctx ends; the leader, which runs
+// fn itself, returns a timeout error once fn returns (at once when nobody
+// else waits, since fn is then cancelled; otherwise by the deadline).
 func (f *flightGroup) do(ctx context.Context, key string, fn func(context.Context) (Result, cachePolicy, error)) (Result, cachePolicy, error) {
-	ch := f.g.DoChan(key, func() (any, error) {
-		fctx := context.WithoutCancel(ctx)
-		if dl, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			fctx, cancel = context.WithDeadline(fctx, dl)
-			defer cancel()
+	f.mu.Lock()
+	if c, ok := f.calls[key]; ok {
+		c.waiters++
+		f.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.res, c.pol, c.err
+		case <-ctx.Done():
+			f.leave(c)
+			return Result{}, cachePolicy{}, &Error{Kind: "timeout", Reason: "backend timeout", Err: ctx.Err()}
 		}
-		r, p, err := fn(fctx)
-		return flightResult{r, p}, err
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return Result{}, cachePolicy{}, r.Err
+	}
+	fctx := context.WithoutCancel(ctx)
+	var cancel context.CancelFunc
+	if dl, ok := ctx.Deadline(); ok {
+		fctx, cancel = context.WithDeadline(fctx, dl)
+	} else {
+		fctx, cancel = context.WithCancel(fctx)
+	}
+	c := &flightCall{done: make(chan struct{}), waiters: 1, cancel: cancel, key: key}
+	if f.calls == nil {
+		f.calls = make(map[string]*flightCall)
+	}
+	f.calls[key] = c
+	f.mu.Unlock()
+
+	stop := context.AfterFunc(ctx, func() { f.leave(c) })
+	finished := false
+	defer func() {
+		stop()
+		cancel()
+		f.mu.Lock()
+		if f.calls[key] == c {
+			delete(f.calls, key)
 		}
-		fr := r.Val.(flightResult)
-		return fr.res, fr.pol, nil
-	case <-ctx.Done():
+		f.mu.Unlock()
+		if !finished {
+			// fn panicked: release the followers with a failure, then let
+			// the panic go on in the leader.
+			c.err = &Error{Kind: "transport", Reason: "internal error"}
+		}
+		close(c.done)
+	}()
+	c.res, c.pol, c.err = fn(fctx)
+	finished = true
+	if ctx.Err() != nil {
 		return Result{}, cachePolicy{}, &Error{Kind: "timeout", Reason: "backend timeout", Err: ctx.Err()}
+	}
+	return c.res, c.pol, c.err
+}
+
+// leave records that one caller no longer waits; the last one out
+// cancels the request, and nobody may join it any more.
+func (f *flightGroup) leave(c *flightCall) {
+	f.mu.Lock()
+	c.waiters--
+	last := c.waiters == 0
+	if last && f.calls[c.key] == c {
+		delete(f.calls, c.key)
+	}
+	f.mu.Unlock()
+	if last {
+		c.cancel()
 	}
 }
