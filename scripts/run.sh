@@ -5,7 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 dir="$top/run"
-port="${SHITENNO_BACKEND_PORT:-18080}"
+# free_port N: N, or the next port after it that nothing listens on.
+free_port() {
+	local p=$1
+	while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+	echo "$p"
+}
+port=$(free_port "${SHITENNO_BACKEND_PORT:-18080}")
+nginx_port=$(free_port $((port + 1)))
 mkdir -p "$dir"
 chmod 755 "$dir"
 cat > "$dir/shitenno.conf" <<CONF
@@ -19,7 +26,7 @@ Mode = "0666"
 Mode = "0666"
 [Nginx]
 Mode = "0666"
-Listen = "127.0.0.1:18081"
+Listen = "127.0.0.1:$nginx_port"
 CONF
 printf 'compatibility_level = 3.6\n' > "$dir/main.cf"
 
@@ -48,9 +55,11 @@ shitenno is running (backend http://127.0.0.1:$port/, sockets in $dir). Try:
   postmap -c $dir -q nobody@example.org socketmap:unix:$dir/shitenno-postfix:virtual; echo \$?
   ./bin/shitenno-postfix --config $dir/shitenno.conf query virtual sales@example.org
   ./bin/shitenno-dovecot --config $dir/shitenno.conf query passdb alice@example.org
+  doveadm dict get proxy:$dir/shitenno-dovecot:somewhere shared/userdb/alice@example.org
+  ./bin/shitenno-nginx --config $dir/shitenno.conf query alice@example.org secret imap
   curl -s -H 'Auth-Method: plain' -H 'Auth-User: alice@example.org' -H 'Auth-Pass: secret' \\
        -H 'Auth-Protocol: imap' -H 'Auth-Login-Attempt: 1' -H 'Client-IP: 127.0.0.1' \\
-       -D - -o /dev/null http://127.0.0.1:18081/auth
+       -D - -o /dev/null http://127.0.0.1:$nginx_port/auth
 
 (docs: README.md; dovecot and nginx configuration snippets there use $dir/shitenno-dovecot
 and $dir/shitenno-nginx.) Press Ctrl-C to stop.
