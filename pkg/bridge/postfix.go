@@ -40,8 +40,8 @@ func (p *Postfix) lookup(ctx context.Context, verb string, key []byte) (socketma
 	if res.Status == remote.NotFound {
 		return socketmap.Reply{Kind: socketmap.NotFound}, OutcomeNotFound, nil
 	}
-	var s string
-	if len(res.Data) == 0 || res.Data[0] != '"' || json.Unmarshal(res.Data, &s) != nil {
+	s, ok := plainJSONString(res.Data)
+	if !ok && (len(res.Data) == 0 || res.Data[0] != '"' || json.Unmarshal(res.Data, &s) != nil) {
 		err := remote.Failf("backend Data is not a string")
 		return socketmap.Reply{Kind: socketmap.Temp, Text: err.Reason}, OutcomeFailed, err
 	}
@@ -56,4 +56,26 @@ func (p *Postfix) lookup(ctx context.Context, verb string, key []byte) (socketma
 		return socketmap.Reply{Kind: socketmap.Perm, Text: err.Reason}, OutcomeFailed, err
 	}
 	return socketmap.Reply{Kind: socketmap.OK, Text: s}, OutcomeFound, nil
+}
+
+// plainJSONString decodes the common case of a JSON string without
+// escapes: no backslash, no control byte, valid UTF-8, for which
+// encoding/json would return the bytes between the quotes unchanged. It
+// saves the reflection-driven decoder on every lookup, cached ones
+// included (5 % of a cached lookup's CPU in shitenno-postfix). Anything
+// else reports false and goes through encoding/json as before.
+func plainJSONString(data []byte) (string, bool) {
+	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' {
+		return "", false
+	}
+	in := data[1 : len(data)-1]
+	for _, c := range in {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	if !utf8.Valid(in) {
+		return "", false
+	}
+	return string(in), true
 }
