@@ -20,14 +20,16 @@ cleanup() { rm -rf "$tmp"; }
 trap cleanup EXIT
 
 # Build the daemons that exist (a daemon still missing is reported as
-# skipped, not fatal) and the load generator.
-mkdir -p bin
+# skipped, not fatal) and the load generator, into the temp dir: bin/ is
+# left as make build made it.
+bin="$tmp/bin"
+mkdir -p "$bin"
 pkgs=()
 for c in shitenno-postfix shitenno-dovecot shitenno-example-backend shitenno-bench; do
 	[ -d "cmd/$c" ] && pkgs+=("./cmd/$c")
 done
 echo "== build: ${pkgs[*]}"
-"$GO" build -trimpath -o bin/ "${pkgs[@]}"
+"$GO" build -trimpath -o "$bin/" "${pkgs[@]}"
 
 extra=()
 if [ "${BENCH_MICRO:-1}" != 0 ]; then
@@ -72,8 +74,8 @@ if [ "${BENCH_LEAK:-1}" != 0 ]; then
 fi
 
 echo "== scenarios"
-./bin/shitenno-bench run \
-	--bin bin \
+"$bin/shitenno-bench" run \
+	--bin "$bin" \
 	--work "$tmp" \
 	--backend "${BENCH_BACKEND:-builtin}" \
 	--protocols "${BENCH_PROTOCOLS:-postfix,dovecot}" \

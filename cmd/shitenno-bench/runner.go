@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -98,16 +99,28 @@ func benchRun(o runOptions) error {
 			}
 		}
 	}
+	// The scenarios compared in a ratio run back to back (same protocol,
+	// same concurrency), so that load from elsewhere on the machine
+	// affects both sides of a ratio alike.
 	var rows []row
 	for _, p := range o.Protocols {
-		for _, sc := range scenarios {
-			for _, n := range o.Conns {
+		for _, n := range o.Conns {
+			for _, sc := range scenarios {
 				rw := r.measure(p, sc, n)
 				rows = append(rows, rw)
 				fmt.Fprintln(o.Stdout, progressLine(rw))
 			}
 		}
 	}
+	slices.SortStableFunc(rows, func(a, b row) int {
+		if c := slices.Index(o.Protocols, a.Proto) - slices.Index(o.Protocols, b.Proto); c != 0 {
+			return c
+		}
+		if c := slices.Index(scenarios, a.Scenario) - slices.Index(scenarios, b.Scenario); c != 0 {
+			return c
+		}
+		return a.Conns - b.Conns
+	})
 	rep := report{Opts: o, Rows: rows, Notes: r.notes, Date: time.Now().UTC()}
 	md := rep.markdown()
 	fmt.Fprintln(o.Stdout)
