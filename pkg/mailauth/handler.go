@@ -49,6 +49,16 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if hr.ContentLength != 0 || len(hr.TransferEncoding) > 0 {
+		// nginx sends no body. One here is a request hidden inside
+		// another (request smuggling) or garbage; either way the stream
+		// cannot be trusted past this head: answer and close unread.
+		w.Header().Set("Connection", "close")
+		_ = TempFail(nil).write(w, nil, http.StatusBadRequest)
+		log.Warn("nginx auth: request with a body refused", "content_length", hr.ContentLength,
+			"transfer_encoding", len(hr.TransferEncoding) > 0)
+		return
+	}
 	if hr.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		_ = TempFail(nil).write(w, nil, http.StatusMethodNotAllowed)

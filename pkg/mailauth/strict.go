@@ -1,0 +1,110 @@
+package mailauth
+
+import (
+	"errors"
+	"net"
+	"sync"
+)
+
+// Framing errors found by the strict reader. net/http answers each with
+// "400 Bad Request" and closes the connection.
+var (
+	errBareLF  = errors.New("mailauth: LF without CR in a request head")
+	errBareCR  = errors.New("mailauth: CR not followed by LF in a request head")
+	errObsFold = errors.New("mailauth: folded header line (obs-fold) in a request head")
+)
+
+// Serve accepts auth_http connections on l until Shutdown or Close.
+//
+// Every request head is checked byte by byte before net/http parses it:
+// a bare LF, a bare CR or a folded header line (obs-fold) ends the
+// connection with 400 Bad Request. RFC 9112 lets a server accept these
+// (§2.2, §5.2), and net/http does; but nginx never sends them (it builds
+// the request itself and escapes control bytes in every client-supplied
+// value), so they can only come from something else on the socket, and
+// two parsers that disagree about where a header ends are what request
+// smuggling is made of. Bodies, the other half of smuggling, are refused
+// by HTTPHandler.
+func (s *Server) Serve(l net.Listener) error {
+	return s.Server.Serve(strictListener{l})
+}
+
+type strictListener struct{ net.Listener }
+
+func (l strictListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &strictConn{Conn: c, requestLine: true}, nil
+}
+
+// strictConn checks the bytes net/http reads. Requests carry no body (a
+// request with one is refused and the connection closed), so everything
+// read is a sequence of request heads: lines ending in CRLF, an empty
+// line ending each head.
+type strictConn struct {
+	net.Conn
+
+	// mu guards the scanner: net/http's background read and a handler's
+	// body read never overlap, but the race detector cannot know that.
+	mu          sync.Mutex
+	bad         error // the first framing error, returned from then on
+	cr          bool  // the previous byte was CR
+	lineLen     int   // bytes on the current line so far
+	requestLine bool  // the current line is a request line
+}
+
+func (c *strictConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	bad := c.bad
+	c.mu.Unlock()
+	if bad != nil {
+		return 0, bad
+	}
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i, bad := c.scan(p[:n]); bad != nil {
+		c.bad = bad
+		if i == 0 {
+			return 0, bad
+		}
+		// Hand over what came before the fault; the next Read fails.
+		return i, nil
+	}
+	return n, err
+}
+
+// scan advances the line state over b; on a framing fault it returns the
+// offset of the offending byte and the error.
+func (c *strictConn) scan(b []byte) (int, error) {
+	for i, x := range b {
+		if c.cr {
+			if x != '\n' {
+				return i, errBareCR
+			}
+			c.cr = false
+			// An empty line ends a head; the next line is a request line
+			// (empty lines before a request line are tolerated, RFC 9112
+			// §2.2, as net/http does).
+			c.requestLine = c.lineLen == 0
+			c.lineLen = 0
+			continue
+		}
+		switch x {
+		case '\r':
+			c.cr = true
+		case '\n':
+			return i, errBareLF
+		case ' ', '\t':
+			if c.lineLen == 0 && !c.requestLine {
+				return i, errObsFold
+			}
+			c.lineLen++
+		default:
+			c.lineLen++
+		}
+	}
+	return len(b), nil
+}
