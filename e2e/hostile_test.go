@@ -552,3 +552,157 @@ func TestHostileClients(t *testing.T) {
 		})
 	}
 }
+
+// pipelineCase describes requests pipelined on one connection and the
+// exact reply each must get.
+type pipelineCase struct {
+	hello    string   // sent once first (dovecot)
+	requests []string // cycled through
+	replies  []string // the reply to each request, in order
+}
+
+// pipelineCaseFor asks each request once on its own connection to learn
+// its exact reply (the example backend's data), so that the pipelined
+// replies can be checked byte for byte and in order.
+func pipelineCaseFor(t *testing.T, proto, sock string) pipelineCase {
+	t.Helper()
+	var pc pipelineCase
+	users := []string{"alice@example.org", "bob@example.org", "nobody@example.org"}
+	for _, u := range users {
+		switch proto {
+		case "postfix":
+			q := "virtual " + u
+			pc.requests = append(pc.requests, fmt.Sprintf("%d:%s,", len(q), q))
+		case "dovecot":
+			pc.hello = dictHello
+			pc.requests = append(pc.requests, "Lshared/passdb/"+u+"\t"+u+"\n")
+		}
+	}
+	for _, r := range pc.requests {
+		c, err := net.DialTimeout("unix", sock, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, pc.hello+r)
+		rep, err := readReply(proto, bufio.NewReader(c))
+		c.Close()
+		if err != nil {
+			t.Fatalf("reply to %q: %v", r, err)
+		}
+		pc.replies = append(pc.replies, rep)
+	}
+	if !strings.HasPrefix(pc.replies[0], map[string]string{"postfix": "20:OK ", "dovecot": "O{"}[proto]) ||
+		pc.replies[0] == pc.replies[1] || pc.replies[1] == pc.replies[2] {
+		t.Fatalf("replies %q cannot tell the requests apart", pc.replies)
+	}
+	return pc
+}
+
+// readReply reads one raw reply: a netstring or a line.
+func readReply(proto string, br *bufio.Reader) (string, error) {
+	if proto == "dovecot" {
+		return br.ReadString('\n')
+	}
+	p, err := readNetstring(br)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d:%s,", len(p), p), nil
+}
+
+// TestPipelinedWithoutReading sends thousands of lookups on one connection
+// without reading the replies (postfix and dovecot; nginx speaks one
+// request per connection). The daemon answers in request order and stops
+// reading while a reply cannot be written, so its memory stays bounded and
+// other clients are served meanwhile. A client that starts reading within
+// the write timeout (10 s) gets every reply, in order; one that does not
+// read for longer finds the connection closed after an in-order prefix of
+// the replies.
+func TestPipelinedWithoutReading(t *testing.T) {
+	backend := exampleBackend(t, "--quiet")
+	const n = 20000
+	const writeTimeout = 10 * time.Second
+	for _, p := range protocols[:2] {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHostileTarget(t, p, backend)
+			pc := pipelineCaseFor(t, p.name, h.d.Socket)
+			var wire bytes.Buffer
+			wire.WriteString(pc.hello)
+			for i := 0; i < n; i++ {
+				wire.WriteString(pc.requests[i%len(pc.requests)])
+			}
+			// stallAndCheck pipelines everything, does not read for d, and
+			// meanwhile checks memory and that a good client is served; it
+			// returns the connection to read from.
+			stallAndCheck := func(t *testing.T, d time.Duration) (net.Conn, <-chan error) {
+				c, err := net.DialTimeout("unix", h.d.Socket, 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				werr := make(chan error, 1)
+				go func() {
+					_ = c.SetWriteDeadline(time.Now().Add(d + time.Minute))
+					_, err := c.Write(wire.Bytes())
+					werr <- err
+				}()
+				maxRSS := 0
+				for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+					maxRSS = max(maxRSS, rssKB(t, h.d.Cmd.Process.Pid))
+					if ans, err := p.lookupOnce(h.d.Socket, 5*time.Second); err != nil || p.verdict(ans) != "found" {
+						t.Errorf("other client while %d lookups are pipelined: %q %v", n, ans, err)
+					}
+				}
+				if maxRSS > 64<<10 {
+					t.Errorf("RSS reached %d kB with %d lookups pipelined", maxRSS, n)
+				}
+				return c, werr
+			}
+			// check reads replies until the connection ends or all n came,
+			// checking each against its request; it returns how many came
+			// and how reading ended.
+			check := func(t *testing.T, c net.Conn) (int, error) {
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+				br := bufio.NewReaderSize(c, 64<<10)
+				for i := 0; i < n; i++ {
+					rep, err := readReply(p.name, br)
+					if err != nil {
+						return i, err
+					}
+					if want := pc.replies[i%len(pc.replies)]; rep != want {
+						t.Fatalf("reply %d is %q, want %q: out of order or wrong", i, trunc([]byte(rep)), want)
+					}
+				}
+				return n, nil
+			}
+
+			t.Run("reads within the write timeout", func(t *testing.T) {
+				c, werr := stallAndCheck(t, writeTimeout/3)
+				got, err := check(t, c)
+				if got != n {
+					t.Fatalf("%d of %d replies, then %v", got, n, err)
+				}
+				if err := <-werr; err != nil {
+					t.Errorf("writing the requests: %v", err)
+				}
+			})
+			t.Run("never reads", func(t *testing.T) {
+				c, werr := stallAndCheck(t, writeTimeout+3*time.Second)
+				got, err := check(t, c)
+				if got == n || got == 0 {
+					t.Fatalf("%d of %d replies then %v: want the connection closed after some", got, n, err)
+				}
+				if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+					t.Errorf("after %d replies: %v, want the daemon to have closed", got, err)
+				}
+				if err := <-werr; err == nil {
+					t.Errorf("all %d requests were read by a daemon that could not answer them", n)
+				}
+				t.Logf("%d in-order replies before the daemon gave up", got)
+			})
+			h.settle(t)
+		})
+	}
+}
