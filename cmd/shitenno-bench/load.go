@@ -315,12 +315,12 @@ func (h *httpClient) lookup(i int, _ time.Time) error {
 	if h.proto == "postfix" {
 		var s string
 		if json.Unmarshal(res.Data, &s) != nil || s != virtualValue(i) {
-			return fmt.Errorf("Data %q, want %q", clip(res.Data), virtualValue(i))
+			return fmt.Errorf("backend Data %q, want %q", clip(res.Data), virtualValue(i))
 		}
 		return nil
 	}
 	if want := passdbData(i); string(res.Data) != want && !jsonEqual(res.Data, []byte(want)) {
-		return fmt.Errorf("Data %q, want %q", clip(res.Data), want)
+		return fmt.Errorf("backend Data %q, want %q", clip(res.Data), want)
 	}
 	return nil
 }
