@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -104,4 +105,33 @@ func TestDaemonKilled(t *testing.T) {
 			t.Errorf("after restart: %q", got)
 		}
 	})
+}
+
+// TestTLSRefusedAllDaemons: a backend whose certificate is not trusted, or
+// whose key does not match the pin, gets no request, and each daemon's
+// client gets its temporary failure (postfix's postmap case is
+// TestPostmapOverHTTPS).
+func TestTLSRefusedAllDaemons(t *testing.T) {
+	answer := func(r BackendRequest) (int, string) { return 200, okReply(r, "OK", "x") }
+	for _, p := range protocols {
+		for _, kind := range []string{"untrusted CA", "pin mismatch"} {
+			t.Run(p.name+"/"+kind, func(t *testing.T) {
+				t.Parallel()
+				dir := testDir(t)
+				fb, caFile, _ := tlsFakeBackend(t, dir, answer)
+				top := "SystemCertPool = true\n" // the test CA is not in it
+				if kind == "pin mismatch" {
+					top = fmt.Sprintf("CertPool = %q\nHPKP = [%q]\n", caFile, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+				}
+				d := startDaemonWith(t, dir, p.name, fb.BaseURL(), top, "")
+				ans, err := p.lookupOnce(d.Socket, 10*time.Second)
+				if err != nil || p.verdict(ans) != "temp" {
+					t.Errorf("got %q %v, want a temporary failure", ans, err)
+				}
+				if n := len(fb.Requests()); n != 0 {
+					t.Errorf("backend got %d requests over a refused TLS connection", n)
+				}
+			})
+		}
+	}
 }
