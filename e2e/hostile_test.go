@@ -410,10 +410,18 @@ const nginxAuthHeaders = "Host: localhost\r\nAuth-Method: plain\r\nAuth-User: al
 // closes the connection; in particular nothing smuggled inside the
 // request is answered.
 func refusesHTTP(name string, limit time.Duration, chunks ...string) hostileCase {
-	return refusesHTTPAfter(name, limit, 0, chunks...)
+	return refusesHTTPAfter(name, limit, 0, 0, chunks...)
 }
 
-func refusesHTTPAfter(name string, limit, gap time.Duration, chunks ...string) hostileCase {
+// refusesHTTPWith is refusesHTTP where the error, if one is sent, must
+// have this status.
+func refusesHTTPWith(status int, name string, chunks ...string) hostileCase {
+	return refusesHTTPAfter(name, promptly, 0, status, chunks...)
+}
+
+// refusesHTTPAfter is refusesHTTP with a gap between chunks and, unless
+// status is 0, the one status the error response must have.
+func refusesHTTPAfter(name string, limit, gap time.Duration, status int, chunks ...string) hostileCase {
 	bs := make([][]byte, len(chunks))
 	for i, c := range chunks {
 		bs[i] = []byte(c)
@@ -443,6 +451,9 @@ func refusesHTTPAfter(name string, limit, gap time.Duration, chunks ...string) h
 			if resp.StatusCode < 400 || n > 0 {
 				return fmt.Errorf("answered %q, want only one HTTP error then close", trunc(ex.reply))
 			}
+			if status != 0 && resp.StatusCode != status {
+				return fmt.Errorf("answered %q, want status %d", trunc(ex.reply), status)
+			}
 			if s := resp.Header.Get("Auth-Status"); s == "OK" {
 				return fmt.Errorf("error response with Auth-Status OK: %q", trunc(ex.reply))
 			}
@@ -458,42 +469,42 @@ func nginxHostileCases() []hostileCase {
 		"Auth-Pass: bob's password\r\nAuth-Protocol: imap\r\nAuth-Login-Attempt: 1\r\nClient-IP: 127.0.0.1\r\n\r\n"
 	chunked := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(smuggled), smuggled)
 	return []hostileCase{
-		refusesHTTP("header over 16 KiB", promptly,
+		refusesHTTPWith(431, "header over 16 KiB",
 			"GET /auth HTTP/1.0\r\n"+nginxAuthHeaders+"X-Big: "+strings.Repeat("a", 17<<10)+"\r\n\r\n"),
-		refusesHTTP("many headers over 16 KiB", promptly,
+		refusesHTTPWith(431, "many headers over 16 KiB",
 			"GET /auth HTTP/1.0\r\n"+nginxAuthHeaders+strings.Repeat("X-Many: aaaaaaaaaaaaaaaa\r\n", 1000)+"\r\n"),
-		refusesHTTP("header over 16 KiB without end", promptly,
+		refusesHTTPWith(431, "header over 16 KiB without end",
 			"GET /auth HTTP/1.0\r\n"+nginxAuthHeaders+"X-Big: "+strings.Repeat("a", 64<<10)),
-		refusesHTTP("CL.TE smuggling", promptly,
+		refusesHTTPWith(400, "CL.TE smuggling",
 			get11+nginxAuthHeaders+"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"+chunked),
-		refusesHTTP("TE.CL smuggling", promptly,
+		refusesHTTPWith(400, "TE.CL smuggling",
 			get11+nginxAuthHeaders+"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n"+smuggled),
-		refusesHTTP("chunked body", promptly, get11+nginxAuthHeaders+"Transfer-Encoding: chunked\r\n\r\n"+chunked),
-		refusesHTTP("body behind Content-Length", promptly,
+		refusesHTTPWith(400, "chunked body", get11+nginxAuthHeaders+"Transfer-Encoding: chunked\r\n\r\n"+chunked),
+		refusesHTTPWith(400, "body behind Content-Length",
 			get11+nginxAuthHeaders+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(smuggled))+smuggled),
-		refusesHTTP("double Content-Length", promptly,
+		refusesHTTPWith(400, "double Content-Length",
 			get11+nginxAuthHeaders+"Content-Length: 0\r\nContent-Length: "+strconv.Itoa(len(smuggled))+"\r\n\r\n"+smuggled),
 		refusesHTTP("Transfer-Encoding with space before colon", promptly,
 			get11+nginxAuthHeaders+"Transfer-Encoding : chunked\r\n\r\n"+chunked),
-		refusesHTTP("Transfer-Encoding identity", promptly,
+		refusesHTTPWith(501, "Transfer-Encoding identity",
 			get11+nginxAuthHeaders+"Transfer-Encoding: identity\r\n\r\n"+smuggled),
 		// A folded line that looks like a header of its own: whoever
 		// unfolds differently sees a second Auth-User.
-		refusesHTTP("obs-fold", promptly,
+		refusesHTTPWith(400, "obs-fold",
 			"GET /auth HTTP/1.0\r\n"+nginxAuthHeaders+"X-Note: a\r\n Auth-User: bob@example.org\r\n\r\n"),
-		refusesHTTP("obs-fold with tab", promptly,
+		refusesHTTPWith(400, "obs-fold with tab",
 			"GET /auth HTTP/1.0\r\n"+strings.Replace(nginxAuthHeaders, "Auth-Pass: secret\r\n", "Auth-Pass: x\r\n\tsecret\r\n", 1)+"\r\n"),
-		refusesHTTP("bare LF inside the header block", promptly,
+		refusesHTTPWith(400, "bare LF inside the header block",
 			"GET /auth HTTP/1.0\r\n"+strings.Replace(nginxAuthHeaders, "Auth-User: alice@example.org\r\n", "X-Note: a\nAuth-User: alice@example.org\r\n", 1)+"\r\n"),
-		refusesHTTP("bare LF line endings", promptly,
+		refusesHTTPWith(400, "bare LF line endings",
 			strings.ReplaceAll("GET /auth HTTP/1.0\r\n"+nginxAuthHeaders+"\r\n", "\r\n", "\n")),
-		refusesHTTP("bare CR", promptly,
+		refusesHTTPWith(400, "bare CR",
 			"GET /auth HTTP/1.0\r\n"+nginxAuthHeaders+"X-Note: a\rAuth-Status: OK\r\n\r\n"),
 		refusesHTTP("NUL in a header", promptly, "GET /auth HTTP/1.0\r\n"+nginxAuthHeaders+"X-Note: a\x00b\r\n\r\n"),
 		refusesHTTP("HTTP/0.9 request", promptly, "GET /auth\r\n\r\n"),
 		refusesHTTP("POST", promptly, "POST /auth HTTP/1.0\r\n"+nginxAuthHeaders+"Content-Length: 0\r\n\r\n"),
 		refusesHTTP("binary junk", promptly, "\x00\xff\xfe\x80junk\r\n\r\n"),
-		refusesHTTPAfter("slowloris", headerReadBound, time.Second,
+		refusesHTTPAfter("slowloris", headerReadBound, time.Second, 0,
 			bytewise("GET /auth HTTP/1.0\r\n"+nginxAuthHeaders+"\r\n")...),
 	}
 }
