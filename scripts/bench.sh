@@ -4,10 +4,11 @@
 # microbenchmarks and the 1,000,000-lookup leak check, then starts the
 # backends, the null responders and the daemons (generated configuration in
 # a temp dir) and measures every scenario. Prints the tables and writes
-# bench/RESULTS.md. Takes about two minutes.
+# bench/RESULTS.md. Takes about two and a half minutes.
 #
-# Knobs (environment): BENCH_DURATION (measured seconds per run, default
-# 3s), BENCH_CONNS (default 1,8,64), BENCH_BACKEND (builtin | example),
+# Knobs (environment): BENCH_DURATION (measured time per run, default
+# 2s), BENCH_CONNS (default 1,8,64), BENCH_REPEAT (rounds at 8 connections,
+# default 3), BENCH_BACKEND (builtin | example),
 # BENCH_PROTOCOLS (default postfix,dovecot), BENCH_OUT (default
 # bench/RESULTS.md), BENCH_MICRO=0 / BENCH_LEAK=0 to skip those parts.
 set -euo pipefail
@@ -80,7 +81,8 @@ echo "== scenarios"
 	--backend "${BENCH_BACKEND:-builtin}" \
 	--protocols "${BENCH_PROTOCOLS:-postfix,dovecot}" \
 	--conns "${BENCH_CONNS:-1,8,64}" \
-	--duration "${BENCH_DURATION:-3s}" \
+	--duration "${BENCH_DURATION:-2s}" \
+	--repeat "${BENCH_REPEAT:-3}" \
 	--out "${BENCH_OUT:-bench/RESULTS.md}" \
 	--commit "$(git describe --tags --always --dirty 2>/dev/null || echo unknown)" \
 	"${extra[@]}"

@@ -35,7 +35,8 @@ func main() {
 }
 
 const usage = `usage: shitenno-bench run [--bin DIR] [--work DIR] [--backend builtin|example]
-                          [--conns 1,8,64] [--duration 3s] [--warmup 500ms] [--out FILE]
+                          [--conns 1,8,64] [--duration 2s] [--warmup 500ms] [--repeat 3]
+                          [--repeat-at 8] [--out FILE] [--append FILE]...
        shitenno-bench backend --listen ADDR [--max-age N]
        shitenno-bench null --protocol postfix|dovecot --socket PATH
        shitenno-bench gen-data
@@ -94,7 +95,9 @@ func cmdRun(fs *pflag.FlagSet, args []string, stdout io.Writer) error {
 	backend := fs.String("backend", "builtin", "backend: builtin (minimal, counts requests) or example (shitenno-example-backend)")
 	protos := fs.String("protocols", "postfix,dovecot", "protocols to measure")
 	conns := fs.String("conns", "1,8,64", "concurrent connections per run")
-	dur := fs.Duration("duration", 3*time.Second, "measured time per run")
+	dur := fs.Duration("duration", 2*time.Second, "measured time per run")
+	repeat := fs.Int("repeat", 3, "rounds of every scenario at the --repeat-at concurrencies (ratios are medians over rounds)")
+	repeatAt := fs.String("repeat-at", "8", "concurrencies measured --repeat times (the targets are set at 8)")
 	warm := fs.Duration("warmup", 500*time.Millisecond, "unmeasured time before each run")
 	maxAge := fs.Int("max-age", 600, "Cache-Control max-age of the cached backend (must outlive the whole run)")
 	out := fs.String("out", "bench/RESULTS.md", "Markdown results file (empty: none)")
@@ -103,7 +106,7 @@ func cmdRun(fs *pflag.FlagSet, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o := runOptions{Bin: *bin, Work: *work, Backend: *backend, Warmup: *warm, Duration: *dur,
+	o := runOptions{Bin: *bin, Work: *work, Backend: *backend, Warmup: *warm, Duration: *dur, Repeat: *repeat,
 		MaxAge: *maxAge, Out: *out, Extra: *extra, Commit: *commit, Stdout: stdout}
 	if o.Backend != "builtin" && o.Backend != "example" {
 		return fmt.Errorf("--backend must be builtin or example")
@@ -120,6 +123,18 @@ func cmdRun(fs *pflag.FlagSet, args []string, stdout io.Writer) error {
 			return fmt.Errorf("--conns: %q is not a number of connections in 1..4096", c)
 		}
 		o.Conns = append(o.Conns, n)
+	}
+	if *repeatAt != "" {
+		for _, c := range strings.Split(*repeatAt, ",") {
+			n, err := strconv.Atoi(c)
+			if err != nil || n < 1 {
+				return fmt.Errorf("--repeat-at: %q is not a number of connections", c)
+			}
+			o.RepeatAt = append(o.RepeatAt, n)
+		}
+	}
+	if o.Repeat < 1 || o.Repeat > 20 {
+		return fmt.Errorf("--repeat must be in 1..20")
 	}
 	if o.Work == "" {
 		d, err := os.MkdirTemp("", "shitenno-bench-")

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -30,14 +32,55 @@ type rendered struct {
 	full    string // RESULTS.md
 }
 
-func (r report) find(proto, sc string, conns int) *row {
+// runs returns the measured rounds of one cell, in round order.
+func (r report) runs(proto, sc string, conns int) []*row {
+	var out []*row
 	for i := range r.Rows {
 		rw := &r.Rows[i]
 		if rw.Proto == proto && rw.Scenario == sc && rw.Conns == conns && rw.Skipped == "" {
-			return rw
+			out = append(out, rw)
 		}
 	}
-	return nil
+	return out
+}
+
+// find returns the round with the median throughput of one cell (the
+// lower median for an even count), or nil.
+func (r report) find(proto, sc string, conns int) *row {
+	rs := r.runs(proto, sc, conns)
+	if len(rs) == 0 {
+		return nil
+	}
+	rs = slices.Clone(rs)
+	slices.SortFunc(rs, func(a, b *row) int { return cmp.Compare(a.Res.Rate(), b.Res.Rate()) })
+	return rs[(len(rs)-1)/2]
+}
+
+// ratio is the median over rounds of rate(a)/rate(b), each round's two
+// runs having been measured back to back, with the smallest and largest.
+func (r report) ratio(proto, a, b string, conns int) (med, lo, hi float64, ok bool) {
+	ra, rb := r.runs(proto, a, conns), r.runs(proto, b, conns)
+	var qs []float64
+	for _, x := range ra {
+		for _, y := range rb {
+			if x.Round == y.Round && y.Res.Rate() > 0 {
+				qs = append(qs, x.Res.Rate()/y.Res.Rate())
+			}
+		}
+	}
+	if len(qs) == 0 {
+		return 0, 0, 0, false
+	}
+	slices.Sort(qs)
+	return qs[(len(qs)-1)/2], qs[0], qs[len(qs)-1], true
+}
+
+// fmtRatio prints a median ratio, with its range when there were rounds.
+func fmtRatio(med, lo, hi float64) string {
+	if lo == hi {
+		return fmt.Sprintf("%.2f×", med)
+	}
+	return fmt.Sprintf("%.2f× (%.2f–%.2f)", med, lo, hi)
 }
 
 func (r report) markdown() rendered {
@@ -54,6 +97,11 @@ func (r report) markdown() rendered {
 	fmt.Fprintf(&b, "- each run: %s warm-up, %s measured, closed loop (one request in flight per connection), "+
 		"every reply checked byte for byte; keys spread so concurrent lookups never share one (%d keys, 1 in %d unknown)\n",
 		r.Opts.Warmup, r.Opts.Duration, numKeys, notFoundMod)
+	if r.Opts.Repeat > 1 && len(r.Opts.RepeatAt) > 0 {
+		fmt.Fprintf(&b, "- rounds: at %s connections the four scenarios run %d times in turn; a ratio is the median of the "+
+			"per-round ratios (range in brackets), other figures come from the median round: the machine is shared, "+
+			"and only runs made back to back are compared\n", joinInts(r.Opts.RepeatAt), r.Opts.Repeat)
+	}
 	b.WriteString("- scenarios: **null** = a responder in its own process answering from a precomputed table " +
 		"(floor of the unix-socket round trip); **direct** = the same lookups as HTTP POSTs straight to the backend " +
 		"(keep-alive, shitenno's transport settings, reply decoded and checked); **uncached** = shitenno, " +
@@ -82,37 +130,34 @@ func (r report) writeTables(b *strings.Builder) {
 	b.WriteString("| target | " + strings.Join(r.Opts.Protocols, " | ") + " |\n")
 	b.WriteString("|---|" + strings.Repeat("---|", len(r.Opts.Protocols)) + "\n")
 	r.targetRow(b, fmt.Sprintf("cached ≥ %.1f× null @%d conns, p99 < %s", targetCachedVsNull, targetConns, fmtDur(targetCachedP99)), func(p string) (string, bool) {
-		c, n := r.find(p, scCached, targetConns), r.find(p, scNull, targetConns)
-		if c == nil || n == nil || n.Res.Rate() == 0 {
+		med, lo, hi, ok := r.ratio(p, scCached, scNull, targetConns)
+		c := r.find(p, scCached, targetConns)
+		if !ok || c == nil {
 			return "", false
 		}
-		ratio := c.Res.Rate() / n.Res.Rate()
 		p99 := c.Res.Quantile(0.99)
-		ok := ratio >= targetCachedVsNull && p99 < targetCachedP99 && c.Res.Errors == 0
-		return fmt.Sprintf("%s %.2f×, p99 %s", mark(ok), ratio, fmtDur(p99)), true
+		good := med >= targetCachedVsNull && p99 < targetCachedP99 && r.errors(p, scCached, targetConns) == 0
+		return fmt.Sprintf("%s %s, p99 %s", mark(good), fmtRatio(med, lo, hi), fmtDur(p99)), true
 	})
 	r.targetRow(b, fmt.Sprintf("uncached ≥ %.1f× direct @%d conns", targetUncachedVsDirect, targetConns), func(p string) (string, bool) {
-		u, d := r.find(p, scUncached, targetConns), r.find(p, scDirect, targetConns)
-		if u == nil || d == nil || d.Res.Rate() == 0 {
+		med, lo, hi, ok := r.ratio(p, scUncached, scDirect, targetConns)
+		if !ok {
 			return "", false
 		}
-		ratio := u.Res.Rate() / d.Res.Rate()
-		ok := ratio >= targetUncachedVsDirect && u.Res.Errors == 0
-		return fmt.Sprintf("%s %.2f×", mark(ok), ratio), true
+		good := med >= targetUncachedVsDirect && r.errors(p, scUncached, targetConns) == 0
+		return fmt.Sprintf("%s %s", mark(good), fmtRatio(med, lo, hi)), true
 	})
 	r.targetRow(b, fmt.Sprintf("%d conns: no errors, daemon RSS ≤ %s", targetManyConns, fmtBytes(targetRSS)), func(p string) (string, bool) {
 		var errs int64
 		var rss int64 = -1
 		seen := false
 		for _, sc := range scenarios {
-			rw := r.find(p, sc, targetManyConns)
-			if rw == nil {
-				continue
-			}
-			errs += rw.Res.Errors
-			if sc == scUncached || sc == scCached {
-				seen = true
-				rss = max(rss, rw.RSS)
+			for _, rw := range r.runs(p, sc, targetManyConns) {
+				errs += rw.Res.Errors
+				if sc == scUncached || sc == scCached {
+					seen = true
+					rss = max(rss, rw.RSS)
+				}
 			}
 		}
 		if !seen {
@@ -126,11 +171,13 @@ func (r report) writeTables(b *strings.Builder) {
 	for _, p := range r.Opts.Protocols {
 		for _, n := range r.Opts.Conns {
 			ud, cn, p99, hit := "—", "—", "—", "—"
-			if u, d := r.find(p, scUncached, n), r.find(p, scDirect, n); u != nil && d != nil && d.Res.Rate() > 0 {
-				ud = fmt.Sprintf("%.2f", u.Res.Rate()/d.Res.Rate())
+			if med, lo, hi, ok := r.ratio(p, scUncached, scDirect, n); ok {
+				ud = fmtRatio(med, lo, hi)
 			}
-			if c, nl := r.find(p, scCached, n), r.find(p, scNull, n); c != nil && nl != nil && nl.Res.Rate() > 0 {
-				cn = fmt.Sprintf("%.2f", c.Res.Rate()/nl.Res.Rate())
+			if med, lo, hi, ok := r.ratio(p, scCached, scNull, n); ok {
+				cn = fmtRatio(med, lo, hi)
+			}
+			if c := r.find(p, scCached, n); c != nil {
 				p99 = fmtDur(c.Res.Quantile(0.99))
 				if c.BackendPer >= 0 {
 					hit = fmt.Sprintf("%.1f %%", 100*max(0, 1-c.BackendPer))
@@ -140,23 +187,23 @@ func (r report) writeTables(b *strings.Builder) {
 		}
 	}
 	b.WriteString("\n## Runs\n\n")
-	b.WriteString("| protocol | scenario | conns | lookups/s | p50 | p99 | errors | peak RSS | CPU µs/lookup server / backend / client | backend req/lookup |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| protocol | scenario | conns | round | lookups/s | p50 | p99 | errors | peak RSS | CPU µs/lookup server / backend / client | backend req/lookup |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var errs []string
 	for _, rw := range r.Rows {
 		if rw.Skipped != "" {
-			fmt.Fprintf(b, "| %s | %s | %d | skipped: %s | | | | | | |\n", rw.Proto, rw.Scenario, rw.Conns, rw.Skipped)
+			fmt.Fprintf(b, "| %s | %s | %d | | skipped: %s | | | | | | |\n", rw.Proto, rw.Scenario, rw.Conns, rw.Skipped)
 			continue
 		}
 		per := "—"
 		if rw.BackendPer >= 0 {
 			per = fmt.Sprintf("%.3f", rw.BackendPer)
 		}
-		fmt.Fprintf(b, "| %s | %s | %d | %.0f | %s | %s | %d | %s | %s / %s / %s | %s |\n",
-			rw.Proto, rw.Scenario, rw.Conns, rw.Res.Rate(), fmtDur(rw.Res.Quantile(0.5)), fmtDur(rw.Res.Quantile(0.99)),
+		fmt.Fprintf(b, "| %s | %s | %d | %d | %.0f | %s | %s | %d | %s | %s / %s / %s | %s |\n",
+			rw.Proto, rw.Scenario, rw.Conns, rw.Round+1, rw.Res.Rate(), fmtDur(rw.Res.Quantile(0.5)), fmtDur(rw.Res.Quantile(0.99)),
 			rw.Res.Errors, fmtBytes(rw.RSS), fmtCPU(rw.ServerCPU), fmtCPU(rw.BackendCPU), fmtCPU(rw.ClientCPU), per)
 		if rw.Res.FirstErr != "" {
-			errs = append(errs, fmt.Sprintf("- %s %s %d conns: %s", rw.Proto, rw.Scenario, rw.Conns, rw.Res.FirstErr))
+			errs = append(errs, fmt.Sprintf("- %s %s %d conns, round %d: %s", rw.Proto, rw.Scenario, rw.Conns, rw.Round+1, rw.Res.FirstErr))
 		}
 	}
 	if len(errs) > 0 {
@@ -244,4 +291,21 @@ func kernel() string {
 		return "?"
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// errors sums the errors of every round of one cell.
+func (r report) errors(proto, sc string, conns int) int64 {
+	var n int64
+	for _, rw := range r.runs(proto, sc, conns) {
+		n += rw.Res.Errors
+	}
+	return n
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ", ")
 }

@@ -22,6 +22,8 @@ type runOptions struct {
 	Backend   string        // "builtin" or "example"
 	Protocols []string      // "postfix", "dovecot"
 	Conns     []int         // concurrent connections per run
+	Repeat    int           // rounds of every scenario at the RepeatAt concurrencies
+	RepeatAt  []int         // concurrencies measured Repeat times (the targets')
 	Warmup    time.Duration // per run, not measured
 	Duration  time.Duration // per run, measured
 	MaxAge    int           // Cache-Control max-age of the cached backend
@@ -45,6 +47,7 @@ var scenarios = []string{scNull, scDirect, scUncached, scCached}
 type row struct {
 	Proto, Scenario string
 	Conns           int
+	Round           int // 0-based repetition
 	Res             loadResult
 	Server          string  // which process answered the client
 	RSS             int64   // its peak RSS during the run, bytes (-1 unknown)
@@ -105,10 +108,17 @@ func benchRun(o runOptions) error {
 	var rows []row
 	for _, p := range o.Protocols {
 		for _, n := range o.Conns {
-			for _, sc := range scenarios {
-				rw := r.measure(p, sc, n)
-				rows = append(rows, rw)
-				fmt.Fprintln(o.Stdout, progressLine(rw))
+			rounds := 1
+			if slices.Contains(o.RepeatAt, n) {
+				rounds = max(1, o.Repeat)
+			}
+			for round := range rounds {
+				for _, sc := range scenarios {
+					rw := r.measure(p, sc, n)
+					rw.Round = round
+					rows = append(rows, rw)
+					fmt.Fprintln(o.Stdout, progressLine(rw))
+				}
 			}
 		}
 	}
@@ -119,7 +129,10 @@ func benchRun(o runOptions) error {
 		if c := slices.Index(scenarios, a.Scenario) - slices.Index(scenarios, b.Scenario); c != 0 {
 			return c
 		}
-		return a.Conns - b.Conns
+		if c := a.Conns - b.Conns; c != 0 {
+			return c
+		}
+		return a.Round - b.Round
 	})
 	rep := report{Opts: o, Rows: rows, Notes: r.notes, Date: time.Now().UTC()}
 	md := rep.markdown()
