@@ -2,13 +2,10 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,83 +13,10 @@ import (
 	"time"
 )
 
-// Dovecot 2.4 runs from a Debian 13 root built by scripts/trixie-chroot.sh:
-// Debian 12 has no dovecot 2.4 and trixie's binaries need trixie's glibc
-// (PROTOCOLS.md §3.10). shitenno-dovecot runs on the host with its socket
-// inside that root, where dovecot sees it at the same path minus the root.
-
-var trixie struct {
-	once sync.Once
-	root string
-	err  error
-	log  string
-}
-
-// trixieBuildTimeout bounds debootstrap plus the package installation
-// (about 2.5 minutes on a cold cache, instant on reuse).
-const trixieBuildTimeout = 15 * time.Minute
-
-// trixieRoot builds the root once per test binary (reused across runs from
-// /var/tmp/shitenno-trixie, or $SHITENNO_TRIXIE_DIR) and returns its path.
-// Without root privileges or debootstrap the test fails in CI and is
-// skipped elsewhere.
-func trixieRoot(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if inCI() {
-			t.Fatal("dovecot 2.4 tests need root (debootstrap, chroot)")
-		}
-		t.Skip("dovecot 2.4 tests need root (debootstrap, chroot)")
-	}
-	requireTool(t, "debootstrap")
-	requireTool(t, "chroot")
-	trixie.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), trixieBuildTimeout)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "scripts", "trixie-chroot.sh"))
-		// Keep proxy variables here: debootstrap and apt may need them.
-		var out, errOut bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		trixie.err = cmd.Run()
-		trixie.log = errOut.String()
-		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		trixie.root = lines[len(lines)-1]
-		if trixie.err == nil && !filepath.IsAbs(trixie.root) {
-			trixie.err = fmt.Errorf("unexpected output %q", out.String())
-		}
-	})
-	if trixie.err != nil {
-		msg := fmt.Sprintf("scripts/trixie-chroot.sh: %v\n%s", trixie.err, trixieTail(trixie.log, 4000))
-		if inCI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return trixie.root
-}
-
-// trixieTail returns at most the last n bytes of s.
-func trixieTail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
-}
-
-// trixieDir makes a private directory inside the root (/tmp there) that
-// dovecot's unprivileged processes can traverse; it returns the host path.
-func trixieDir(t *testing.T, root string) string {
-	t.Helper()
-	d, err := os.MkdirTemp(filepath.Join(root, "tmp"), "shitenno-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
+// Dovecot 2.4 runs from the Debian 13 root of trixie_helpers_test.go:
+// Debian 12 has no dovecot 2.4 (PROTOCOLS.md §3.10). shitenno-dovecot runs
+// on the host with its socket inside that root, where dovecot sees it at
+// the same path minus the root.
 
 // dovecot24 is a private dovecot 2.4 instance running in the root.
 type dovecot24 struct {
@@ -104,9 +28,7 @@ type dovecot24 struct {
 }
 
 // in turns a host path inside the root into the path dovecot sees.
-func (d *dovecot24) in(hostPath string) string {
-	return "/" + strings.TrimPrefix(strings.TrimPrefix(hostPath, d.root), "/")
-}
+func (d *dovecot24) in(hostPath string) string { return trixieIn(d.root, hostPath) }
 
 // dovecot24Opts choose what the instance talks to.
 type dovecot24Opts struct {
