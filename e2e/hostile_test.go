@@ -125,6 +125,7 @@ func (h *hostileTarget) settle(t *testing.T) {
 		last = h.usage(t)
 		f, g := last.net()
 		if last.clientConns <= h.base.clientConns && f <= bf+slack && g <= bg+slack {
+			t.Logf("%s back to baseline: now %s, idle baseline %s", h.p.name, last, h.base)
 			return
 		}
 		if time.Now().After(deadline) {
