@@ -137,3 +137,35 @@ func TestStrictScanSplits(t *testing.T) {
 		}
 	}
 }
+
+// FuzzStrictScan: the scanner never panics, and its verdict does not
+// depend on how the stream is split into reads (net/http's reads land
+// anywhere).
+func FuzzStrictScan(f *testing.F) {
+	f.Add([]byte(imapWire), 10)
+	f.Add([]byte("GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n"), 17)
+	f.Add([]byte("GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n"), 20)
+	f.Add([]byte("GET / HTTP/1.1\r\nA: b\r\r\n\r\n"), 21)
+	f.Fuzz(func(t *testing.T, b []byte, split int) {
+		whole := &strictConn{requestLine: true}
+		wi, werr := whole.scan(b)
+		if split < 0 {
+			split = -split
+		}
+		if len(b) > 0 {
+			split %= len(b) + 1
+		} else {
+			split = 0
+		}
+		parts := &strictConn{requestLine: true}
+		pi, perr := parts.scan(b[:split])
+		if perr == nil {
+			var n int
+			n, perr = parts.scan(b[split:])
+			pi = split + n
+		}
+		if werr != perr || wi != pi {
+			t.Fatalf("whole: %d %v; split at %d: %d %v", wi, werr, split, pi, perr)
+		}
+	})
+}
