@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,4 +100,182 @@ func trixieDir(t *testing.T, root string) string {
 // sees.
 func trixieIn(root, hostPath string) string {
 	return "/" + strings.TrimPrefix(strings.TrimPrefix(hostPath, root), "/")
+}
+
+// trixieWrite writes a file under dir (a host path inside root), dated an
+// hour ago, and returns the path a chrooted peer sees.
+func trixieWrite(t *testing.T, root, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Postfix programs reading a main.cf changed within the last second or
+	// two sleep until it is older (about 2 s per test otherwise).
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	return trixieIn(root, p)
+}
+
+// trixieRun runs a program inside root to completion (see run).
+func trixieRun(t *testing.T, root string, d time.Duration, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	return run(t, d, "chroot", append([]string{root}, args...)...)
+}
+
+// trixiePostmapDir writes the minimal main.cf postmap needs (as on the
+// host: TESTING.md) and returns the directory as the root sees it.
+func trixiePostmapDir(t *testing.T, root, dir string) string {
+	t.Helper()
+	return filepath.Dir(trixieWrite(t, root, dir, "postmap/main.cf", "compatibility_level = 3.6\n"))
+}
+
+// trixiePostmap runs the root's postmap -f -q KEY
+// socketmap:unix:SOCK:TABLE, SOCK being a host path inside the root.
+func trixiePostmap(t *testing.T, root, confDir, sock, table, key string) (string, string, int) {
+	t.Helper()
+	return trixieRun(t, root, 30*time.Second, "postmap", "-c", confDir, "-f", "-q", key,
+		"socketmap:unix:"+trixieIn(root, sock)+":"+table)
+}
+
+// startTrixiePostfix starts a private postfix 3.10 (master, smtpd,
+// proxymap...) whose virtual alias table is shitenno: the root's master in
+// the foreground with its own configuration directory (the root's
+// /etc/postfix stays untouched, so tests can run side by side), set up as
+// startPostfix does on the host (TESTING.md) with paths as the root sees
+// them. The master is stopped by PID at cleanup (SIGTERM, which ends its
+// children; then SIGKILL of its process group).
+func startTrixiePostfix(t *testing.T, root, dir, sock string) *postfixInstance {
+	t.Helper()
+	pf := &postfixInstance{dir: filepath.Join(dir, "pf"), port: freePort(t)}
+	for _, sub := range []string{"queue", "data", "log"} {
+		if err := os.MkdirAll(filepath.Join(pf.dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := trixieIn(root, pf.dir)
+	trixieWrite(t, root, pf.dir, "main.cf", fmt.Sprintf(`compatibility_level = 3.6
+queue_directory = %[1]s/queue
+data_directory = %[1]s/data
+maillog_file = %[1]s/log/postfix.log
+maillog_file_prefixes = %[1]s/log
+myhostname = mx.test.invalid
+mydomain = test.invalid
+mydestination =
+mynetworks = 192.0.2.0/24
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+smtpd_peername_lookup = no
+smtpd_banner = $myhostname ESMTP test
+virtual_alias_domains = example.org
+virtual_alias_maps = proxy:socketmap:unix:%[2]s:virtual
+smtpd_relay_restrictions = reject_unauth_destination
+smtputf8_enable = no
+biff = no
+`, in, trixieIn(root, sock)))
+	// Every service unchrooted ("n"): the whole instance is already in
+	// the root, and the queue has no copies of /etc files.
+	master := fmt.Sprintf("127.0.0.1:%d inet n - n - - smtpd\n", pf.port)
+	for _, svc := range []string{
+		"pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup", "qmgr unix n - n 300 1 qmgr",
+		"rewrite unix - - n - - trivial-rewrite", "bounce unix - - n - 0 bounce", "defer unix - - n - 0 bounce",
+		"trace unix - - n - 0 bounce", "verify unix - - n - 1 verify", "flush unix n - n 1000? 0 flush",
+		"proxymap unix - - n - - proxymap", "smtp unix - - n - - smtp", "showq unix n - n - - showq",
+		"error unix - - n - - error", "retry unix - - n - - error", "discard unix - - n - - discard",
+		"local unix - n n - - local", "virtual unix - n n - - virtual", "lmtp unix - - n - - lmtp",
+		"anvil unix - - n - 1 anvil", "scache unix - - n - 1 scache", "postlog unix-dgram n - n - 1 postlogd",
+	} {
+		master += svc + "\n"
+	}
+	trixieWrite(t, root, pf.dir, "master.cf", master)
+	// The data directory belongs to mail_owner: the root's postfix user,
+	// whose uid need not match the host's.
+	if out, errOut, code := trixieRun(t, root, 10*time.Second, "chown", "postfix", in+"/data"); code != 0 {
+		t.Fatalf("chown postfix data: %s %s", out, errOut)
+	}
+	if out, errOut, code := trixieRun(t, root, time.Minute, "postfix", "-c", in, "check"); code != 0 {
+		t.Fatalf("postfix check: %s %s", out, errOut)
+	}
+	out, errOut, code := trixieRun(t, root, 10*time.Second, "postconf", "-c", in, "-h", "daemon_directory")
+	if code != 0 {
+		t.Fatalf("postconf -h daemon_directory: %s", errOut)
+	}
+	p := start(t, "chroot", root, strings.TrimSpace(out)+"/master", "-c", in, "-d")
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(pf.dir, "log", "postfix.log"))
+			t.Logf("postfix 3.10 log:\n%s", trixieTail(string(b), 20000))
+		}
+	})
+	waitFor(t, 30*time.Second, "postfix 3.10 smtpd", func() bool {
+		if p.Exited() {
+			t.Fatalf("postfix master exited: %s", p.Output.String())
+		}
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", pf.port), 200*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	return pf
+}
+
+// startTrixieNginx runs the root's nginx 1.26 in the foreground with a
+// private configuration (own prefix, pid, error_log) around mailBody and
+// waits until every port in waitPorts accepts connections. It is
+// stopped by PID at cleanup.
+func startTrixieNginx(t *testing.T, root, dir, mailBody string, waitPorts ...int) {
+	t.Helper()
+	nd := filepath.Join(dir, "nginx")
+	for _, sub := range []string{"logs", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(nd, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := trixieIn(root, nd)
+	errorLog := filepath.Join(nd, "logs", "error.log")
+	// Debian's modules-enabled/50-mod-mail.conf names the module relative
+	// to the compiled-in prefix (modules/ngx_mail_module.so), which -p
+	// changes: load it by its absolute path, as on the host.
+	conf := fmt.Sprintf(`load_module %[3]s;
+daemon off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/logs/error.log info;
+events { worker_connections 128; }
+mail {
+%[2]s
+}
+`, in, mailBody, nginxMailModule)
+	confIn := trixieWrite(t, root, nd, "nginx.conf", conf)
+	args := []string{"nginx", "-p", in + "/", "-c", confIn, "-e", in + "/logs/error.log"}
+	if out, errOut, code := trixieRun(t, root, 30*time.Second, append(args, "-t")...); code != 0 {
+		t.Fatalf("nginx -t failed (%d):\n%s%s\n%s", code, out, errOut, conf)
+	}
+	p := start(t, "chroot", append([]string{root}, args...)...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(errorLog)
+			t.Logf("nginx 1.26 error log:\n%s", trixieTail(string(b), 20000))
+		}
+	})
+	for _, port := range waitPorts {
+		waitFor(t, 10*time.Second, fmt.Sprintf("nginx 1.26 on port %d", port), func() bool {
+			if p.Exited() {
+				t.Fatalf("nginx exited: %s", p.Output.String())
+			}
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
+			if err != nil {
+				return false
+			}
+			c.Close()
+			return true
+		})
+	}
 }
