@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,8 @@ func TestTrixiePostmap(t *testing.T) {
 			return 200, okReply(r, "KO", nil)
 		case "fail@example.org":
 			return 500, `{"error":"boom"}`
+		case "empty@example.org":
+			return 200, okReply(r, "OK", "")
 		}
 		return 200, okReply(r, "OK", "got:"+key)
 	})
@@ -58,14 +61,6 @@ func TestTrixiePostmap(t *testing.T) {
 		out, errOut, code := trixiePostmap(t, root, pd, d.Socket, "virtual", "nobody@example.org")
 		if code != 1 || out != "" || errOut != "" {
 			t.Errorf("exit %d, stdout %q, stderr %q; want 1 and no output", code, out, errOut)
-		}
-	})
-	t.Run("backend failure is temporary", func(t *testing.T) {
-		// 3.10 changed the "query error:" suffix (stale errno text), not
-		// the warning line or the exit status (PROTOCOLS.md §7.1).
-		out, errOut, code := trixiePostmap(t, root, pd, d.Socket, "virtual", "fail@example.org")
-		if code != 1 || out != "" || !strings.Contains(errOut, "temporary error") {
-			t.Errorf("exit %d, stdout %q, stderr %q; want 1 with a temporary error", code, out, errOut)
 		}
 	})
 	t.Run("keys byte-exact", func(t *testing.T) {
@@ -89,6 +84,40 @@ func TestTrixiePostmap(t *testing.T) {
 		if code != 0 || out != big+"\n" {
 			t.Errorf("exit %d, %d bytes out (want %d), stderr %q", code, len(out), len(big)+1, errOut)
 		}
+	})
+	// Each failure costs postmap's fatal-exit second: run them side by side.
+	t.Run("failures", func(t *testing.T) {
+		t.Run("backend failure is temporary", func(t *testing.T) {
+			t.Parallel()
+			// 3.10 changed the "query error:" suffix (stale errno text),
+			// not the warning line or the exit status (PROTOCOLS.md §7.1).
+			out, errOut, code := trixiePostmap(t, root, pd, d.Socket, "virtual", "fail@example.org")
+			if code != 1 || out != "" || !strings.Contains(errOut, "temporary error") {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 1 with a temporary error", code, out, errOut)
+			}
+		})
+		t.Run("empty Data is temporary, never a bare OK", func(t *testing.T) {
+			t.Parallel()
+			// From 3.10.9 a bare "OK" (and "OK ") is "found, empty": a
+			// configuration error, not "not found" (PROTOCOLS.md §7.1).
+			out, errOut, code := trixiePostmap(t, root, pd, d.Socket, "virtual", "empty@example.org")
+			if code != 1 || out != "" || !strings.Contains(errOut, "temporary error") ||
+				strings.Contains(errOut, "result is not allowed") {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 1 with a temporary error", code, out, errOut)
+			}
+		})
+		t.Run("lowered socketmap_max_reply_size", func(t *testing.T) {
+			t.Parallel()
+			// Postfix >= 3.10 makes the reply limit configurable; a value
+			// longer than a lowered limit is a lookup error (retry), not
+			// "not found": shitenno's own cap is the default 100000.
+			low := filepath.Dir(trixieWrite(t, root, dir, "postmap-low/main.cf",
+				"compatibility_level = 3.6\nsocketmap_max_reply_size = 20\n"))
+			out, errOut, code := trixiePostmap(t, root, low, d.Socket, "virtual", "alice@example.org")
+			if code != 1 || out != "" || !strings.Contains(errOut, "input exceeds size limit") {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 1 with input exceeds size limit", code, out, errOut)
+			}
+		})
 	})
 }
 
