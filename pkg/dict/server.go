@@ -250,7 +250,16 @@ func (c *conn) readLoop(ctx context.Context, queue chan<- *pending, slots chan s
 				return
 			}
 			req := Request{Key: cmd.Args[0], User: cmd.Arg(1), Dict: hello.Name}
-			go c.lookup(ctx, req, p)
+			if len(slots) == 1 && !lr.LineBuffered() {
+				// Nothing else in flight and nothing more to read: dovecot's
+				// auth worker waits for each reply before the next lookup,
+				// so answer here and save a goroutine per lookup. A lookup
+				// pipelined later waits for this one, as it would for its
+				// reply anyway.
+				c.lookup(ctx, req, p)
+			} else {
+				go c.lookup(ctx, req, p)
+			}
 			continue
 		case CmdIterate:
 			// A read-only proxy for passdb/userdb has nothing to list;
