@@ -174,6 +174,11 @@ func TestSocketOwnerModeAndUserDrop(t *testing.T) {
 			if err := d.Stop(syscall.SIGTERM, 15*time.Second); err != nil {
 				t.Errorf("exit after SIGTERM: %v\n%s", err, d.Output.String())
 			}
+			// As nobody it may not unlink its socket from the root-owned
+			// directory: it must say so rather than leave it silently.
+			if _, err := os.Lstat(sock); err == nil && !strings.Contains(d.Output.String(), "socket file left behind") {
+				t.Errorf("socket left behind without a warning:\n%s", d.Output.String())
+			}
 		})
 	}
 }

@@ -417,6 +417,16 @@ loop:
 	for _, l := range ls {
 		l.Close()
 	}
+	for _, l := range raw {
+		if o, ok := l.(*ownedListener); ok {
+			if _, err := os.Lstat(o.path); err == nil {
+				// Typically: the daemon dropped to User and may not write
+				// the socket's directory. Harmless (the next start replaces
+				// a stale socket), but say so.
+				log.Warn("socket file left behind: no permission to remove it after dropping privileges; the next start replaces it", "path", o.path)
+			}
+		}
+	}
 	wg.Wait()
 	r.live.stop()
 	r.backend.CloseIdle()
