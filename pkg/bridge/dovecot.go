@@ -66,18 +66,34 @@ func (d *Dovecot) lookup(ctx context.Context, key string) (string, dict.Reply, O
 	if res.Status == remote.NotFound {
 		return verb, dict.Reply{Kind: dict.NotFound}, OutcomeNotFound, nil
 	}
-	value, ferr := flatJSON(res.Data)
-	if ferr != nil {
-		return verb, dict.Reply{Kind: dict.Failed, Value: ferr.Reason}, OutcomeFailed, ferr
+	// Re-encoding is done once per backend reply, not on every cache hit.
+	v := res.Derive(dovecotValue).(derivedValue)
+	if v.err != nil {
+		return verb, dict.Reply{Kind: dict.Failed, Value: v.err.Reason}, OutcomeFailed, v.err
+	}
+	return verb, dict.Reply{Kind: dict.Found, Value: v.value}, OutcomeFound, nil
+}
+
+// derivedValue is the dict value made from a backend reply's Data, or why
+// none can be.
+type derivedValue struct {
+	value string
+	err   *remote.Error
+}
+
+// dovecotValue checks and re-encodes Data for an O reply.
+func dovecotValue(data json.RawMessage) any {
+	value, err := flatJSON(data)
+	if err != nil {
+		return derivedValue{err: err}
 	}
 	// 'O' + value + LF must fit dovecot's 64 KiB reply line, or its client
 	// drops the connection. The value has no byte dict escaping expands
 	// (flatJSON escapes every control character), so its length is exact.
 	if len(value)+2 > dict.MaxLineSize {
-		err := remote.Failf("backend Data longer than dovecot's 64 KiB line limit")
-		return verb, dict.Reply{Kind: dict.Failed, Value: err.Reason}, OutcomeFailed, err
+		return derivedValue{err: remote.Failf("backend Data longer than dovecot's 64 KiB line limit")}
 	}
-	return verb, dict.Reply{Kind: dict.Found, Value: value}, OutcomeFound, nil
+	return derivedValue{value: value}
 }
 
 // flatJSON re-encodes Data, which must be a JSON object of strings,

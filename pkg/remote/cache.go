@@ -319,6 +319,7 @@ func (c *Cache) put(key string, r Result, p cachePolicy, now time.Time) {
 		return
 	}
 	r.Stale = false
+	r.memo = &memo{} // a new reply: nothing derived from it yet
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.items[key]; e != nil {

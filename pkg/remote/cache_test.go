@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -709,3 +710,37 @@ func BenchmarkLookupCached(b *testing.B) { benchLookup(b, NewCache(10000, 0, 0))
 // BenchmarkLookupUncached measures a lookup that goes to a fast local
 // backend over a keep-alive connection.
 func BenchmarkLookupUncached(b *testing.B) { benchLookup(b, nil) }
+
+// TestDeriveOncePerCachedReply: a value derived from a cached reply is
+// computed once, then served from the entry; a new reply starts afresh.
+func TestDeriveOncePerCachedReply(t *testing.T) {
+	c := NewCache(10, time.Hour, 0)
+	now := time.Now()
+	c.put("k", Result{Status: Found, Data: json.RawMessage(`"a"`)}, cachePolicy{received: now}, now)
+	calls := 0
+	derive := func(d json.RawMessage) any { calls++; return string(d) + "!" }
+	for i := 0; i < 3; i++ {
+		r, ok := c.get("k", now)
+		if !ok {
+			t.Fatal("not cached")
+		}
+		if v := r.Derive(derive); v != `"a"!` {
+			t.Fatalf("derived %v", v)
+		}
+	}
+	if calls != 1 {
+		t.Errorf("derived %d times for one cached reply", calls)
+	}
+	c.put("k", Result{Status: Found, Data: json.RawMessage(`"b"`)}, cachePolicy{received: now}, now)
+	r, _ := c.get("k", now)
+	if v := r.Derive(derive); v != `"b"!` || calls != 2 {
+		t.Errorf("after a new reply: %v, %d calls", v, calls)
+	}
+	// A result that did not come from the cache derives every time.
+	plain := Result{Status: Found, Data: json.RawMessage(`"c"`)}
+	plain.Derive(derive)
+	plain.Derive(derive)
+	if calls != 4 {
+		t.Errorf("uncached result: %d calls", calls)
+	}
+}

@@ -50,6 +50,26 @@ type Result struct {
 	// Stale is set when the result came from the cache after a backend
 	// failure (stale-if-error).
 	Stale bool
+
+	memo *memo // set on results served from the cache
+}
+
+// memo holds what a caller derived from a cached reply's Data.
+type memo struct {
+	once sync.Once
+	v    any
+}
+
+// Derive returns fn(r.Data), computed once per cached reply rather than
+// on every cache hit: a caller that validates or re-encodes Data (the
+// dovecot bridge) pays for it once per backend reply. fn must depend on
+// Data alone, and a process must derive one kind of value per reply.
+func (r Result) Derive(fn func(json.RawMessage) any) any {
+	if r.memo == nil {
+		return fn(r.Data)
+	}
+	r.memo.once.Do(func() { r.memo.v = fn(r.Data) })
+	return r.memo.v
 }
 
 // Error is a backend failure. Reason is short and safe to show to a peer
