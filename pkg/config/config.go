@@ -155,7 +155,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	c := &Config{File: file}
 	md, err := toml.NewDecoder(strings.NewReader(string(data))).Decode(c)
 	if err != nil {
-		return nil, decodeError(file, err)
+		return nil, decodeError(file, data, err)
 	}
 	c.lines = keyLines(data)
 	if und := md.Undecoded(); len(und) > 0 {
@@ -172,14 +172,20 @@ func Parse(file string, data []byte) (*Config, error) {
 var lastKeyRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
 
 // decodeError turns BurntSushi/toml's errors into a located *Error.
-func decodeError(file string, err error) error {
+func decodeError(file string, data []byte, err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		msg := pe.Message
 		if pe.Usage != "" {
 			msg += " (" + strings.TrimSpace(strings.SplitN(pe.Usage, "\n", 2)[0]) + ")"
 		}
-		return &Error{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
+		key := pe.LastKey
+		if key == "" {
+			// A syntax error inside a value ("Timeout = 5s") comes without
+			// the key: take it from the line itself.
+			key = keyOnLine(data, pe.Position.Line)
+		}
+		return &Error{File: file, Line: pe.Position.Line, Key: key, Msg: msg}
 	}
 	if m := lastKeyRE.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
@@ -216,6 +222,28 @@ func keyLines(data []byte) map[string]int {
 		}
 	}
 	return lines
+}
+
+// keyOnLine returns the dotted key assigned on line n (1-based), or "".
+func keyOnLine(data []byte, n int) string {
+	lines := strings.Split(string(data), "\n")
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	m := keyRE.FindStringSubmatch(lines[n-1])
+	if m == nil {
+		return ""
+	}
+	table := ""
+	for _, l := range lines[:n-1] {
+		if t := tableRE.FindStringSubmatch(l); t != nil {
+			table = t[1]
+		}
+	}
+	if table != "" {
+		return table + "." + m[1]
+	}
+	return m[1]
 }
 
 func (c *Config) applyDefaults(md toml.MetaData) {

@@ -83,6 +83,8 @@ func TestErrors(t *testing.T) {
 		{"wrong type", "RemoteURL = \"http://a/\"\nLogLevel = 3\n", "x.conf:2: LogLevel: incompatible types"},
 		{"bad duration", "RemoteURL = \"http://a/\"\nTimeout = \"soon\"\n", "x.conf:2: Timeout: invalid duration \"soon\""},
 		{"bad TOML", "RemoteURL = \"http://a/\n", "x.conf:1: RemoteURL:"},
+		{"bad value syntax", "RemoteURL = \"http://a/\"\nTimeout = 5s\n", "x.conf:2: Timeout: expected"},
+		{"bad value in section", "RemoteURL = \"http://a/\"\n[Nginx]\nMode = 06x0\n", "x.conf:3: Nginx.Mode:"},
 		{"bad mode", "RemoteURL = \"http://a/\"\n[Dovecot]\nMode = \"0999\"\n", "x.conf:3: Dovecot.Mode: invalid mode"},
 		{"bad level", "RemoteURL = \"http://a/\"\nLogLevel = \"loud\"\n", "x.conf:2: LogLevel: must be debug"},
 		{"bad OCSP", "RemoteURL = \"http://a/\"\nOCSP = \"maybe\"\n", "x.conf:2: OCSP: must be off"},

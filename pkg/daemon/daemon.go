@@ -117,6 +117,9 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 		if errors.Is(err, pflag.ErrHelp) {
 			return ExitOK
 		}
+		// With ContinueOnError pflag prints nothing itself.
+		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
+		fs.Usage()
 		return ExitConfig
 	}
 	if *version {
