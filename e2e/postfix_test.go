@@ -187,48 +187,8 @@ func startPostfix(t *testing.T, dir, sock string) *postfixInstance {
 			t.Fatal(err)
 		}
 	}
-	mainCF := fmt.Sprintf(`compatibility_level = 3.6
-queue_directory = %[1]s/queue
-data_directory = %[1]s/data
-maillog_file = %[1]s/log/postfix.log
-maillog_file_prefixes = %[1]s/log
-myhostname = mx.test.invalid
-mydomain = test.invalid
-mydestination =
-mynetworks = 192.0.2.0/24
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-smtpd_peername_lookup = no
-smtpd_banner = $myhostname ESMTP test
-virtual_alias_domains = example.org
-virtual_alias_maps = proxy:socketmap:unix:%[2]s:virtual
-smtpd_relay_restrictions = reject_unauth_destination
-smtputf8_enable = no
-biff = no
-`, pf.dir, sock)
-	masterCF := fmt.Sprintf(`127.0.0.1:%d inet n - n - - smtpd
-pickup    unix n - n 60 1 pickup
-cleanup   unix n - n - 0 cleanup
-qmgr      unix n - n 300 1 qmgr
-rewrite   unix - - n - - trivial-rewrite
-bounce    unix - - n - 0 bounce
-defer     unix - - n - 0 bounce
-trace     unix - - n - 0 bounce
-verify    unix - - n - 1 verify
-flush     unix n - n 1000? 0 flush
-proxymap  unix - - n - - proxymap
-smtp      unix - - n - - smtp
-showq     unix n - n - - showq
-error     unix - - n - - error
-retry     unix - - n - - error
-discard   unix - - n - - discard
-local     unix - n n - - local
-virtual   unix - n n - - virtual
-lmtp      unix - - n - - lmtp
-anvil     unix - - n - 1 anvil
-scache    unix - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-`, pf.port)
+	mainCF := postfixMainCF(pf.dir, sock)
+	masterCF := postfixMasterCF(pf.port)
 	// postfix wants its data directory owned by mail_owner.
 	if out, errOut, code := run(t, 10*time.Second, "chown", "postfix", filepath.Join(pf.dir, "data")); code != 0 {
 		t.Fatalf("chown postfix data: %s %s", out, errOut)
@@ -255,6 +215,59 @@ postlog   unix-dgram n - n - 1 postlogd
 	})
 	waitDial(t, "tcp", fmt.Sprintf("127.0.0.1:%d", pf.port))
 	return pf
+}
+
+// postfixMainCF is the main.cf of a private test instance in dir whose
+// smtpd checks recipients through proxy:socketmap on sock (TESTING.md:
+// 127.0.0.1 stays out of mynetworks, or every RCPT would be a relay 250).
+func postfixMainCF(dir, sock string) string {
+	return fmt.Sprintf(`compatibility_level = 3.6
+queue_directory = %[1]s/queue
+data_directory = %[1]s/data
+maillog_file = %[1]s/log/postfix.log
+maillog_file_prefixes = %[1]s/log
+myhostname = mx.test.invalid
+mydomain = test.invalid
+mydestination =
+mynetworks = 192.0.2.0/24
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+smtpd_peername_lookup = no
+smtpd_banner = $myhostname ESMTP test
+virtual_alias_domains = example.org
+virtual_alias_maps = proxy:socketmap:unix:%[2]s:virtual
+smtpd_relay_restrictions = reject_unauth_destination
+smtputf8_enable = no
+biff = no
+`, dir, sock)
+}
+
+// postfixMasterCF is its master.cf: smtpd on 127.0.0.1:port, every
+// service unchrooted (the sockets and files live outside any chroot).
+func postfixMasterCF(port int) string {
+	return fmt.Sprintf(`127.0.0.1:%d inet n - n - - smtpd
+pickup    unix n - n 60 1 pickup
+cleanup   unix n - n - 0 cleanup
+qmgr      unix n - n 300 1 qmgr
+rewrite   unix - - n - - trivial-rewrite
+bounce    unix - - n - 0 bounce
+defer     unix - - n - 0 bounce
+trace     unix - - n - 0 bounce
+verify    unix - - n - 1 verify
+flush     unix n - n 1000? 0 flush
+proxymap  unix - - n - - proxymap
+smtp      unix - - n - - smtp
+showq     unix n - n - - showq
+error     unix - - n - - error
+retry     unix - - n - - error
+discard   unix - - n - - discard
+local     unix - n n - - local
+virtual   unix - n n - - virtual
+lmtp      unix - - n - - lmtp
+anvil     unix - - n - 1 anvil
+scache    unix - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+`, port)
 }
 
 // rcpt opens an SMTP session and returns the reply code to RCPT TO.

@@ -159,40 +159,10 @@ func startTrixiePostfix(t *testing.T, root, dir, sock string) *postfixInstance {
 		}
 	}
 	in := trixieIn(root, pf.dir)
-	trixieWrite(t, root, pf.dir, "main.cf", fmt.Sprintf(`compatibility_level = 3.6
-queue_directory = %[1]s/queue
-data_directory = %[1]s/data
-maillog_file = %[1]s/log/postfix.log
-maillog_file_prefixes = %[1]s/log
-myhostname = mx.test.invalid
-mydomain = test.invalid
-mydestination =
-mynetworks = 192.0.2.0/24
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-smtpd_peername_lookup = no
-smtpd_banner = $myhostname ESMTP test
-virtual_alias_domains = example.org
-virtual_alias_maps = proxy:socketmap:unix:%[2]s:virtual
-smtpd_relay_restrictions = reject_unauth_destination
-smtputf8_enable = no
-biff = no
-`, in, trixieIn(root, sock)))
+	trixieWrite(t, root, pf.dir, "main.cf", postfixMainCF(in, trixieIn(root, sock)))
 	// Every service unchrooted ("n"): the whole instance is already in
 	// the root, and the queue has no copies of /etc files.
-	master := fmt.Sprintf("127.0.0.1:%d inet n - n - - smtpd\n", pf.port)
-	for _, svc := range []string{
-		"pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup", "qmgr unix n - n 300 1 qmgr",
-		"rewrite unix - - n - - trivial-rewrite", "bounce unix - - n - 0 bounce", "defer unix - - n - 0 bounce",
-		"trace unix - - n - 0 bounce", "verify unix - - n - 1 verify", "flush unix n - n 1000? 0 flush",
-		"proxymap unix - - n - - proxymap", "smtp unix - - n - - smtp", "showq unix n - n - - showq",
-		"error unix - - n - - error", "retry unix - - n - - error", "discard unix - - n - - discard",
-		"local unix - n n - - local", "virtual unix - n n - - virtual", "lmtp unix - - n - - lmtp",
-		"anvil unix - - n - 1 anvil", "scache unix - - n - 1 scache", "postlog unix-dgram n - n - 1 postlogd",
-	} {
-		master += svc + "\n"
-	}
-	trixieWrite(t, root, pf.dir, "master.cf", master)
+	trixieWrite(t, root, pf.dir, "master.cf", postfixMasterCF(pf.port))
 	// The data directory belongs to mail_owner: the root's postfix user,
 	// whose uid need not match the host's.
 	if out, errOut, code := trixieRun(t, root, 10*time.Second, "chown", "postfix", in+"/data"); code != 0 {
