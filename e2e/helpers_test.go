@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 var (
@@ -145,34 +147,16 @@ func cleanEnv(extra ...string) []string {
 // Proc is a child process stopped at cleanup.
 type Proc struct {
 	Cmd    *exec.Cmd
-	Output *syncBuffer
+	Output *testutil.SyncBuffer
 	done   chan struct{}
 	err    error
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // start runs a command in the background; it is stopped with SIGTERM (then
 // SIGKILL) at cleanup, and its output is logged when the test failed.
 func start(t testing.TB, name string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{Output: &syncBuffer{}, done: make(chan struct{})}
+	p := &Proc{Output: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	p.Cmd = exec.Command(name, args...)
 	p.Cmd.Env = cleanEnv()
 	p.Cmd.Stdout = p.Output

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // Security (issue 10): socket files, privileges, framing injection from
@@ -321,7 +323,7 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 // groups).
 func startAs(t *testing.T, uid, gid uint32, name string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{Output: &syncBuffer{}, done: make(chan struct{})}
+	p := &Proc{Output: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	p.Cmd = exec.Command(name, args...)
 	p.Cmd.Env = cleanEnv()
 	p.Cmd.Dir = "/"

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,30 +21,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/testutil"
+
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/socketmap"
 )
 
-// syncBuffer is a bytes.Buffer for a writer goroutine and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitLog waits until the captured log matches re and returns the match.
-func waitLog(t *testing.T, b *syncBuffer, re string) []string {
+func waitLog(t *testing.T, b *testutil.SyncBuffer, re string) []string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(10 * time.Second)
@@ -191,13 +174,13 @@ func postfixProgram() Program {
 type running struct {
 	sigc   chan os.Signal
 	code   chan int
-	stderr *syncBuffer
+	stderr *testutil.SyncBuffer
 }
 
 func startProgram(t *testing.T, p Program, cfgPath string) *running {
 	t.Helper()
 	t.Setenv("JOURNAL_STREAM", "")
-	r := &running{sigc: make(chan os.Signal, 1), code: make(chan int, 1), stderr: &syncBuffer{}}
+	r := &running{sigc: make(chan os.Signal, 1), code: make(chan int, 1), stderr: &testutil.SyncBuffer{}}
 	go func() { r.code <- p.run([]string{"--config", cfgPath}, io.Discard, r.stderr, r.sigc) }()
 	t.Cleanup(func() {
 		select {
@@ -559,7 +542,7 @@ func TestQueryExitCodesAndRedaction(t *testing.T) {
 		{[]string{"login", "x"}, 0, "found\n", []string{`"Auth-Pass":"[redacted]"`, `"Auth-User":"alice"`}},
 	} {
 		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
-			var out, errb syncBuffer
+			var out, errb testutil.SyncBuffer
 			code := p.Run(append([]string{"--config", cfgPath, "query"}, tc.args...), &out, &errb)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d; stderr:\n%s", code, tc.code, errb.String())
@@ -579,7 +562,7 @@ func TestQueryExitCodesAndRedaction(t *testing.T) {
 	}
 	// Backend down: temporary failure, 75.
 	a.Close()
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	if code := p.Run([]string{"--config", cfgPath, "query", "virtual", "found"}, &out, &errb); code != ExitTempFail {
 		t.Errorf("backend down: exit %d, want 75", code)
 	}

@@ -2,40 +2,22 @@ package dict
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // echo answers every lookup with the key and user it received.
 var echo = HandlerFunc(func(_ context.Context, r Request) Reply {
@@ -49,9 +31,9 @@ var echo = HandlerFunc(func(_ context.Context, r Request) Reply {
 })
 
 // start serves srv on a loopback listener until the test ends.
-func start(t *testing.T, srv *Server) (addr string, logs *syncBuffer) {
+func start(t *testing.T, srv *Server) (addr string, logs *testutil.SyncBuffer) {
 	t.Helper()
-	logs = &syncBuffer{}
+	logs = &testutil.SyncBuffer{}
 	if srv.Logger == nil {
 		srv.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -2,7 +2,6 @@ package logging
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 
 	"go.uber.org/goleak"
 )
@@ -354,7 +355,7 @@ func TestTextLayout(t *testing.T) {
 		{"plain", -1, "time=2026-11-26T06:23:00.123Z level=WARN msg=\"backend down\" url=\"http://x/ y\" n=3 \"k\\nx\"=\"a=b\"\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var buf syncBuffer
+			var buf testutil.SyncBuffer
 			l, out := newTestLogger(t, Options{Stderr: &buf, Journald: tc.journald})
 			if err := l.Handler().Handle(t.Context(), rec); err != nil {
 				t.Fatal(err)
@@ -703,24 +704,6 @@ func TestUnderJournald(t *testing.T) {
 	if journalStreamMatches("garbage", f) {
 		t.Error("garbage JOURNAL_STREAM accepted")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func FuzzRFC5424(f *testing.F) {
