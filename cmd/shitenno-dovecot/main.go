@@ -31,7 +31,6 @@ func build(env *daemon.Env) (daemon.Server, error) {
 		IdleTimeout: 5 * time.Minute,
 		Logger:      env.Logger,
 		ConnState:   env.ConnState,
-		Alive:       env.Alive,
 	}, nil
 }
 

@@ -36,10 +36,7 @@ func handler(env *daemon.Env) *mailauth.HTTPHandler {
 
 func build(env *daemon.Env) (daemon.Server, error) {
 	h := handler(env)
-	srv := mailauth.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		env.Alive()
-		h.ServeHTTP(w, r)
-	}), env.Config.Timeout.Duration, env.Logger)
+	srv := mailauth.NewServer(h, env.Config.Timeout.Duration, env.Logger)
 	srv.ConnState = func(_ net.Conn, s http.ConnState) {
 		switch s {
 		case http.StateNew:

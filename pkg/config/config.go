@@ -76,7 +76,7 @@ type Config struct {
 	Cache Cache
 
 	// Postfix, Dovecot and Nginx configure each daemon's listeners.
-	Postfix Service
+	Postfix Postfix
 	Dovecot Service
 	Nginx   Service
 
@@ -195,7 +195,8 @@ func decodeError(file string, data []byte, err error) error {
 }
 
 var (
-	tableRE = regexp.MustCompile(`^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]`)
+	// [Table] and [[ArrayOfTables]] headers.
+	tableRE = regexp.MustCompile(`^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]`)
 	keyRE   = regexp.MustCompile(`^\s*([A-Za-z0-9_-]+)\s*=`)
 )
 
@@ -271,6 +272,7 @@ func (c *Config) applyDefaults(md toml.MetaData) {
 	if !md.IsDefined("Cache", "MaxEntries") {
 		c.Cache.MaxEntries = DefaultCacheEntries
 	}
+	c.Postfix.applyDefaults(md)
 	for name, s := range c.services() {
 		if s.Socket == "" {
 			s.Socket = strings.ToLower(name)
@@ -282,7 +284,7 @@ func (c *Config) applyDefaults(md toml.MetaData) {
 }
 
 func (c *Config) services() map[string]*Service {
-	return map[string]*Service{"Postfix": &c.Postfix, "Dovecot": &c.Dovecot, "Nginx": &c.Nginx}
+	return map[string]*Service{"Postfix": &c.Postfix.Service, "Dovecot": &c.Dovecot, "Nginx": &c.Nginx}
 }
 
 func (c *Config) errAt(key, format string, args ...any) *Error {
@@ -365,10 +367,16 @@ func (c *Config) validate() error {
 
 // SocketPath resolves a service's Socket against SocketPrefix.
 func (c *Config) SocketPath(s *Service) string {
-	if s.Socket == "" || filepath.IsAbs(s.Socket) {
-		return s.Socket
+	return c.ResolveSocket(s.Socket)
+}
+
+// ResolveSocket turns a socket name from the file into a path: absolute
+// names stay, relative ones become SocketPrefix-name; "" stays "" (off).
+func (c *Config) ResolveSocket(name string) string {
+	if name == "" || filepath.IsAbs(name) {
+		return name
 	}
-	return c.SocketPrefix + "-" + s.Socket
+	return c.SocketPrefix + "-" + name
 }
 
 // Section returns the service section for a daemon name: "postfix",
@@ -376,7 +384,7 @@ func (c *Config) SocketPath(s *Service) string {
 func (c *Config) Section(name string) *Service {
 	switch name {
 	case "postfix":
-		return &c.Postfix
+		return &c.Postfix.Service
 	case "dovecot":
 		return &c.Dovecot
 	case "nginx":

@@ -17,7 +17,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if c.Timeout.Duration != 5*time.Second || c.SocketPrefix != "/run/shitenno" || c.Cache.MaxEntries != 10000 {
 		t.Errorf("defaults not as documented: %+v", c)
 	}
-	if got := c.SocketPath(&c.Postfix); got != "/run/shitenno-postfix" {
+	if got := c.SocketPath(&c.Postfix.Service); got != "/run/shitenno-postfix" {
 		t.Errorf("postfix socket %q", got)
 	}
 	if c.Postfix.Mode != 0o660 || c.Postfix.UID.Name != "postfix" {
@@ -67,7 +67,7 @@ Mode = 0o640
 	}
 	if len(c.RemoteURL) != 2 || c.Timeout.Duration != 250*time.Millisecond || c.CertPool[0] != "/etc/ca.pem" ||
 		c.Cache.MaxEntries != 0 || c.Postfix.UID.ID != 110 || c.Postfix.GID.Name != "postfix" ||
-		c.Postfix.Mode != 0o600 || c.Nginx.Mode != 0o640 || c.SocketPath(&c.Postfix) != "/var/spool/postfix/private/shitenno" {
+		c.Postfix.Mode != 0o600 || c.Nginx.Mode != 0o640 || c.SocketPath(&c.Postfix.Service) != "/var/spool/postfix/private/shitenno" {
 		t.Errorf("values: %+v", c)
 	}
 }
@@ -135,5 +135,41 @@ func TestOwner(t *testing.T) {
 	}
 	if _, err := (Owner{Name: "no-such-user-xyz", Set: true}).UserID(); err == nil {
 		t.Error("unknown user accepted")
+	}
+}
+
+// TestPostfixListeners: the [Postfix] section decodes the socketmap keys
+// (embedded Service) and the SMTP AUTH, policy and tcp_table keys, with
+// their defaults, and a key under [[Postfix.TCPTable]] is located.
+func TestPostfixListeners(t *testing.T) {
+	c, err := Parse("t.conf", []byte(`RemoteURL = "http://127.0.0.1:1/"
+[Postfix]
+Socket = "pf"
+SASLSocket = "/var/spool/postfix/private/shitenno-auth"
+PolicyListen = "127.0.0.1:10040"
+[[Postfix.TCPTable]]
+Listen = "127.0.0.1:10041"
+Verb = "virtual"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Postfix
+	if c.SocketPath(&p.Service) != DefaultSocketPrefix+"-pf" {
+		t.Errorf("socketmap socket %q", c.SocketPath(&p.Service))
+	}
+	if p.SASLSocket != "/var/spool/postfix/private/shitenno-auth" || p.SASLVerb != "sasl" ||
+		len(p.SASLMechanisms) != 2 || p.PolicyListen != "127.0.0.1:10040" || p.PolicyVerb != "policy" ||
+		p.PolicyFailAction != DefaultPolicyFailAction {
+		t.Errorf("postfix listeners: %+v", p)
+	}
+	if len(p.TCPTable) != 1 || p.TCPTable[0] != (TCPTable{Listen: "127.0.0.1:10041", Verb: "virtual"}) {
+		t.Errorf("TCPTable: %+v", p.TCPTable)
+	}
+	if c.ResolveSocket("auth") != DefaultSocketPrefix+"-auth" || c.ResolveSocket("") != "" {
+		t.Error("ResolveSocket")
+	}
+	if l := keyLines([]byte("[Postfix]\n[[Postfix.TCPTable]]\nVerb = \"x\"\n"))["Postfix.TCPTable.Verb"]; l != 3 {
+		t.Errorf("line of Postfix.TCPTable.Verb = %d, want 3", l)
 	}
 }

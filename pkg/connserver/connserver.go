@@ -8,8 +8,10 @@ package connserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,8 +37,13 @@ type Core struct {
 	Logger *slog.Logger
 	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
 	ConnState func(delta int)
-	// Alive, when set, is called at every accepted connection.
-	Alive func()
+	// MaxConns bounds the open connections of this Core; past it a new
+	// connection is closed at once (postfix, dovecot and nginx retry) and
+	// the ones already open keep working. 0 means no bound.
+	MaxConns int
+	// Refused, when set, is called for each connection closed because of
+	// MaxConns (metrics, a rate-limited warning).
+	Refused func()
 
 	once      sync.Once
 	mu        sync.Mutex
@@ -93,6 +100,16 @@ func (s *Core) Serve(l net.Listener, newConn func(net.Conn) Conn) error {
 			return err
 		}
 		delay = 0
+		s.mu.Lock()
+		if s.MaxConns > 0 && len(s.conns) >= s.MaxConns {
+			s.mu.Unlock()
+			nc.Close()
+			if s.Refused != nil {
+				s.Refused()
+			}
+			continue
+		}
+		s.mu.Unlock()
 		c := newConn(nc)
 		s.mu.Lock()
 		if s.closed.Load() {
@@ -103,9 +120,6 @@ func (s *Core) Serve(l net.Listener, newConn func(net.Conn) Conn) error {
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
-		if s.Alive != nil {
-			s.Alive()
-		}
 		go s.serve(c)
 	}
 }
@@ -122,7 +136,21 @@ func (s *Core) serve(c Conn) {
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
+	// A bug triggered by one client's bytes ends that connection, not the
+	// process: the other connections and listeners keep serving.
+	defer func() {
+		if v := recover(); v != nil {
+			s.logger().Error("connection handler panicked; connection closed", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
 	c.Serve(s.baseCtx)
+}
+
+func (s *Core) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // retryableAccept reports accept errors worth retrying: running out of

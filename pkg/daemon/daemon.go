@@ -55,10 +55,6 @@ type Env struct {
 	Section *config.Service
 	Logger  *slog.Logger
 	Backend *Backend
-	// Alive may be called from the serving path. The watchdog does not
-	// depend on it: every listener is wrapped so that its serve loop
-	// proves itself alive by coming back to Accept (see probeListener).
-	Alive func()
 	// ConnState counts open client connections (+1/-1).
 	ConnState func(delta int)
 	// Record is told the outcome of every lookup (metrics, debug log).
@@ -157,7 +153,7 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 	defer out.Close()
 	env := &Env{
 		Config: cfg, Section: sec, Logger: logger, Stdout: stdout, Stderr: stderr,
-		Alive: func() {}, ConnState: func(int) {},
+		ConnState: func(int) {},
 	}
 	if sigc == nil {
 		c := make(chan os.Signal, 4)
@@ -187,7 +183,7 @@ func (p Program) query(cfg *config.Config, sec *config.Service, args []string, s
 	}
 	env := &Env{
 		Config: cfg, Section: sec, Logger: logger, Backend: backend, Stdout: stdout, Stderr: stderr,
-		Alive: func() {}, ConnState: func(int) {}, Record: recorder(logger, nil),
+		ConnState: func(int) {}, Record: recorder(logger, nil),
 	}
 	// Bound the whole query even if the protocol code forgets to.
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout.Duration+5*time.Second)

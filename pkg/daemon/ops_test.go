@@ -164,7 +164,6 @@ func postfixProgram() Program {
 				Handler:   &bridge.Postfix{Backend: env.Backend, Record: env.Record},
 				Logger:    env.Logger,
 				ConnState: env.ConnState,
-				Alive:     env.Alive,
 			}, nil
 		},
 	}

@@ -64,7 +64,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		"postfix": postfixProgram(),
 		"dovecot": {Name: "dovecot", Build: func(env *Env) (Server, error) {
 			return &dict.Server{Handler: &bridge.Dovecot{Backend: env.Backend, Record: env.Record},
-				Logger: env.Logger, ConnState: env.ConnState, Alive: env.Alive}, nil
+				Logger: env.Logger, ConnState: env.ConnState}, nil
 		}},
 		"nginx": {Name: "nginx", Build: func(env *Env) (Server, error) {
 			h := &mailauth.HTTPHandler{Handler: &bridge.Nginx{Backend: env.Backend, Record: env.Record},

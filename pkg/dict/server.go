@@ -73,9 +73,6 @@ type Server struct {
 	Logger *slog.Logger
 	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
 	ConnState func(delta int)
-	// Alive, when set, is called at every accepted connection and written
-	// reply: a watchdog heartbeat from the serving path.
-	Alive func()
 
 	core connserver.Core
 	once sync.Once
@@ -86,7 +83,6 @@ func (s *Server) init() {
 		s.core.ErrClosed = ErrServerClosed
 		s.core.Logger = s.Logger
 		s.core.ConnState = s.ConnState
-		s.core.Alive = s.Alive
 	})
 }
 
@@ -353,8 +349,6 @@ func (c *conn) writeLoop(queue <-chan *pending, slots <-chan struct{}, cancel co
 			}
 			cancel()     // abandon the lookups still in progress
 			c.nc.Close() // and wake the reader
-		} else if s.Alive != nil {
-			s.Alive()
 		}
 		buf = buf[:0]
 	}

@@ -46,9 +46,6 @@ type Server struct {
 	Logger *slog.Logger
 	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
 	ConnState func(delta int)
-	// Alive, when set, is called at every accepted connection and handled
-	// request: a watchdog heartbeat from the serving path.
-	Alive func()
 
 	core connserver.Core
 	once sync.Once
@@ -59,7 +56,6 @@ func (s *Server) init() {
 		s.core.ErrClosed = ErrServerClosed
 		s.core.Logger = s.Logger
 		s.core.ConnState = s.ConnState
-		s.core.Alive = s.Alive
 	})
 }
 
@@ -164,9 +160,6 @@ func (c *conn) Serve(ctx context.Context) {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(wto))
 		if _, err := c.nc.Write(out); err != nil {
 			return
-		}
-		if s.Alive != nil {
-			s.Alive()
 		}
 		if !c.setActive(false) {
 			return
