@@ -29,6 +29,7 @@ const DefaultPath = "/etc/shitenno/shitenno.conf"
 const (
 	DefaultSocketPrefix    = "/run/shitenno"
 	DefaultTimeout         = 5 * time.Second
+	DefaultConnectTimeout  = time.Second
 	DefaultMode            = 0o660
 	DefaultMaxReplySize    = 1 << 20
 	DefaultFailoverBackoff = 30 * time.Second
@@ -47,6 +48,11 @@ type Config struct {
 	SocketPrefix string
 	// Timeout bounds one whole backend exchange.
 	Timeout Duration
+	// ConnectTimeout bounds getting a connection (dial, TLS) to one URL.
+	ConnectTimeout Duration
+	// AttemptTimeout bounds the wait for one URL's first response byte
+	// when another URL is left; 0 shares Timeout among the URLs.
+	AttemptTimeout Duration
 	// MaxReplySize bounds a backend reply body in bytes.
 	MaxReplySize int64
 	// FailoverBackoff is how long a failed backend URL is skipped.
@@ -254,6 +260,9 @@ func (c *Config) applyDefaults(md toml.MetaData) {
 	if !md.IsDefined("Timeout") {
 		c.Timeout.Duration = DefaultTimeout
 	}
+	if !md.IsDefined("ConnectTimeout") {
+		c.ConnectTimeout.Duration = DefaultConnectTimeout
+	}
 	if c.MaxReplySize == 0 {
 		c.MaxReplySize = DefaultMaxReplySize
 	}
@@ -317,6 +326,12 @@ func (c *Config) validate() error {
 		// dovecot aborts a dict lookup after 30 s; a longer Timeout would turn
 		// a backend failure into a client-side timeout instead of F.
 		return c.errAt("Timeout", "must be below 30s (dovecot's dict client gives up at 30s)")
+	}
+	if c.ConnectTimeout.Duration <= 0 {
+		return c.errAt("ConnectTimeout", "must be positive")
+	}
+	if c.AttemptTimeout.Duration < 0 || c.AttemptTimeout.Duration > c.Timeout.Duration {
+		return c.errAt("AttemptTimeout", "must be between 0 (share Timeout among the URLs) and Timeout")
 	}
 	if c.MaxReplySize < 0 {
 		return c.errAt("MaxReplySize", "must be positive")

@@ -89,6 +89,8 @@ func TestErrors(t *testing.T) {
 		{"bad level", "RemoteURL = \"http://a/\"\nLogLevel = \"loud\"\n", "x.conf:2: LogLevel: must be debug"},
 		{"bad OCSP", "RemoteURL = \"http://a/\"\nOCSP = \"maybe\"\n", "x.conf:2: OCSP: must be off"},
 		{"bad listen", "RemoteURL = \"http://a/\"\n[Nginx]\nListen = \"8080\"\n", "x.conf:3: Nginx.Listen: must be host:port"},
+		{"connect timeout zero", "RemoteURL = \"http://a/\"\nConnectTimeout = \"0s\"\n", "x.conf:2: ConnectTimeout: must be positive"},
+		{"attempt timeout over Timeout", "RemoteURL = \"http://a/\"\nTimeout = \"2s\"\nAttemptTimeout = \"3s\"\n", "x.conf:3: AttemptTimeout: must be between 0"},
 		{"timeout too long", "RemoteURL = \"http://a/\"\nTimeout = \"60s\"\n", "x.conf:2: Timeout: must be below 30s"},
 		{"bad URL list", "RemoteURL = [\"http://a/\", 3]\n", "x.conf:1: RemoteURL: expected a string or an array of strings"},
 	} {

@@ -90,13 +90,18 @@ func (b *Backend) build(cfg *config.Config, old *backendState) (*backendState, e
 		cache = remote.NewCache(cfg.Cache.MaxEntries, ttl, negTTL)
 	}
 	o := remote.Options{
-		URLs:            cfg.RemoteURL,
-		Timeout:         cfg.Timeout.Duration,
-		MaxReplySize:    cfg.MaxReplySize,
-		FailoverBackoff: cfg.FailoverBackoff.Duration,
-		TLS:             ts.Config(),
-		Cache:           cache,
-		Observer:        b.obs,
+		URLs:           cfg.RemoteURL,
+		Timeout:        cfg.Timeout.Duration,
+		ConnectTimeout: cfg.ConnectTimeout.Duration,
+		AttemptTimeout: cfg.AttemptTimeout.Duration,
+		// The configured login and policy verbs may count something at
+		// the backend: never resent once fully sent.
+		NonIdempotentVerbs: []string{cfg.Postfix.SASLVerb, cfg.Postfix.PolicyVerb},
+		MaxReplySize:       cfg.MaxReplySize,
+		FailoverBackoff:    cfg.FailoverBackoff.Duration,
+		TLS:                ts.Config(),
+		Cache:              cache,
+		Observer:           b.obs,
 	}
 	if b.trace != nil {
 		o.Transport = &traceTransport{next: remote.NewTransport(o.TLS, 0), w: b.trace, max: cfg.MaxReplySize}

@@ -253,11 +253,34 @@ func TestTimeoutAcrossFailover(t *testing.T) {
 			}
 		})
 	})
+	// A first URL that hangs gets its share of the Timeout (half, with
+	// two URLs), then the second answers and the first is skipped.
 	t.Run("first hangs", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var pn pipeNet
 			pn.serve(t, "b1:80", newCountingBackend(hang))
 			b2 := pn.serve(t, "b2:80", answer("OK", `"second"`))
+			c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, Timeout: timeout, FailoverBackoff: time.Minute, Transport: pn.transport(t)})
+			start := time.Now()
+			if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` {
+				t.Fatalf("got %s", r.Data)
+			}
+			if d := time.Since(start); d != timeout/2 {
+				t.Fatalf("lookup took %v, want %v", d, timeout/2)
+			}
+			if b2.dials.Load() != 1 {
+				t.Fatal("second backend not tried")
+			}
+			if c.backends[0].available(time.Now()) {
+				t.Fatal("silent backend not marked down")
+			}
+		})
+	})
+	t.Run("both hang", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var pn pipeNet
+			pn.serve(t, "b1:80", newCountingBackend(hang))
+			b2 := pn.serve(t, "b2:80", newCountingBackend(hang))
 			c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, Timeout: timeout, FailoverBackoff: time.Minute, Transport: pn.transport(t)})
 			start := time.Now()
 			_, err := c.Lookup(t.Context(), "virtual", "k")
@@ -267,12 +290,27 @@ func TestTimeoutAcrossFailover(t *testing.T) {
 			if d := time.Since(start); d != timeout {
 				t.Fatalf("lookup took %v, want %v", d, timeout)
 			}
-			if b2.dials.Load() != 0 {
-				t.Fatal("second backend tried after the Timeout")
+			if b2.dials.Load() != 1 {
+				t.Fatal("second backend not tried")
 			}
-			// A timeout is not a refusal: b1 stays first.
-			if !c.backends[0].available(time.Now()) {
-				t.Fatal("timed-out backend marked down")
+		})
+	})
+	// A backend that has begun its answer keeps the whole Timeout: the
+	// per-attempt budget only bounds the wait for the first byte.
+	t.Run("slow body keeps the Timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var pn pipeNet
+			pn.serve(t, "b1:80", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(200)
+				_, _ = io.WriteString(w, `{"Status":`)
+				w.(http.Flusher).Flush()
+				time.Sleep(timeout * 3 / 4)
+				_, _ = io.WriteString(w, `"OK","Data":"first"}`)
+			}))
+			pn.serve(t, "b2:80", answer("OK", `"second"`))
+			c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, Timeout: timeout, FailoverBackoff: time.Minute, Transport: pn.transport(t)})
+			if r := mustLookup(t, c, "k"); string(r.Data) != `"first"` {
+				t.Fatalf("got %s", r.Data)
 			}
 		})
 	})
@@ -368,4 +406,186 @@ func TestGarbageResponseDoesNotFailOver(t *testing.T) {
 	if second.requests.Load() != 0 {
 		t.Fatal("request repeated after a garbage response")
 	}
+}
+
+// blackHole is a backend that accepts TCP connections and reads what is
+// sent but never answers: a hung process, or a route whose packets go
+// nowhere once the handshake is done.
+type blackHole struct {
+	url   string
+	conns atomic.Int64
+}
+
+func startBlackHole(t testing.TB) *blackHole {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blackHole{url: "http://" + l.Addr().String() + "/"}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		open []net.Conn
+	)
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			b.conns.Add(1)
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
+			wg.Go(func() { _, _ = io.Copy(io.Discard, c) })
+		}
+	})
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		for _, c := range open {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return b
+}
+
+// TestFailoverFromSilentBackend: a first URL that takes the request and
+// never answers still leaves the second URL time to answer within one
+// Timeout, and is then skipped like a refusing one.
+func TestFailoverFromSilentBackend(t *testing.T) {
+	const timeout = 3 * time.Second
+	hole := startBlackHole(t)
+	second := newCountingBackend(answer("OK", `"second"`))
+	c := newLookupClient(t, Options{URLs: []string{hole.url, startHTTPTest(t, second)}, Timeout: timeout, FailoverBackoff: time.Minute})
+	start := time.Now()
+	r, err := c.Lookup(t.Context(), "virtual", "k")
+	if err != nil {
+		t.Fatalf("lookup failed after %v: %v", time.Since(start), err)
+	}
+	if d := time.Since(start); string(r.Data) != `"second"` || d >= timeout {
+		t.Fatalf("got %s after %v, want the second URL's answer within %v", r.Data, d, timeout)
+	}
+	if hole.conns.Load() != 1 {
+		t.Fatalf("silent backend got %d connections, want 1", hole.conns.Load())
+	}
+	if c.backends[0].available(time.Now()) {
+		t.Fatal("silent backend not marked down")
+	}
+	// The following lookups go straight to the second URL.
+	for i := range 3 {
+		start := time.Now()
+		r := mustLookup(t, c, fmt.Sprint("k", i))
+		if d := time.Since(start); string(r.Data) != `"second"` || d > time.Second {
+			t.Fatalf("lookup %d: got %s after %v", i, r.Data, d)
+		}
+	}
+	if n := hole.conns.Load(); n != 1 {
+		t.Fatalf("silent backend got %d connections while backing off", n)
+	}
+}
+
+// TestSilentBackendNonIdempotentVerbNotRetried: a "sasl" or "policy"
+// request the backend received but did not answer may have had its side
+// effect (a failed-login counter, a rate limit): it is not sent again to
+// the next URL. The silent URL is still marked down.
+func TestSilentBackendNonIdempotentVerbNotRetried(t *testing.T) {
+	for _, verb := range []string{"sasl", "policy"} {
+		t.Run(verb, func(t *testing.T) {
+			t.Parallel()
+			const timeout = time.Second
+			hole := startBlackHole(t)
+			second := newCountingBackend(answer("OK", `"second"`))
+			c := newLookupClient(t, Options{URLs: []string{hole.url, startHTTPTest(t, second)}, Timeout: timeout, FailoverBackoff: time.Minute})
+			start := time.Now()
+			_, err := c.Lookup(t.Context(), verb, "k")
+			if re := asError(t, err); re.Kind != "timeout" {
+				t.Fatalf("got %+v", re)
+			}
+			// The one attempt had the whole Timeout: it will not be retried,
+			// so cutting it short would gain nothing.
+			if d := time.Since(start); d < timeout {
+				t.Fatalf("gave up after %v, before the Timeout", d)
+			}
+			if n := second.requests.Load(); n != 0 {
+				t.Fatalf("%s request sent again to the second URL", verb)
+			}
+			if c.backends[0].available(time.Now()) {
+				t.Fatal("silent backend not marked down")
+			}
+			if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` {
+				t.Fatalf("got %s", r.Data)
+			}
+		})
+	}
+}
+
+// TestNonIdempotentVerbFailsOverBeforeSending: a refused connection means
+// the request never left, so even a "sasl" request goes to the next URL.
+func TestNonIdempotentVerbFailsOverBeforeSending(t *testing.T) {
+	second := newCountingBackend(answer("OK", `"second"`))
+	c := newLookupClient(t, Options{URLs: []string{refusedURL(t), startHTTPTest(t, second)}, FailoverBackoff: time.Minute})
+	if _, err := c.Lookup(t.Context(), "sasl", "k"); err != nil {
+		t.Fatal(err)
+	}
+	if second.requests.Load() != 1 {
+		t.Fatal("sasl request not failed over after a refused connection")
+	}
+}
+
+// TestNonIdempotentVerbNotRetriedAfterReset: a connection reset after the
+// request was written is a failure before response, retried for a
+// lookup (TestResetBeforeResponseFailsOver) but not for a "sasl" request.
+func TestNonIdempotentVerbNotRetriedAfterReset(t *testing.T) {
+	b := startRawBackend(t, 0)
+	second := newCountingBackend(answer("OK", `"second"`))
+	c := newLookupClient(t, Options{URLs: []string{b.url, startHTTPTest(t, second)}, FailoverBackoff: time.Minute})
+	_, err := c.Lookup(t.Context(), "sasl", "k")
+	if re := asError(t, err); re.Kind != "transport" || !re.BeforeResponse {
+		t.Fatalf("got %+v", re)
+	}
+	if second.requests.Load() != 0 {
+		t.Fatal("sasl request sent again after the first backend received it")
+	}
+	if b.requests.Load() != 1 {
+		t.Fatalf("first backend saw %d requests, want 1 (no silent resend)", b.requests.Load())
+	}
+}
+
+// TestNonIdempotentVerbsOption: the set of verbs never resent is an
+// option (the verbs are configurable).
+func TestNonIdempotentVerbsOption(t *testing.T) {
+	b := startRawBackend(t, 0)
+	second := newCountingBackend(answer("OK", `"second"`))
+	c := newLookupClient(t, Options{URLs: []string{b.url, startHTTPTest(t, second)}, FailoverBackoff: time.Minute, NonIdempotentVerbs: []string{"login"}})
+	if _, err := c.Lookup(t.Context(), "login", "k"); err == nil {
+		t.Fatal("login request retried")
+	}
+	if _, err := c.Lookup(t.Context(), "sasl", "k"); err != nil {
+		t.Fatalf("sasl is idempotent with this option: %v", err)
+	}
+}
+
+// TestConnectTimeout: a dial that hangs (SYN dropped) is given up after
+// ConnectTimeout, so the next URL is tried within the Timeout.
+func TestConnectTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var pn pipeNet
+		b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
+		pn.serve(t, "b2:80", answer("OK", `"second"`))
+		b1.dialDelay.Store(int64(time.Hour))
+		tr := pn.transport(t)
+		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, Timeout: 3 * time.Second, ConnectTimeout: 500 * time.Millisecond,
+			FailoverBackoff: time.Minute, Transport: tr})
+		start := time.Now()
+		if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` {
+			t.Fatalf("got %s", r.Data)
+		}
+		if d := time.Since(start); d != 500*time.Millisecond {
+			t.Fatalf("failed over after %v, want the ConnectTimeout", d)
+		}
+	})
 }

@@ -25,7 +25,7 @@ type flightCall struct {
 	pol     cachePolicy
 	err     error
 	waiters int // callers that still want the answer, leader included
-	cancel  context.CancelFunc
+	cancel  context.CancelCauseFunc
 	key     string
 }
 
@@ -44,16 +44,18 @@ func (f *flightGroup) do(ctx context.Context, key string, fn func(context.Contex
 		case <-c.done:
 			return c.res, c.pol, c.err
 		case <-ctx.Done():
-			f.leave(c)
+			f.leave(c, context.Cause(ctx))
 			return Result{}, cachePolicy{}, &Error{Kind: "timeout", Reason: "backend timeout", Err: ctx.Err()}
 		}
 	}
-	fctx := context.WithoutCancel(ctx)
-	var cancel context.CancelFunc
+	// The cancellation cause is the last caller's: fn can tell callers
+	// that ran out of time (the backend was slow) from callers that went
+	// away (it says nothing about the backend).
+	fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	if dl, ok := ctx.Deadline(); ok {
-		fctx, cancel = context.WithDeadline(fctx, dl)
-	} else {
-		fctx, cancel = context.WithCancel(fctx)
+		var stopDL context.CancelFunc
+		fctx, stopDL = context.WithDeadline(fctx, dl)
+		defer stopDL()
 	}
 	c := &flightCall{done: make(chan struct{}), waiters: 1, cancel: cancel, key: key}
 	if f.calls == nil {
@@ -62,11 +64,11 @@ func (f *flightGroup) do(ctx context.Context, key string, fn func(context.Contex
 	f.calls[key] = c
 	f.mu.Unlock()
 
-	stop := context.AfterFunc(ctx, func() { f.leave(c) })
+	stop := context.AfterFunc(ctx, func() { f.leave(c, context.Cause(ctx)) })
 	finished := false
 	defer func() {
 		stop()
-		cancel()
+		cancel(nil)
 		f.mu.Lock()
 		if f.calls[key] == c {
 			delete(f.calls, key)
@@ -87,9 +89,9 @@ func (f *flightGroup) do(ctx context.Context, key string, fn func(context.Contex
 	return c.res, c.pol, c.err
 }
 
-// leave records that one caller no longer waits; the last one out
-// cancels the request, and nobody may join it any more.
-func (f *flightGroup) leave(c *flightCall) {
+// leave records that one caller no longer waits, for cause; the last one
+// out cancels the request with its cause, and nobody may join it any more.
+func (f *flightGroup) leave(c *flightCall, cause error) {
 	f.mu.Lock()
 	c.waiters--
 	last := c.waiters == 0
@@ -98,6 +100,6 @@ func (f *flightGroup) leave(c *flightCall) {
 	}
 	f.mu.Unlock()
 	if last {
-		c.cancel()
+		c.cancel(cause)
 	}
 }

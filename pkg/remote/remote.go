@@ -79,8 +79,11 @@ type Error struct {
 	Reason string
 	Err    error // underlying cause, may be nil
 	// BeforeResponse is set when no byte of a response was received, so
-	// the request may be retried on another backend.
+	// the request may be retried on another backend (a non-idempotent
+	// verb only if it was not fully sent).
 	BeforeResponse bool
+	// sent is set when the whole request was written.
+	sent bool
 }
 
 // Error gives the reason and, for operators' logs, the underlying cause.
@@ -116,12 +119,40 @@ func (nopObserver) BackendDone(string, time.Duration, error) {}
 func (nopObserver) CacheEvent(string)                        {}
 func (nopObserver) TLSFailure(string)                        {}
 
+// DefaultConnectTimeout is Options.ConnectTimeout's default: on a
+// loopback or LAN link a connection takes well under a millisecond, so a
+// dial or TLS handshake still pending after a second is a dropped SYN or a
+// hung peer, and waiting longer only eats the next URL's share of Timeout.
+const DefaultConnectTimeout = time.Second
+
+// DefaultNonIdempotentVerbs are the verbs never resent to another URL once
+// the request was fully sent (Options.NonIdempotentVerbs): a login attempt
+// and a policy request may count something at the backend (failed logins,
+// rates), so sending one twice could count it twice.
+var DefaultNonIdempotentVerbs = []string{"sasl", "policy"}
+
 // Options configures a Client.
 type Options struct {
 	// URLs are backend base URLs, tried in order.
 	URLs []string
 	// Timeout bounds one whole lookup (all retries included).
 	Timeout time.Duration
+	// ConnectTimeout bounds getting a connection to one backend URL (dial
+	// and TLS handshake); 0 means DefaultConnectTimeout. It holds for
+	// every verb: a request that never left may always go elsewhere.
+	ConnectTimeout time.Duration
+	// AttemptTimeout bounds the wait for the first response byte from one
+	// URL when another URL is left to try, for idempotent verbs. 0 shares
+	// what is left of Timeout evenly among the URLs left to try (the last
+	// one gets all of it), so a silent first URL of two leaves half the
+	// Timeout to the second. Once a response has begun, the rest of
+	// Timeout is the backend's.
+	AttemptTimeout time.Duration
+	// NonIdempotentVerbs are the verbs whose requests are never sent
+	// again once fully written (no second URL after a silent first one,
+	// no per-attempt budget). nil means DefaultNonIdempotentVerbs; an
+	// empty, non-nil slice means none.
+	NonIdempotentVerbs []string
 	// MaxReplySize bounds a reply body; 0 means 1 MiB.
 	MaxReplySize int64
 	// FailoverBackoff is how long a failing URL is skipped.
@@ -148,6 +179,9 @@ type Client struct {
 	flight    flightGroup
 	backends  []*backend
 	maxReply  int64
+	connect   time.Duration
+	// unsafe holds the non-idempotent verbs.
+	unsafe map[string]bool
 }
 
 // New builds a client.
@@ -161,6 +195,18 @@ func New(o Options) (*Client, error) {
 	}
 	if c.maxReply <= 0 {
 		c.maxReply = 1 << 20
+	}
+	c.connect = o.ConnectTimeout
+	if c.connect <= 0 {
+		c.connect = DefaultConnectTimeout
+	}
+	verbs := o.NonIdempotentVerbs
+	if verbs == nil {
+		verbs = DefaultNonIdempotentVerbs
+	}
+	c.unsafe = make(map[string]bool, len(verbs))
+	for _, v := range verbs {
+		c.unsafe[v] = true
 	}
 	for _, u := range o.URLs {
 		p, err := url.Parse(u)
@@ -189,6 +235,9 @@ func NewTransport(tlsConf *tls.Config, maxConns int) *http.Transport {
 	}
 	return &http.Transport{
 		Proxy: nil, // the backend link is direct; *_proxy variables are ignored
+		// The client gives up on a connection after its ConnectTimeout
+		// (per request); these bound a dial that net/http carries on in
+		// the background for its pool after that.
 		DialContext: (&net.Dialer{
 			Timeout:   5 * time.Second,
 			KeepAlive: 30 * time.Second,
@@ -327,7 +376,8 @@ func (b *backend) markDown(until time.Time) {
 }
 
 // fetch tries the backends in order. A request moves on to the next backend
-// only when the failure happened before any response was received.
+// only when no byte of a response was received and, for a non-idempotent
+// verb, the request was not fully sent.
 func (c *Client) fetch(ctx context.Context, verb string, body []byte) (Result, cachePolicy, error) {
 	now := time.Now()
 	order := make([]*backend, 0, len(c.backends))
@@ -339,27 +389,63 @@ func (c *Client) fetch(ctx context.Context, verb string, body []byte) (Result, c
 			resting = append(resting, b)
 		}
 	}
+	avail := len(order)
 	// Backends backing off come last, in order: when every other one fails
 	// before answering, trying one that may have recovered beats failing
 	// the lookup untried.
 	order = append(order, resting...)
+	idempotent := !c.unsafe[verb]
 	var lastErr error
-	for _, b := range order {
-		res, pol, err := c.exchange(ctx, b, verb, body)
+	for i, b := range order {
+		var budget time.Duration
+		if idempotent && i < len(order)-1 {
+			budget = c.attemptBudget(ctx, avail-i, len(order)-i)
+		}
+		res, pol, err := c.exchange(ctx, b, verb, body, budget)
 		if err == nil {
 			b.markDown(time.Time{})
 			return res, pol, nil
 		}
 		lastErr = err
 		var re *Error
-		if !errors.As(err, &re) || !re.BeforeResponse || ctx.Err() != nil {
+		if !errors.As(err, &re) || !re.BeforeResponse {
 			return Result{}, cachePolicy{}, err
 		}
-		if len(c.backends) > 1 {
+		// No byte of a response: refused, reset, or silent until a
+		// deadline. Skip the URL for a while, unless the lookup itself was
+		// given up by its callers (that says nothing about the backend;
+		// flightGroup keeps a deadline as the cause when they ran out of
+		// time).
+		if len(c.backends) > 1 && !errors.Is(context.Cause(ctx), context.Canceled) {
 			b.markDown(time.Now().Add(c.opts.FailoverBackoff))
+		}
+		if ctx.Err() != nil || (re.sent && !idempotent) {
+			return Result{}, cachePolicy{}, err
 		}
 	}
 	return Result{}, cachePolicy{}, lastErr
+}
+
+// attemptBudget is how long one attempt may wait for a response when
+// other URLs are left: AttemptTimeout, or an even share of what is left
+// of the lookup's deadline among the available URLs left (all URLs left
+// when none is available). 0 means no bound of its own.
+func (c *Client) attemptBudget(ctx context.Context, availLeft, left int) time.Duration {
+	if c.opts.AttemptTimeout > 0 {
+		return c.opts.AttemptTimeout
+	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	n := availLeft
+	if n <= 0 {
+		n = left
+	}
+	if n <= 1 {
+		return 0
+	}
+	return max(time.Until(dl)/time.Duration(n), time.Millisecond)
 }
 
 // reply is the backend's JSON envelope.
@@ -368,21 +454,52 @@ type reply struct {
 	Data   json.RawMessage `json:"Data"`
 }
 
-func (c *Client) exchange(ctx context.Context, b *backend, verb string, body []byte) (Result, cachePolicy, error) {
+func (c *Client) exchange(ctx context.Context, b *backend, verb string, body []byte, budget time.Duration) (Result, cachePolicy, error) {
 	start := time.Now()
-	res, pol, err := c.roundTrip(ctx, b, verb, body)
+	res, pol, err := c.roundTrip(ctx, b, verb, body, budget)
 	c.obs.BackendDone(verb, time.Since(start), err)
 	return res, pol, err
 }
 
-func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []byte) (Result, cachePolicy, error) {
+// errAttemptTimeout and errConnectTimeout end one attempt, not the lookup.
+var (
+	errAttemptTimeout = errors.New("no response within the attempt's share of Timeout")
+	errConnectTimeout = errors.New("no connection within ConnectTimeout")
+)
+
+// roundTrip is one attempt at backend b. budget, when positive, bounds
+// the wait for the first response byte; ConnectTimeout bounds getting a
+// connection. Both only cancel this attempt's context.
+func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []byte, budget time.Duration) (Result, cachePolicy, error) {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	connTimer := time.AfterFunc(c.connect, func() { cancel(errConnectTimeout) })
+	defer connTimer.Stop()
+	var respTimer *time.Timer
+	if budget > 0 {
+		respTimer = time.AfterFunc(budget, func() { cancel(errAttemptTimeout) })
+		defer respTimer.Stop()
+	}
 	// BeforeResponse must mean what it says, no byte of a response
 	// arrived, and the error alone does not tell: a refused dial is a
 	// *net.OpError "dial", but a backend that resets the connection before
 	// the status line shows as a "read" error or a bare EOF.
-	var answered atomic.Bool
-	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotFirstResponseByte: func() { answered.Store(true) },
+	var answered, sent atomic.Bool
+	tctx := httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { connTimer.Stop() },
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				sent.Store(true)
+			}
+		},
+		GotFirstResponseByte: func() {
+			answered.Store(true)
+			// The backend is alive and answering: the rest of Timeout is
+			// its, as with a single URL.
+			if respTimer != nil {
+				respTimer.Stop()
+			}
+		},
 	})
 	req, err := http.NewRequestWithContext(tctx, http.MethodPost, b.base+url.PathEscape(verb), bytes.NewReader(body))
 	if err != nil {
@@ -390,17 +507,23 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	// A lookup is a read, so it is safe to send twice. Saying so lets
-	// net/http resend it on a fresh connection when a reused keep-alive
-	// connection turns out dead before any response byte (the backend
-	// closed it just as the request went out): a stale connection must not
-	// fail the lookup nor count as a backend failure. A nil value marks the
-	// request idempotent without sending the header (net/http Transport
-	// documentation).
-	req.Header["X-Idempotency-Key"] = nil
+	if !c.unsafe[verb] {
+		// A lookup is a read, so it is safe to send twice. Saying so lets
+		// net/http resend it on a fresh connection when a reused
+		// keep-alive connection turns out dead before any response byte
+		// (the backend closed it just as the request went out): a stale
+		// connection must not fail the lookup nor count as a backend
+		// failure. A nil value marks the request idempotent without
+		// sending the header (net/http Transport documentation). A
+		// non-idempotent verb goes without: net/http then resends it only
+		// when it knows nothing was written.
+		req.Header["X-Idempotency-Key"] = nil
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Result{}, cachePolicy{}, c.transportError(ctx, err, !answered.Load())
+		e := c.transportError(actx, err, !answered.Load())
+		e.sent = sent.Load()
+		return Result{}, cachePolicy{}, e
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -413,7 +536,7 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxReply+1))
 	if err != nil {
-		if ctx.Err() != nil {
+		if actx.Err() != nil {
 			return Result{}, cachePolicy{}, &Error{Kind: "timeout", Reason: "backend timeout", Err: err}
 		}
 		return Result{}, cachePolicy{}, &Error{Kind: "body", Reason: "backend reply truncated", Err: err}
@@ -446,11 +569,18 @@ func ParseReply(data []byte) (Result, error) {
 	return Result{}, &Error{Kind: "status", Reason: "backend Status is neither OK nor KO"}
 }
 
-// transportError classifies an error from the HTTP exchange; before says
-// no response byte was received.
-func (c *Client) transportError(ctx context.Context, err error, before bool) error {
+// transportError classifies an error from the HTTP exchange; ctx is the
+// attempt's context and before says no response byte was received.
+func (c *Client) transportError(ctx context.Context, err error, before bool) *Error {
 	if ctx.Err() != nil {
-		return &Error{Kind: "timeout", Reason: "backend timeout", Err: err}
+		reason := "backend timeout"
+		switch context.Cause(ctx) {
+		case errConnectTimeout:
+			reason = "backend connect timeout"
+		case errAttemptTimeout:
+			reason = "backend silent, trying the next URL"
+		}
+		return &Error{Kind: "timeout", Reason: reason, Err: err, BeforeResponse: before}
 	}
 	// tlsFailure (tls.go) names the cause: pin, ocsp-*, unknown-ca,
 	// name-mismatch, cert-expired, verify, handshake, alert.
