@@ -1,0 +1,210 @@
+package tcptable
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/shitenno/shitenno/pkg/connserver"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("tcptable: Server closed")
+
+// Handler answers one lookup of a decoded key. It must return within a
+// bounded time (the backend client's Timeout); ctx is cancelled when the
+// server is closed.
+type Handler interface {
+	ServeTCPTable(ctx context.Context, key []byte) Reply
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, key []byte) Reply
+
+// ServeTCPTable calls f.
+func (f HandlerFunc) ServeTCPTable(ctx context.Context, key []byte) Reply { return f(ctx, key) }
+
+// Server serves tcp_table connections, one table per Server (tcp_table
+// has no map name: the listening address is the table). Postfix sends one
+// request at a time on a connection it keeps for the life of the process,
+// so each connection is served sequentially by its own goroutine.
+type Server struct {
+	Handler Handler
+	// IdleTimeout closes a connection that sends nothing for this long.
+	// Default 1 hour: dict_tcp.c does not notice a closed connection until
+	// its next lookup, which then logs "unexpected EOF" and sleeps one
+	// second before reconnecting, so closing idle connections early costs
+	// postfix a delay.
+	IdleTimeout time.Duration
+	// ReadTimeout bounds reading one request once it has started. Default 10 s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one reply. Default 10 s.
+	WriteTimeout time.Duration
+	// MaxRequestSize bounds a request line. Default MaxRequestLine.
+	MaxRequestSize int
+	// MaxConns bounds open connections (0: none); see connserver.Core.
+	MaxConns int
+	// Logger receives connection-level errors; nil discards them.
+	Logger *slog.Logger
+	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
+	ConnState func(delta int)
+
+	core connserver.Core
+	once sync.Once
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.core.ErrClosed = ErrServerClosed
+		s.core.Logger = s.Logger
+		s.core.ConnState = s.ConnState
+		s.core.MaxConns = s.MaxConns
+	})
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Serve accepts connections on l until Shutdown or Close. It always
+// returns a non-nil error; ErrServerClosed after a shutdown. It may run
+// for several listeners at once.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	return s.core.Serve(l, func(nc net.Conn) connserver.Conn { return &conn{srv: s, nc: nc} })
+}
+
+// Shutdown stops accepting, closes idle connections at once (postfix
+// keeps them open; waiting would never end), lets in-flight lookups
+// finish and be answered, then returns. If ctx ends first, the remaining
+// connections are closed and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	return s.core.Shutdown(ctx)
+}
+
+// Close stops the server at once: listeners and connections are closed
+// and in-flight handler contexts cancelled.
+func (s *Server) Close() error {
+	s.init()
+	return s.core.Close()
+}
+
+type conn struct {
+	srv     *Server
+	nc      net.Conn
+	mu      sync.Mutex
+	active  bool // a request is being handled
+	closing bool
+}
+
+// Stop implements connserver.Conn: an idle connection is woken from its
+// read at once and ends; a busy one ends after answering.
+func (c *conn) Stop() {
+	c.mu.Lock()
+	c.closing = true
+	if !c.active {
+		_ = c.nc.SetReadDeadline(time.Now())
+	}
+	c.mu.Unlock()
+}
+
+// Close implements connserver.Conn.
+func (c *conn) Close() error { return c.nc.Close() }
+
+// Serve implements connserver.Conn.
+func (c *conn) Serve(ctx context.Context) {
+	s := c.srv
+	idle, rto, wto, max := s.IdleTimeout, s.ReadTimeout, s.WriteTimeout, s.MaxRequestSize
+	if idle <= 0 {
+		idle = time.Hour
+	}
+	if rto <= 0 {
+		rto = 10 * time.Second
+	}
+	if wto <= 0 {
+		wto = 10 * time.Second
+	}
+	if max <= 0 {
+		max = MaxRequestLine
+	}
+	br := bufio.NewReaderSize(c.nc, 4096)
+	var line, key, out []byte
+	for {
+		if !c.armIdle(idle) {
+			return
+		}
+		if _, err := br.Peek(1); err != nil {
+			return // EOF, idle timeout or woken by Shutdown
+		}
+		if !c.setActive(true) {
+			return
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(rto))
+		l, err := ReadLine(br, line, max)
+		var rep Reply
+		switch {
+		case errors.Is(err, ErrLineTooLong):
+			// A 400 makes postfix give up on this lookup at once; a bare
+			// disconnect would make it retry ten times, a second apart
+			// (DICT_TCP_MAXTRY in dict_tcp.c).
+			rep = Reply{Kind: Temp, Text: "request too long"}
+		case errors.Is(err, ErrOverrun):
+			s.logger().Warn("tcptable: closing connection: request line too long", "remote", c.nc.RemoteAddr().String())
+			return
+		case err != nil:
+			return
+		default:
+			line = l[:0]
+			k, perr := ParseRequest(key, l)
+			if perr != nil {
+				rep = Reply{Kind: Temp, Text: "malformed request: expected \"get <key>\""}
+			} else {
+				key = k[:0]
+				rep = s.Handler.ServeTCPTable(ctx, k)
+			}
+		}
+		out = AppendReply(out[:0], rep)
+		_ = c.nc.SetWriteDeadline(time.Now().Add(wto))
+		if _, err := c.nc.Write(out); err != nil {
+			return
+		}
+		if !c.setActive(false) {
+			return
+		}
+		if cap(line) > 64<<10 {
+			line = nil // do not pin a large buffer on an idle connection
+		}
+		if cap(key) > 64<<10 {
+			key = nil
+		}
+	}
+}
+
+// armIdle sets the idle deadline unless a shutdown already began; done
+// under the lock so Stop's wake-up deadline cannot be overwritten.
+func (c *conn) armIdle(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(d))
+	return true
+}
+
+// setActive records whether a request is in progress; it reports false
+// when the connection is being shut down and must stop.
+func (c *conn) setActive(a bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active = a
+	return !c.closing
+}

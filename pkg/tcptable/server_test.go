@@ -1,0 +1,130 @@
+package tcptable
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// tableHandler: "missing" is not found, "fail" fails, "block" waits for
+// release; anything else is found as "v:<key>".
+type tableHandler struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (h *tableHandler) ServeTCPTable(ctx context.Context, key []byte) Reply {
+	switch string(key) {
+	case "missing":
+		return Reply{Kind: NotFound}
+	case "fail":
+		return Reply{Kind: Temp, Text: "backend unreachable"}
+	case "block":
+		h.started <- struct{}{}
+		<-h.release
+	}
+	return Reply{Kind: OK, Text: "v:" + string(key)}
+}
+
+func start(t *testing.T, s *Server) (string, chan error) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	return l.Addr().String(), done
+}
+
+func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, req string) string {
+	t.Helper()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	l, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reply to %q: %v", req, err)
+	}
+	return l
+}
+
+func TestServerLookups(t *testing.T) {
+	s := &Server{Handler: &tableHandler{}, MaxRequestSize: 100}
+	addr, done := start(t, s)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for _, tc := range []struct{ req, want string }{
+		{"get alice@example.org\n", "200 v:alice@example.org\n"},
+		{"get foo%20bar%25\n", "200 v:foo%20bar%25\n"},
+		{"get missing\n", "500 not%20found\n"},
+		{"get fail\n", "400 backend%20unreachable\n"},
+		{"put a b\n", "400 malformed%20request:%20expected%20\"get%20<key>\"\n"},
+		{"get %zz\n", "400 malformed%20request:%20expected%20\"get%20<key>\"\n"},
+		{"get " + strings.Repeat("x", 200) + "\n", "400 request%20too%20long\n"},
+		{"get after\n", "200 v:after\n"}, // the connection survived all of the above
+	} {
+		if got := roundTrip(t, c, br, tc.req); got != tc.want {
+			t.Errorf("%.30q: got %q, want %q", tc.req, got, tc.want)
+		}
+	}
+	if err := s.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != ErrServerClosed {
+		t.Fatalf("Serve returned %v", err)
+	}
+}
+
+// TestServerShutdownAnswersInFlight: an idle connection is closed at
+// once, a lookup in progress is answered first.
+func TestServerShutdownAnswersInFlight(t *testing.T) {
+	h := &tableHandler{started: make(chan struct{}), release: make(chan struct{})}
+	s := &Server{Handler: h}
+	addr, done := start(t, s)
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	br := bufio.NewReader(busy)
+	if _, err := io.WriteString(busy, "get block\n"); err != nil {
+		t.Fatal(err)
+	}
+	<-h.started
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("idle connection: %v, want EOF", err)
+	}
+	close(h.release)
+	_ = busy.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if l, err := br.ReadString('\n'); l != "200 v:block\n" {
+		t.Errorf("in-flight reply %q %v", l, err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != ErrServerClosed {
+		t.Fatalf("Serve returned %v", err)
+	}
+}
