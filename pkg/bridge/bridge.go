@@ -31,10 +31,6 @@ const (
 // log the data.
 type Recorder func(verb string, outcome Outcome, err error)
 
-// reason returns the short, peer-safe text of a failure.
-func reason(err error) string {
-	if re, ok := err.(*remote.Error); ok {
-		return re.Reason
-	}
-	return "backend failure"
-}
+// reason returns the short, peer-safe text of a failure, found through
+// any wrapping.
+func reason(err error) string { return remote.Reason(err) }

@@ -77,7 +77,7 @@ func TestDovecotReplies(t *testing.T) {
 			return remote.Result{Status: remote.NotFound, Data: json.RawMessage(`{"a":1}`)}, nil
 		}, dict.Reply{Kind: dict.NotFound}, OutcomeNotFound},
 		{"failure", func() (remote.Result, error) {
-			return remote.Result{}, &remote.Error{Kind: "timeout", Reason: "backend timeout"}
+			return remote.Result{}, &remote.Error{Kind: remote.KindTimeout, Reason: "backend timeout"}
 		}, dict.Reply{Kind: dict.Failed, Value: "backend timeout"}, OutcomeFailed},
 		{"nested object", found(`{"a":{"b":1}}`),
 			dict.Reply{Kind: dict.Failed, Value: "backend Data is not flat (a member is an object or array)"}, OutcomeFailed},

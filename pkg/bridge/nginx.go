@@ -199,7 +199,7 @@ func (n *Nginx) resolve(ctx context.Context, host string) (netip.Addr, error) {
 	defer cancel()
 	addrs, err := r.LookupNetIP(ctx, "ip", host)
 	if err != nil || len(addrs) == 0 {
-		return netip.Addr{}, &remote.Error{Kind: "data", Reason: "cannot resolve backend Auth-Server " + strconv.Quote(host), Err: err}
+		return netip.Addr{}, &remote.Error{Kind: remote.KindData, Reason: "cannot resolve backend Auth-Server " + strconv.Quote(host), Err: err}
 	}
 	// Prefer IPv4, as nginx's own resolver does for upstream names.
 	for _, a := range addrs {

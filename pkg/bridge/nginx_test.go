@@ -177,7 +177,7 @@ func TestNginxObject(t *testing.T) {
 }
 
 func TestNginxBackendFailure(t *testing.T) {
-	fail := &remote.Error{Kind: "timeout", Reason: "backend timeout"}
+	fail := &remote.Error{Kind: remote.KindTimeout, Reason: "backend timeout"}
 	n := &Nginx{Backend: &ngxBackend{err: fail}}
 	if _, err := n.ServeAuth(t.Context(), ngxRequest("smtp", "plain")); !errors.Is(err, fail) {
 		t.Fatalf("err = %v, want the backend's error", err)

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -48,7 +49,7 @@ func TestPostfixMapping(t *testing.T) {
 		{"not found", "k", func() (remote.Result, error) { return remote.Result{Status: remote.NotFound}, nil },
 			socketmap.Reply{Kind: socketmap.NotFound}, OutcomeNotFound},
 		{"failure", "k", func() (remote.Result, error) {
-			return remote.Result{}, &remote.Error{Kind: "http", Reason: "backend HTTP status 503"}
+			return remote.Result{}, &remote.Error{Kind: remote.KindHTTP, Reason: "backend HTTP status 503"}
 		}, socketmap.Reply{Kind: socketmap.Temp, Text: "backend HTTP status 503"}, OutcomeFailed},
 		{"data number", "k", found(`42`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
 		{"data object", "k", found(`{"a":"b"}`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
@@ -77,5 +78,17 @@ func TestPostfixRequest(t *testing.T) {
 	p.ServeSocketmap(context.Background(), socketmap.Request{Name: []byte("virtual"), Key: []byte("Foo Bar@Example.COM\"")})
 	if fb.verb != "virtual" || fb.object != `"Foo Bar@Example.COM\""` {
 		t.Errorf("backend asked %q %s", fb.verb, fb.object)
+	}
+}
+
+// TestReasonOfWrappedError: a backend failure wrapped on its way (by a
+// Backend implementation adding context) still gives the peer its reason.
+func TestReasonOfWrappedError(t *testing.T) {
+	p := &Postfix{Backend: &fakeBackend{answer: func() (remote.Result, error) {
+		return remote.Result{}, fmt.Errorf("reloading: %w", &remote.Error{Kind: remote.KindHTTP, Reason: "backend HTTP status 503"})
+	}}}
+	rep := p.ServeSocketmap(context.Background(), socketmap.Request{Name: []byte("virtual"), Key: []byte("k")})
+	if rep.Kind != socketmap.Temp || rep.Text != "backend HTTP status 503" {
+		t.Fatalf("got %+v", rep)
 	}
 }

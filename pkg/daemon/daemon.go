@@ -459,7 +459,7 @@ func recorder(log *slog.Logger, m *metrics.Metrics) bridge.Recorder {
 			args := []any{"msgid", "lookup", "verb", verb, "err", err}
 			var re *remote.Error
 			if errors.As(err, &re) {
-				args = append(args, "kind", re.Kind)
+				args = append(args, "kind", string(re.Kind))
 				if re.Err != nil {
 					// The underlying cause (connection refused, x509
 					// error…) is what the operator needs; net/http

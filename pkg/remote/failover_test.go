@@ -146,7 +146,7 @@ func TestNoFailoverAfterResponse(t *testing.T) {
 	tests := []struct {
 		name  string
 		reply http.HandlerFunc
-		kind  string
+		kind  Kind
 	}{
 		{"HTTP 500", failWith(500), "http"},
 		{"HTTP 404", failWith(404), "http"},

@@ -45,7 +45,7 @@ func (f *flightGroup) do(ctx context.Context, key string, fn func(context.Contex
 			return c.res, c.pol, c.err
 		case <-ctx.Done():
 			f.leave(c, context.Cause(ctx))
-			return Result{}, cachePolicy{}, &Error{Kind: "timeout", Reason: "backend timeout", Err: ctx.Err()}
+			return Result{}, cachePolicy{}, &Error{Kind: KindTimeout, Reason: "backend timeout", Err: ctx.Err()}
 		}
 	}
 	// The cancellation cause is the last caller's: fn can tell callers
@@ -77,14 +77,14 @@ func (f *flightGroup) do(ctx context.Context, key string, fn func(context.Contex
 		if !finished {
 			// fn panicked: release the followers with a failure, then let
 			// the panic go on in the leader.
-			c.err = &Error{Kind: "transport", Reason: "internal error"}
+			c.err = &Error{Kind: KindTransport, Reason: "internal error"}
 		}
 		close(c.done)
 	}()
 	c.res, c.pol, c.err = fn(fctx)
 	finished = true
 	if ctx.Err() != nil {
-		return Result{}, cachePolicy{}, &Error{Kind: "timeout", Reason: "backend timeout", Err: ctx.Err()}
+		return Result{}, cachePolicy{}, &Error{Kind: KindTimeout, Reason: "backend timeout", Err: ctx.Err()}
 	}
 	return c.res, c.pol, c.err
 }

@@ -72,10 +72,44 @@ func (r Result) Derive(fn func(json.RawMessage) any) any {
 	return r.memo.v
 }
 
+// Kind classifies a backend failure. A Kind is also an error value, so
+// errors.Is(err, remote.KindTimeout) tells what failed through any
+// wrapping; KindOf returns it.
+type Kind string
+
+// The kinds of backend failure.
+const (
+	KindTransport Kind = "transport" // no connection, reset, or garbage instead of HTTP
+	KindTimeout   Kind = "timeout"   // no (complete) answer in time
+	KindTLS       Kind = "tls"       // handshake refused (trust, name, pins, OCSP)
+	KindHTTP      Kind = "http"      // an HTTP status other than 2xx
+	KindBody      Kind = "body"      // reply too large or cut short
+	KindJSON      Kind = "json"      // reply is not JSON
+	KindStatus    Kind = "status"    // Status missing or neither OK nor KO
+	KindData      Kind = "data"      // Data unusable for the protocol
+)
+
+// Error makes a Kind usable as an errors.Is target.
+func (k Kind) Error() string { return "backend failure: " + string(k) }
+
+// Temporary reports whether a failure of this kind is the link's or the
+// backend's state (unreachable, slow, refused TLS, an HTTP error status),
+// which asking again later may not meet, rather than an answer the
+// backend gave and would give again (bad body, JSON, Status or Data).
+// Every failure is a temporary failure for the peers either way: the
+// distinction is for operators and retry decisions.
+func (k Kind) Temporary() bool {
+	switch k {
+	case KindTransport, KindTimeout, KindTLS, KindHTTP:
+		return true
+	}
+	return false
+}
+
 // Error is a backend failure. Reason is short and safe to show to a peer
 // (it never contains reply data).
 type Error struct {
-	Kind   string // transport, timeout, http, body, json, status, tls, data
+	Kind   Kind
 	Reason string
 	Err    error // underlying cause, may be nil
 	// BeforeResponse is set when no byte of a response was received, so
@@ -94,12 +128,48 @@ func (e *Error) Error() string {
 	}
 	return e.Reason
 }
+
+// Unwrap returns the underlying cause.
 func (e *Error) Unwrap() error { return e.Err }
+
+// Is matches the failure's Kind: errors.Is(err, KindTimeout).
+func (e *Error) Is(target error) bool {
+	k, ok := target.(Kind)
+	return ok && k == e.Kind
+}
+
+// Temporary reports whether the failure's Kind is Temporary.
+func (e *Error) Temporary() bool { return e.Kind.Temporary() }
+
+// KindOf returns the Kind of the backend failure in err's chain, or ""
+// when err is nil or not a backend failure.
+func KindOf(err error) Kind {
+	var re *Error
+	if errors.As(err, &re) {
+		return re.Kind
+	}
+	return ""
+}
+
+// Reason returns the short, peer-safe text of the backend failure in
+// err's chain, or "backend failure" for any other error (whose text may
+// say more than a peer should see).
+func Reason(err error) string {
+	var re *Error
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	return "backend failure"
+}
+
+// Temporary reports whether err holds a backend failure of a Temporary
+// kind (see Kind.Temporary); false for any other error.
+func Temporary(err error) bool { return KindOf(err).Temporary() }
 
 // Failf builds a data-kind failure: callers use it when Data has the wrong
 // shape for their protocol.
 func Failf(format string, args ...any) *Error {
-	return &Error{Kind: "data", Reason: fmt.Sprintf(format, args...)}
+	return &Error{Kind: KindData, Reason: fmt.Sprintf(format, args...)}
 }
 
 // Observer receives events for metrics. All methods must be cheap and safe
@@ -264,7 +334,7 @@ func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
 func (c *Client) Lookup(ctx context.Context, verb string, object any) (Result, error) {
 	obj, err := json.Marshal(object)
 	if err != nil {
-		return Result{}, &Error{Kind: "data", Reason: "cannot encode request", Err: err}
+		return Result{}, &Error{Kind: KindData, Reason: "cannot encode request", Err: err}
 	}
 	return c.LookupRaw(ctx, verb, obj)
 }
@@ -503,7 +573,7 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 	})
 	req, err := http.NewRequestWithContext(tctx, http.MethodPost, b.base+url.PathEscape(verb), bytes.NewReader(body))
 	if err != nil {
-		return Result{}, cachePolicy{}, &Error{Kind: "transport", Reason: "cannot build backend request", Err: err}
+		return Result{}, cachePolicy{}, &Error{Kind: KindTransport, Reason: "cannot build backend request", Err: err}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
@@ -529,20 +599,20 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// Drain a little so the connection can be reused, but never much.
 		_, _ = io.CopyN(io.Discard, resp.Body, 4096)
-		return Result{}, cachePolicy{}, &Error{Kind: "http", Reason: "backend HTTP status " + strconv.Itoa(resp.StatusCode)}
+		return Result{}, cachePolicy{}, &Error{Kind: KindHTTP, Reason: "backend HTTP status " + strconv.Itoa(resp.StatusCode)}
 	}
 	if resp.ContentLength > c.maxReply {
-		return Result{}, cachePolicy{}, &Error{Kind: "body", Reason: "backend reply too large"}
+		return Result{}, cachePolicy{}, &Error{Kind: KindBody, Reason: "backend reply too large"}
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxReply+1))
 	if err != nil {
 		if actx.Err() != nil {
-			return Result{}, cachePolicy{}, &Error{Kind: "timeout", Reason: "backend timeout", Err: err}
+			return Result{}, cachePolicy{}, &Error{Kind: KindTimeout, Reason: "backend timeout", Err: err}
 		}
-		return Result{}, cachePolicy{}, &Error{Kind: "body", Reason: "backend reply truncated", Err: err}
+		return Result{}, cachePolicy{}, &Error{Kind: KindBody, Reason: "backend reply truncated", Err: err}
 	}
 	if int64(len(data)) > c.maxReply {
-		return Result{}, cachePolicy{}, &Error{Kind: "body", Reason: "backend reply too large"}
+		return Result{}, cachePolicy{}, &Error{Kind: KindBody, Reason: "backend reply too large"}
 	}
 	res, err := ParseReply(data)
 	if err != nil {
@@ -555,10 +625,10 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 func ParseReply(data []byte) (Result, error) {
 	var r reply
 	if err := json.Unmarshal(data, &r); err != nil {
-		return Result{}, &Error{Kind: "json", Reason: "backend reply is not valid JSON"}
+		return Result{}, &Error{Kind: KindJSON, Reason: "backend reply is not valid JSON"}
 	}
 	if r.Status == nil {
-		return Result{}, &Error{Kind: "status", Reason: "backend reply has no Status"}
+		return Result{}, &Error{Kind: KindStatus, Reason: "backend reply has no Status"}
 	}
 	switch *r.Status {
 	case "OK":
@@ -566,7 +636,7 @@ func ParseReply(data []byte) (Result, error) {
 	case "KO":
 		return Result{Status: NotFound, Data: r.Data}, nil
 	}
-	return Result{}, &Error{Kind: "status", Reason: "backend Status is neither OK nor KO"}
+	return Result{}, &Error{Kind: KindStatus, Reason: "backend Status is neither OK nor KO"}
 }
 
 // transportError classifies an error from the HTTP exchange; ctx is the
@@ -580,15 +650,15 @@ func (c *Client) transportError(ctx context.Context, err error, before bool) *Er
 		case errAttemptTimeout:
 			reason = "backend silent, trying the next URL"
 		}
-		return &Error{Kind: "timeout", Reason: reason, Err: err, BeforeResponse: before}
+		return &Error{Kind: KindTimeout, Reason: reason, Err: err, BeforeResponse: before}
 	}
 	// tlsFailure (tls.go) names the cause: pin, ocsp-*, unknown-ca,
 	// name-mismatch, cert-expired, verify, handshake, alert.
 	if cause, reason, ok := tlsFailure(err); ok {
 		c.obs.TLSFailure(cause)
-		return &Error{Kind: "tls", Reason: reason, Err: err, BeforeResponse: true}
+		return &Error{Kind: KindTLS, Reason: reason, Err: err, BeforeResponse: true}
 	}
-	return &Error{Kind: "transport", Reason: "backend unreachable", Err: err, BeforeResponse: before}
+	return &Error{Kind: KindTransport, Reason: "backend unreachable", Err: err, BeforeResponse: before}
 }
 
 // TLSError is a handshake refusal decided by shitenno's own checks (pins,

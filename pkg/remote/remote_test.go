@@ -72,7 +72,7 @@ func TestFailures(t *testing.T) {
 		name   string
 		status int
 		body   string
-		kind   string
+		kind   Kind
 	}{
 		{"500", 500, `{"Status":"KO"}`, "http"},
 		{"404", 404, ``, "http"},
