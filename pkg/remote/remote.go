@@ -342,6 +342,9 @@ func (c *Client) Lookup(ctx context.Context, verb string, object any) (Result, e
 // LookupRaw is Lookup with the object already encoded as JSON.
 func (c *Client) LookupRaw(ctx context.Context, verb string, object json.RawMessage) (Result, error) {
 	body := EncodeRequest(nil, verb, object)
+	if IsUncached(ctx) {
+		return c.lookupUncached(ctx, verb, body)
+	}
 	var key string
 	if c.opts.Cache != nil {
 		key = cacheKey(body)
