@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/redact"
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/mailauth"
@@ -77,8 +78,8 @@ func query(ctx context.Context, env *daemon.Env, args []string) int {
 	h := rec.Result().Header
 	for _, k := range []string{"Auth-Status", "Auth-Server", "Auth-Port", "Auth-User", "Auth-Pass", "Auth-Wait", "Auth-Error-Code"} {
 		if v, ok := h[k]; ok {
-			if k == "Auth-Pass" {
-				v = []string{"***"}
+			if redact.Key(k) {
+				v = []string{redact.Mask}
 			}
 			fmt.Fprintf(env.Stdout, "%s: %s\n", k, v[0])
 		}

@@ -4,23 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
+
+	"github.com/shitenno/shitenno/internal/redact"
 )
 
-// RedactedValue replaces passwords in query output.
-const RedactedValue = "[redacted]"
-
-// IsPasswordKey reports whether a JSON member or header name holds a
-// password: "password", "Auth-Pass", "userPassword", "client_secret"…
-// The query subcommand prints backend Data (the operator asked for it) but
-// never these.
-func IsPasswordKey(k string) bool {
-	k = strings.ToLower(k)
-	return strings.Contains(k, "pass") || strings.Contains(k, "secret") || k == "pw"
-}
-
 // redactJSON returns body as compact JSON with every password-like member
-// replaced. A body that is not JSON is not shown, only its size: it could
+// (redact.Key) replaced: the query subcommand prints backend Data (the
+// operator asked for it) but never these. A body that is not JSON is not shown, only its size: it could
 // hold anything.
 func redactJSON(body []byte) string {
 	if len(bytes.TrimSpace(body)) == 0 {
@@ -43,11 +33,11 @@ func redactValue(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, m := range x {
-			if IsPasswordKey(k) {
+			if redact.Key(k) {
 				if _, isBool := m.(bool); !isBool {
 					// Flags like dovecot's "nopassword": true say
 					// nothing secret and help the operator.
-					x[k] = RedactedValue
+					x[k] = redact.Mask
 					continue
 				}
 			}

@@ -5,32 +5,27 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
+
+	"github.com/shitenno/shitenno/internal/redact"
 )
 
 // Redacted replaces the value of an attribute that may hold a secret.
-const Redacted = "[redacted]"
+const Redacted = redact.Mask
 
 // MsgIDKey is the attribute that becomes the RFC 5424 MSGID (and is not
 // repeated in the structured data). Use short constant words: "lookup",
 // "reload", "tls".
 const MsgIDKey = "msgid"
 
-// sensitiveKeys are attribute names (last dotted segment, lower case) whose
-// values are never written. "data" covers backend Data; the others cover
-// every spelling of a password a call site might use.
-var sensitiveKeys = map[string]bool{
-	"password": true, "passwd": true, "pass": true, "pw": true,
-	"secret": true, "token": true, "data": true, "auth-pass": true,
-	"authpass": true, "auth_pass": true, "authorization": true,
-	"cookie": true, "key-password": true,
-}
-
-// IsSensitiveKey reports whether an attribute with this key is redacted.
+// IsSensitiveKey reports whether an attribute with this key is redacted:
+// every name redact.Key says holds a secret, and "data" (last dotted
+// segment, any case), which is backend Data: not always a secret, but
+// never logged.
 func IsSensitiveKey(key string) bool {
 	if i := strings.LastIndexByte(key, '.'); i >= 0 {
 		key = key[i+1:]
 	}
-	return sensitiveKeys[strings.ToLower(key)]
+	return redact.Key(key) || strings.EqualFold(key, "data")
 }
 
 // field is one flattened attribute: group names joined with dots.

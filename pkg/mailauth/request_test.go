@@ -135,7 +135,7 @@ func TestRequestNeverPrintsPassword(t *testing.T) {
 	if strings.Contains(b.String(), "hunter2") {
 		t.Fatalf("password leaked: %s", b.String())
 	}
-	if !strings.Contains(b.String(), "***") {
+	if !strings.Contains(b.String(), "[redacted]") {
 		t.Fatalf("no redaction marker: %s", b.String())
 	}
 }
