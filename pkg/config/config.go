@@ -7,19 +7,24 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/shitenno/shitenno/internal/redact"
 )
 
 // DefaultPath is where the daemons look for their configuration file.
@@ -129,6 +134,8 @@ type Error struct {
 	Msg  string
 }
 
+// Error gives "file:line: key: message". A URL password quoted in the
+// message is redacted.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
@@ -138,12 +145,37 @@ func (e *Error) Error() string {
 	if e.Key != "" {
 		b.WriteString(": " + e.Key)
 	}
-	b.WriteString(": " + e.Msg)
+	b.WriteString(": " + redact.String(e.Msg))
 	return b.String()
 }
 
-// Load reads, decodes and validates the file at path.
-func Load(path string) (*Config, error) {
+// Errors is every problem found in a configuration file, in line order
+// (problems without a line first). errors.As finds the first *Error.
+type Errors []*Error
+
+// Error gives one problem per line.
+func (e Errors) Error() string {
+	s := make([]string, len(e))
+	for i, x := range e {
+		s[i] = x.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Unwrap returns the problems, for errors.As and errors.Is.
+func (e Errors) Unwrap() []error {
+	out := make([]error, len(e))
+	for i, x := range e {
+		out[i] = x
+	}
+	return out
+}
+
+// Load reads, decodes and validates the file at path; sections names the
+// daemons that will run from it ("postfix", "dovecot", "nginx"), whose
+// host-dependent settings are checked too (see Validate). A failure is an
+// Errors listing every problem found.
+func Load(path string, sections ...string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		msg := err.Error()
@@ -151,34 +183,91 @@ func Load(path string) (*Config, error) {
 		if errors.As(err, &pe) {
 			msg = pe.Err.Error()
 		}
-		return nil, &Error{File: path, Msg: "cannot read configuration: " + msg}
+		return nil, Errors{{File: path, Msg: "cannot read configuration: " + msg}}
 	}
-	return Parse(path, data)
+	return Parse(path, data, sections...)
 }
 
-// Parse decodes and validates data, reporting errors against file.
-func Parse(file string, data []byte) (*Config, error) {
-	c := &Config{File: file}
-	md, err := toml.NewDecoder(strings.NewReader(string(data))).Decode(c)
-	if err != nil {
-		return nil, decodeError(file, data, err)
+// maxDecodePasses bounds the re-decoding that finds every bad value.
+const maxDecodePasses = 100
+
+// Parse decodes and validates data, reporting errors against file, like
+// Load. Every bad value, every unknown key and every problem Validate
+// finds is reported, not only the first; a TOML syntax error stops the
+// decoding, so it comes alone.
+func Parse(file string, data []byte, sections ...string) (*Config, error) {
+	c, md, errs := decode(file, data)
+	if c == nil {
+		return nil, sortErrors(errs)
 	}
-	c.lines = keyLines(data)
-	if und := md.Undecoded(); len(und) > 0 {
-		k := und[0].String()
-		return nil, &Error{File: file, Line: c.lines[k], Key: k, Msg: "unknown key"}
+	for _, k := range md.Undecoded() {
+		key := k.String()
+		errs = append(errs, c.errAt(key, "unknown key"))
 	}
 	c.applyDefaults(md)
-	if err := c.validate(); err != nil {
-		return nil, err
+	errs = append(errs, c.problems(sections)...)
+	if len(errs) > 0 {
+		return nil, sortErrors(errs)
 	}
 	return c, nil
+}
+
+// decode decodes data into a Config. BurntSushi/toml stops at the first
+// value it cannot decode, so each such line is reported, blanked and the
+// file decoded again, until it decodes. A syntax error stops everything
+// (the Config is then nil), as does a blanked line that breaks the syntax
+// (a multi-line value). Blanking a line keeps the others' numbers.
+func decode(file string, data []byte) (*Config, toml.MetaData, []*Error) {
+	if err := syntaxError(data); err != nil {
+		return nil, toml.MetaData{}, []*Error{decodeError(file, data, err)}
+	}
+	var errs []*Error
+	cur := data
+	for range maxDecodePasses {
+		c := &Config{File: file, lines: keyLines(data)}
+		md, err := toml.NewDecoder(bytes.NewReader(cur)).Decode(c)
+		if err == nil {
+			return c, md, errs
+		}
+		e := decodeError(file, cur, err)
+		errs = append(errs, e)
+		if e.Line <= 0 {
+			break
+		}
+		cur = blankLine(cur, e.Line)
+		if syntaxError(cur) != nil {
+			break
+		}
+	}
+	return nil, toml.MetaData{}, errs
+}
+
+// syntaxError decodes data into a generic map: only TOML syntax can fail.
+func syntaxError(data []byte) error {
+	var m map[string]any
+	_, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&m)
+	return err
+}
+
+// blankLine returns data with line n (1-based) emptied.
+func blankLine(data []byte, n int) []byte {
+	lines := bytes.Split(data, []byte("\n"))
+	if n >= 1 && n <= len(lines) {
+		lines[n-1] = nil
+	}
+	return bytes.Join(lines, []byte("\n"))
+}
+
+// sortErrors orders problems by line, those without a line first.
+func sortErrors(errs []*Error) Errors {
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	return Errors(errs)
 }
 
 var lastKeyRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
 
 // decodeError turns BurntSushi/toml's errors into a located *Error.
-func decodeError(file string, data []byte, err error) error {
+func decodeError(file string, data []byte, err error) *Error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		msg := pe.Message
@@ -300,84 +389,169 @@ func (c *Config) errAt(key, format string, args ...any) *Error {
 	return &Error{File: c.File, Line: c.lines[key], Key: key, Msg: fmt.Sprintf(format, args...)}
 }
 
-func (c *Config) validate() error {
+// MaxMaxReplySize is the largest MaxReplySize accepted: a reply is held
+// in memory whole, and a value near the int64 maximum would overflow the
+// reply bound.
+const MaxMaxReplySize = 1 << 30
+
+// Validate returns every problem of the configuration (an Errors), or
+// nil. Besides each key's value it checks, for the sections named (the
+// daemons that will run from this file: "postfix", "dovecot", "nginx"),
+// what depends on the host: the UID, GID and User names must exist. Other
+// sections' names are not looked up, since one file may serve daemons on
+// hosts with different accounts. Load and Parse run it; --check-config
+// and start-up load the file the same way.
+func (c *Config) Validate(sections ...string) error {
+	if errs := c.problems(sections); len(errs) > 0 {
+		return sortErrors(errs)
+	}
+	return nil
+}
+
+// problemList collects the problems of a configuration.
+type problemList struct {
+	c    *Config
+	list []*Error
+}
+
+// add records a problem of key.
+func (p *problemList) add(key, format string, args ...any) {
+	p.list = append(p.list, p.c.errAt(key, format, args...))
+}
+
+func (c *Config) problems(sections []string) []*Error {
+	p := &problemList{c: c}
+	c.checkBackend(p)
+	c.checkLocal(p)
+	for name, s := range c.services() {
+		checkService(p, name, s)
+	}
+	for _, name := range sections {
+		if s := c.Section(name); s != nil {
+			checkAccounts(p, sectionKey(name), s)
+		}
+	}
+	return p.list
+}
+
+// checkBackend checks the keys of the backend link.
+func (c *Config) checkBackend(p *problemList) {
 	if len(c.RemoteURL) == 0 {
-		return c.errAt("RemoteURL", "required key is missing (the backend base URL, e.g. \"http://127.0.0.1:8080/api/\")")
+		p.add("RemoteURL", "required key is missing (the backend base URL, e.g. \"http://127.0.0.1:8080/api/\")")
 	}
 	for _, u := range c.RemoteURL {
-		p, err := url.Parse(u)
-		if err != nil {
-			return c.errAt("RemoteURL", "invalid URL %q: %v", u, errors.Unwrap(err))
-		}
-		if p.Scheme != "http" && p.Scheme != "https" {
-			return c.errAt("RemoteURL", "invalid URL %q: scheme must be http or https", u)
-		}
-		if p.Host == "" {
-			return c.errAt("RemoteURL", "invalid URL %q: no host", u)
-		}
-		if p.RawQuery != "" || p.Fragment != "" {
-			return c.errAt("RemoteURL", "invalid URL %q: no query or fragment allowed (the verb is appended)", u)
+		shown := redact.URL(u)
+		pu, err := url.Parse(u)
+		switch {
+		case err != nil:
+			detail := errors.Unwrap(err).Error()
+			if strings.Contains(u, "@") {
+				// The detail may quote part of the password.
+				detail = "does not parse"
+			}
+			p.add("RemoteURL", "invalid URL %q: %s", shown, detail)
+		case pu.Scheme != "http" && pu.Scheme != "https":
+			p.add("RemoteURL", "invalid URL %q: scheme must be http or https", shown)
+		case pu.Host == "":
+			p.add("RemoteURL", "invalid URL %q: no host", shown)
+		case pu.RawQuery != "" || pu.Fragment != "" || pu.ForceQuery:
+			p.add("RemoteURL", "invalid URL %q: no query or fragment allowed (the verb is appended)", shown)
 		}
 	}
 	if c.Timeout.Duration <= 0 {
-		return c.errAt("Timeout", "must be positive")
+		p.add("Timeout", "must be positive")
 	}
 	if c.Timeout.Duration >= 30*time.Second {
 		// dovecot aborts a dict lookup after 30 s; a longer Timeout would turn
 		// a backend failure into a client-side timeout instead of F.
-		return c.errAt("Timeout", "must be below 30s (dovecot's dict client gives up at 30s)")
+		p.add("Timeout", "must be below 30s (dovecot's dict client gives up at 30s)")
 	}
 	if c.ConnectTimeout.Duration <= 0 {
-		return c.errAt("ConnectTimeout", "must be positive")
+		p.add("ConnectTimeout", "must be positive")
 	}
 	if c.AttemptTimeout.Duration < 0 || c.AttemptTimeout.Duration > c.Timeout.Duration {
-		return c.errAt("AttemptTimeout", "must be between 0 (share Timeout among the URLs) and Timeout")
+		p.add("AttemptTimeout", "must be between 0 (share Timeout among the URLs) and Timeout")
 	}
 	if c.MaxReplySize < 0 {
-		return c.errAt("MaxReplySize", "must be positive")
+		p.add("MaxReplySize", "must be positive")
+	}
+	if c.MaxReplySize > MaxMaxReplySize {
+		p.add("MaxReplySize", "must be at most %d (1 GiB): a reply is held in memory whole", MaxMaxReplySize)
 	}
 	if c.FailoverBackoff.Duration < 0 {
-		return c.errAt("FailoverBackoff", "must not be negative")
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return c.errAt("LogLevel", "must be debug, info, warn or error, not %q", c.LogLevel)
+		p.add("FailoverBackoff", "must not be negative")
 	}
 	switch c.OCSP {
 	case "off", "if-stapled", "require-stapled":
 	default:
-		return c.errAt("OCSP", "must be off, if-stapled or require-stapled, not %q", c.OCSP)
+		p.add("OCSP", "must be off, if-stapled or require-stapled, not %q", c.OCSP)
 	}
 	if (c.ClientKey != "") && c.ClientCert == "" {
-		return c.errAt("ClientKey", "set without ClientCert")
+		p.add("ClientKey", "set without ClientCert")
+	}
+}
+
+// checkLocal checks logging and cache keys.
+func (c *Config) checkLocal(p *problemList) {
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("LogLevel", "must be debug, info, warn or error, not %q", c.LogLevel)
 	}
 	if c.Cache.MaxEntries < 0 {
-		return c.errAt("Cache.MaxEntries", "must not be negative")
+		p.add("Cache.MaxEntries", "must not be negative")
 	}
 	if c.Cache.DefaultTTL.Duration < 0 {
-		return c.errAt("Cache.DefaultTTL", "must not be negative")
+		p.add("Cache.DefaultTTL", "must not be negative")
 	}
 	if c.Cache.NegativeTTL.Duration < 0 {
-		return c.errAt("Cache.NegativeTTL", "must not be negative")
+		p.add("Cache.NegativeTTL", "must not be negative")
 	}
-	for name, s := range c.services() {
-		if strings.ContainsRune(s.Socket, 0) {
-			return c.errAt(name+".Socket", "contains a NUL byte")
+}
+
+// checkService checks a daemon section's listener keys.
+func checkService(p *problemList, name string, s *Service) {
+	if strings.ContainsRune(s.Socket, 0) {
+		p.add(name+".Socket", "contains a NUL byte")
+	}
+	if s.Mode&^0o777 != 0 {
+		p.add(name+".Mode", "must be permission bits like \"0660\"")
+	}
+	for _, k := range []struct{ key, addr string }{{"Listen", s.Listen}, {"HealthListen", s.HealthListen}} {
+		if k.addr == "" {
+			continue
 		}
-		if s.Mode&^0o777 != 0 {
-			return c.errAt(name+".Mode", "must be permission bits like \"0660\"")
-		}
-		for _, k := range []struct{ key, addr string }{{"Listen", s.Listen}, {"HealthListen", s.HealthListen}} {
-			if k.addr == "" {
-				continue
-			}
-			if _, port, err := net.SplitHostPort(k.addr); err != nil || port == "" {
-				return c.errAt(name+"."+k.key, "must be host:port, not %q", k.addr)
-			}
+		if _, port, err := net.SplitHostPort(k.addr); err != nil || port == "" {
+			p.add(name+"."+k.key, "must be host:port, not %q", k.addr)
 		}
 	}
-	return nil
+}
+
+// checkAccounts checks that the section's account names exist on this
+// host, as start-up will need them.
+func checkAccounts(p *problemList, name string, s *Service) {
+	if _, err := s.UID.UserID(); err != nil {
+		p.add(name+".UID", "%v", err)
+	}
+	if _, err := s.GID.GroupID(); err != nil {
+		p.add(name+".GID", "%v", err)
+	}
+	if s.User != "" {
+		if _, err := user.Lookup(s.User); err != nil {
+			p.add(name+".User", "unknown user %q", s.User)
+		}
+	}
+}
+
+// sectionKey is the section's name in the file: "Postfix" for "postfix".
+func sectionKey(name string) string {
+	switch name {
+	case "postfix":
+		return "Postfix"
+	case "dovecot":
+		return "Dovecot"
+	}
+	return "Nginx"
 }
 
 // SocketPath resolves a service's Socket against SocketPrefix.

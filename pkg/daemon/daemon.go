@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -128,14 +129,21 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 		fs.Usage()
 		return ExitConfig
 	}
-	cfg, err := config.Load(*cfgPath)
+	// Loading for p.Name checks this daemon's accounts too: --check-config
+	// and start-up refuse the same files, with the same status.
+	cfg, err := config.Load(*cfgPath, p.Name)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "%s: %s\n", bin, line)
+		}
 		return ExitConfig
 	}
 	sec := cfg.Section(p.Name)
 	if *check {
 		p.describe(stdout, cfg, sec)
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stderr, "%s: warning: %s\n", bin, w)
+		}
 		if _, err := NewBackend(cfg, nil, p.Credentials); err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", bin, err)
 			return ExitConfig
@@ -151,6 +159,9 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 		return ExitConfig
 	}
 	defer out.Close()
+	for _, w := range cfg.Warnings() {
+		logger.Warn("secret readable by every local user", "msgid", "config", "warning", w)
+	}
 	env := &Env{
 		Config: cfg, Section: sec, Logger: logger, Stdout: stdout, Stderr: stderr,
 		ConnState: func(int) {},
@@ -204,7 +215,7 @@ func (p Program) describe(w io.Writer, cfg *config.Config, sec *config.Service) 
 	if sec.HealthListen != "" {
 		fmt.Fprintf(w, "health: http://%s/healthz\n", sec.HealthListen)
 	}
-	for _, u := range cfg.RemoteURL {
+	for _, u := range cfg.RedactedURLs() {
 		fmt.Fprintf(w, "backend: POST %s<Verb> (timeout %s)\n", u, cfg.Timeout.Duration)
 	}
 }

@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/shitenno/shitenno/internal/redact"
 )
 
 // Status is a definitive backend answer.
@@ -189,6 +191,9 @@ func (nopObserver) BackendDone(string, time.Duration, error) {}
 func (nopObserver) CacheEvent(string)                        {}
 func (nopObserver) TLSFailure(string)                        {}
 
+// maxReplyLimit caps Options.MaxReplySize (a reply is held in memory).
+const maxReplyLimit = 1 << 30
+
 // DefaultConnectTimeout is Options.ConnectTimeout's default: on a
 // loopback or LAN link a connection takes well under a millisecond, so a
 // dial or TLS handshake still pending after a second is a dropped SYN or a
@@ -223,7 +228,8 @@ type Options struct {
 	// no per-attempt budget). nil means DefaultNonIdempotentVerbs; an
 	// empty, non-nil slice means none.
 	NonIdempotentVerbs []string
-	// MaxReplySize bounds a reply body; 0 means 1 MiB.
+	// MaxReplySize bounds a reply body; 0 means 1 MiB, and more than
+	// 1 GiB counts as 1 GiB.
 	MaxReplySize int64
 	// FailoverBackoff is how long a failing URL is skipped.
 	FailoverBackoff time.Duration
@@ -266,6 +272,10 @@ func New(o Options) (*Client, error) {
 	if c.maxReply <= 0 {
 		c.maxReply = 1 << 20
 	}
+	// The body is read up to maxReply+1 bytes to tell "exactly the bound"
+	// from "over it": that +1 must not overflow. The configuration refuses
+	// more than 1 GiB anyway; this keeps the client safe on its own.
+	c.maxReply = min(c.maxReply, maxReplyLimit)
 	c.connect = o.ConnectTimeout
 	if c.connect <= 0 {
 		c.connect = DefaultConnectTimeout
@@ -281,7 +291,7 @@ func New(o Options) (*Client, error) {
 	for _, u := range o.URLs {
 		p, err := url.Parse(u)
 		if err != nil {
-			return nil, fmt.Errorf("remote: bad URL %q: %w", u, err)
+			return nil, fmt.Errorf("remote: bad URL %q", redact.URL(u))
 		}
 		c.backends = append(c.backends, &backend{base: u, host: p.Host})
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -214,4 +215,17 @@ func FuzzAppendJSONString(f *testing.F) {
 			t.Fatalf("%q -> %s: %v", s, b, err)
 		}
 	})
+}
+
+// TestHugeMaxReplySize: a bound near the int64 maximum must not overflow
+// into refusing every reply.
+func TestHugeMaxReplySize(t *testing.T) {
+	for _, max := range []int64{math.MaxInt64, math.MaxInt64 - 1} {
+		c, _ := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"Status":"OK","Data":"x"}`)
+		}, Options{MaxReplySize: max})
+		if _, err := c.Lookup(context.Background(), "v", "k"); err != nil {
+			t.Fatalf("MaxReplySize %d: %v", max, err)
+		}
+	}
 }

@@ -1,0 +1,65 @@
+package daemon
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCheckConfigFindsUnknownAccounts: --check-config finds what start-up
+// would refuse, with exit 2 and every problem located; start-up refuses
+// the same file with the same status (a configuration error: do not
+// restart).
+func TestCheckConfigFindsUnknownAccounts(t *testing.T) {
+	dir := shortDir(t)
+	cfg := filepath.Join(dir, "c.conf")
+	writeConfig(t, cfg, postfixConfig("http://127.0.0.1:1", filepath.Join(dir, "s"),
+		"")+"UID = \"no-such-user-shitenno\"\nUser = \"no-such-user-shitenno\"\n")
+	for _, args := range [][]string{{"--config", cfg, "--check-config"}, {"--config", cfg}} {
+		var out, errb bytes.Buffer
+		code := postfixProgram().run(args, &out, &errb, make(chan os.Signal))
+		if code != ExitConfig {
+			t.Fatalf("%v: exit %d, want %d\n%s", args, code, ExitConfig, errb.String())
+		}
+		for _, want := range []string{cfg + ":7: Postfix.UID: unknown user", cfg + ":8: Postfix.User: unknown user"} {
+			if !strings.Contains(errb.String(), want) {
+				t.Errorf("%v: stderr lacks %q:\n%s", args, want, errb.String())
+			}
+		}
+	}
+}
+
+// TestCheckConfigRedactsAndWarns: --check-config never prints a RemoteURL
+// password, and warns when the file holding it is readable by everyone.
+func TestCheckConfigRedactsAndWarns(t *testing.T) {
+	dir := shortDir(t)
+	cfg := filepath.Join(dir, "c.conf")
+	writeConfig(t, cfg, postfixConfig("http://bob:s3cret@127.0.0.1:1", filepath.Join(dir, "s"), ""))
+	if err := os.Chmod(cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := postfixProgram().run([]string{"--config", cfg, "--check-config"}, &out, &errb, make(chan os.Signal)); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	all := out.String() + errb.String()
+	if strings.Contains(all, "s3cret") {
+		t.Fatalf("password printed:\n%s", all)
+	}
+	if !strings.Contains(out.String(), "http://bob:[redacted]@127.0.0.1:1/api/") {
+		t.Errorf("backend not shown:\n%s", out.String())
+	}
+	if !strings.Contains(errb.String(), "warning: "+cfg+" is readable by every local user") {
+		t.Errorf("no warning:\n%s", errb.String())
+	}
+	if err := os.Chmod(cfg, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	postfixProgram().run([]string{"--config", cfg, "--check-config"}, &out, &errb, make(chan os.Signal))
+	if strings.Contains(errb.String(), "warning") {
+		t.Errorf("warning for mode 0640:\n%s", errb.String())
+	}
+}
