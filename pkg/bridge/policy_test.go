@@ -12,8 +12,8 @@ import (
 )
 
 var policyReq = policy.Request{Attrs: []policy.Attr{
-	{"request", "smtpd_access_policy"}, {"protocol_state", "RCPT"}, {"sasl_username", "alice"},
-	{"recipient", "b@c"}, {"stress", ""}, {"x_new_in_3_12", "v=w\"\\"}, {"recipient", "second"},
+	{Name: "request", Value: "smtpd_access_policy"}, {Name: "protocol_state", Value: "RCPT"}, {Name: "sasl_username", Value: "alice"},
+	{Name: "recipient", Value: "b@c"}, {Name: "stress", Value: ""}, {Name: "x_new_in_3_12", Value: "v=w\"\\"}, {Name: "recipient", Value: "second"},
 }}
 
 func TestPolicyObject(t *testing.T) {
@@ -30,7 +30,7 @@ func TestPolicyObject(t *testing.T) {
 	if !strings.HasPrefix(string(obj), `{"request":"smtpd_access_policy","protocol_state":"RCPT",`) {
 		t.Errorf("order not kept: %s", obj)
 	}
-	if got := string(PolicyObject(policy.Request{Attrs: []policy.Attr{{"helo_name", "\xffx"}}})); got != `{"helo_name":"\ufffdx"}` {
+	if got := string(PolicyObject(policy.Request{Attrs: []policy.Attr{{Name: "helo_name", Value: "\xffx"}}})); got != `{"helo_name":"\ufffdx"}` {
 		t.Errorf("invalid UTF-8: %s", got)
 	}
 }
@@ -78,7 +78,6 @@ func TestPolicyMapping(t *testing.T) {
 		})
 	}
 }
-
 
 // TestPolicyUncached: requests reach the real client uncached and
 // uncoalesced (pkg/remote's TestUncached checks what that means).

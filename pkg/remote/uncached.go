@@ -31,4 +31,3 @@ func (c *Client) lookupUncached(ctx context.Context, verb string, body []byte) (
 	res, _, err := c.fetch(ctx, verb, body)
 	return res, err
 }
-
