@@ -19,7 +19,7 @@ type nginxSetup struct {
 
 // nginxUsersPlain are the logins the recording backend accepts. The
 // passwords carry what nginx escapes (space, %) and what it must not
-// touch (+, quotes, backslash, UTF-8).
+// touch (+, quotes, backslash, UTF-8, DEL).
 var nginxUsersPlain = map[string]string{
 	"alice":          "secret",
 	"space user":     "pass with spaces",
@@ -30,6 +30,7 @@ var nginxUsersPlain = map[string]string{
 	"backslash":      `back\slash\\`,
 	"blank edges":    " lead and trail ",
 	"user@example.o": "x%20y+z",
+	"del":            "pa\x7fss", // nginx sends DEL raw; net/http refuses it (mailauth rewrites it)
 }
 
 // newNginxSetup starts everything; form selects how nginx reaches

@@ -30,8 +30,10 @@ func handler(env *daemon.Env) *mailauth.HTTPHandler {
 	return &mailauth.HTTPHandler{
 		Handler: &bridge.Nginx{Backend: env.Backend, Record: env.Record},
 		// A backstop only: the backend client enforces Timeout itself.
-		Timeout: env.Config.Timeout.Duration + time.Second,
-		Logger:  env.Logger,
+		// Read per request from the configuration in force, so SIGHUP
+		// applies it.
+		TimeoutFunc: func() time.Duration { return env.Backend.Config().Timeout.Duration + time.Second },
+		Logger:      env.Logger,
 	}
 }
 

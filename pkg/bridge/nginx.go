@@ -50,10 +50,13 @@ func (n *Nginx) ServeAuth(ctx context.Context, req *mailauth.Request) (mailauth.
 }
 
 func (n *Nginx) auth(ctx context.Context, req *mailauth.Request) (mailauth.Reply, Outcome, error) {
-	if !validUTF8(req) {
+	if !validCredentials(req) {
 		// JSON would turn every invalid byte into U+FFFD, so different
 		// passwords would reach the backend as the same string. Such a
-		// login can never be checked: refuse it without asking.
+		// login can never be checked: refuse it without asking. The other
+		// fields are information (HELO, MAIL FROM, the client's host
+		// name): their invalid bytes become U+FFFD in the JSON, and the
+		// backend is asked.
 		return mailauth.Denied(req), OutcomeNotFound, nil
 	}
 	res, err := n.Backend.Lookup(ctx, NginxVerb, req.Object())
@@ -74,16 +77,11 @@ func (n *Nginx) auth(ctx context.Context, req *mailauth.Request) (mailauth.Reply
 	return rep, OutcomeFound, nil
 }
 
-func validUTF8(req *mailauth.Request) bool {
-	if !utf8.ValidString(string(req.Pass)) {
-		return false
-	}
-	for _, v := range req.Fields {
-		if !utf8.ValidString(v) {
-			return false
-		}
-	}
-	return true
+// validCredentials reports whether Auth-User and Auth-Pass are valid
+// UTF-8, so that JSON carries them byte for byte.
+func validCredentials(req *mailauth.Request) bool {
+	return utf8.ValidString(string(req.Pass)) && utf8.ValidString(req.User) &&
+		utf8.ValidString(req.Fields[mailauth.HeaderUser])
 }
 
 // dataObject decodes Data as a JSON object; null or absent is empty.

@@ -196,3 +196,22 @@ func TestNginxInvalidUTF8NotSent(t *testing.T) {
 		}
 	}
 }
+
+// TestNginxInvalidUTF8InformationAsked: invalid UTF-8 in a field that is
+// information only (HELO, MAIL FROM, RCPT TO, the client's host name) is
+// no reason to refuse a login: the backend is asked, with each invalid
+// byte replaced by U+FFFD.
+func TestNginxInvalidUTF8InformationAsked(t *testing.T) {
+	for _, field := range []string{"Auth-SMTP-Helo", "Auth-SMTP-From", "Auth-SMTP-To", "Client-Host"} {
+		req := ngxRequest("smtp", "plain")
+		req.Fields[field] = "a\xffb\xfe"
+		b := &ngxBackend{res: remote.Result{Status: remote.NotFound}}
+		rep, err := (&Nginx{Backend: b}).ServeAuth(t.Context(), req)
+		if err != nil || rep.Status != mailauth.StatusDenied || b.calls != 1 {
+			t.Fatalf("%s: reply %+v, err %v, backend calls %d; want the backend asked", field, rep, err, b.calls)
+		}
+		if !strings.Contains(b.object, `"`+field+`":"a\ufffdb\ufffd"`) && !strings.Contains(b.object, `"`+field+`":"a`+"\ufffd"+`b`+"\ufffd"+`"`) {
+			t.Fatalf("%s: object %s", field, b.object)
+		}
+	}
+}

@@ -149,6 +149,10 @@ func (b *Backend) LookupRaw(ctx context.Context, verb string, object json.RawMes
 // CloseIdle closes idle backend connections.
 func (b *Backend) CloseIdle() { b.cur.Load().client.CloseIdle() }
 
+// Config returns the configuration the client in use was built from: a
+// reload changes it, so servers read settings from here per request.
+func (b *Backend) Config() *config.Config { return b.cur.Load().cfg }
+
 // TLS returns the TLS setup in use.
 func (b *Backend) TLS() *remote.TLSSetup { return b.cur.Load().tls }
 

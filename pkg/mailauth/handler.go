@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// MaxTimeout is the largest backend Timeout the configuration accepts
+// (dovecot's dict client gives up at 30 s).
+const MaxTimeout = 30 * time.Second
+
 // MaxHeaderBytes bounds an auth request's header block. nginx sends well
 // under 1 KiB, or about 3 KiB with auth_http_pass_client_cert; 16 KiB
 // leaves room for large client certificates.
@@ -20,6 +24,11 @@ const MaxHeaderBytes = 16 << 10
 type Handler interface {
 	ServeAuth(ctx context.Context, req *Request) (Reply, error)
 }
+
+// WriteMargin is added to the Handler's timeout for a response's write
+// deadline: nginx reads the answer at once, so this only bounds a peer
+// that stopped reading.
+const WriteMargin = 9 * time.Second
 
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, req *Request) (Reply, error)
@@ -33,8 +42,13 @@ type HTTPHandler struct {
 	// Handler decides each attempt.
 	Handler Handler
 	// Timeout, when positive, bounds Handler's context. The backend client
-	// has its own; this is a backstop for Handlers without one.
+	// has its own; this is a backstop for Handlers without one. The
+	// response's write deadline is Timeout + WriteMargin.
 	Timeout time.Duration
+	// TimeoutFunc, when set, is called per request instead of reading
+	// Timeout, so that a reload of the configuration applies to the next
+	// request.
+	TimeoutFunc func() time.Duration
 	// Logger gets malformed requests, invalid replies and panics at Warn
 	// and above, and one Debug line per request; nil discards.
 	Logger *slog.Logger
@@ -78,9 +92,12 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		return
 	}
 	ctx := hr.Context()
-	if h.Timeout > 0 {
+	if timeout := h.timeout(); timeout > 0 {
+		// Per request, from the timeout in force now: the server-wide
+		// WriteTimeout is only a backstop (see NewServer).
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + WriteMargin))
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, h.Timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	rep, err := h.serve(ctx, req, log)
@@ -100,6 +117,14 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	// One debug line per request; the Handler reports backend failures
 	// itself (they are its errors to classify).
 	log.Debug("nginx auth", "req", req, "outcome", outcome, "duration", time.Since(start), "err", err)
+}
+
+// timeout is the Handler's timeout in force.
+func (h *HTTPHandler) timeout() time.Duration {
+	if h.TimeoutFunc != nil {
+		return h.TimeoutFunc()
+	}
+	return h.Timeout
 }
 
 // serve calls the Handler, turning a panic into an error so that nginx
@@ -132,9 +157,14 @@ type Server struct {
 }
 
 // NewServer returns a Server for h with every limit set: header read
-// deadline, request deadlines derived from timeout (the backend Timeout),
-// an idle keep-alive limit (the upstream/proxy_pass form keeps
+// deadline, an idle keep-alive limit (the upstream/proxy_pass form keeps
 // connections) and MaxHeaderBytes. errLog receives net/http's own errors.
+//
+// The write deadline of each response is set by HTTPHandler from its
+// timeout at that moment, so a reload that changes Timeout applies to the
+// next request. The server-wide WriteTimeout is only a backstop for other
+// handlers: timeout (the backend Timeout at start) or MaxTimeout,
+// whichever is larger, plus 10 s.
 func NewServer(h http.Handler, timeout time.Duration, errLog *slog.Logger) *Server {
 	if errLog == nil {
 		errLog = slog.New(slog.DiscardHandler)
@@ -143,7 +173,7 @@ func NewServer(h http.Handler, timeout time.Duration, errLog *slog.Logger) *Serv
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      timeout + 10*time.Second,
+		WriteTimeout:      max(timeout, MaxTimeout) + 10*time.Second,
 		IdleTimeout:       60 * time.Second,
 		// net/http allows 4096 bytes beyond MaxHeaderBytes (request line
 		// included) before answering 431.

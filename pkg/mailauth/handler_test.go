@@ -263,3 +263,22 @@ func BenchmarkHandler(b *testing.B) {
 		h.ServeHTTP(rec, hr)
 	}
 }
+
+// serveHTTP runs h in a NewServer on a loopback listener.
+func serveHTTP(t *testing.T, h *HTTPHandler) string {
+	t.Helper()
+	return serveServer(t, NewServer(h, time.Second, nil))
+}
+
+// serveServer runs srv on a loopback listener and returns its address.
+func serveServer(t *testing.T, srv *Server) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return l.Addr().String()
+}

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // Header names as nginx spells them. Go's net/http canonicalises incoming
@@ -125,6 +127,14 @@ func ParseRequest(h http.Header) (*Request, error) {
 			r.Pass = Secret(v)
 			continue
 		}
+		if name != HeaderUser {
+			// Information fields (HELO, MAIL FROM, RCPT TO, Client-Host…)
+			// are passed on even when a client put invalid UTF-8 in them:
+			// each invalid byte becomes U+FFFD, as JSON would make it, so
+			// logs and the backend see the same text. The credentials are
+			// kept byte for byte (a Handler decides about them).
+			v = replaceInvalidUTF8(v)
+		}
 		r.Fields[name] = v
 	}
 	r.Method = r.Fields[HeaderMethod]
@@ -151,6 +161,25 @@ func ParseRequest(h http.Header) (*Request, error) {
 		}
 	}
 	return r, nil
+}
+
+// replaceInvalidUTF8 returns s with each byte that is not part of valid
+// UTF-8 replaced by U+FFFD (encoding/json's rule).
+func replaceInvalidUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
 // isToken reports whether s is a non-empty lower-case keyword, the form of

@@ -16,6 +16,14 @@ var (
 
 // Serve accepts auth_http connections on l until Shutdown or Close.
 //
+// A control byte (other than HTAB) or DEL inside a header line, which
+// net/http would answer with a bare 400 and no Auth-Status, reaches it as
+// "%XX" instead: nginx percent-escapes bytes below 0x20 in Auth-User and
+// Auth-Pass but sends DEL raw, and a client may type one. In those
+// escaped headers the value then decodes to the very bytes sent, so the
+// backend judges the credential; in the others it reads as the text
+// "%7F".
+//
 // Every request head is checked byte by byte before net/http parses it:
 // a bare LF, a bare CR or a folded header line (obs-fold) ends the
 // connection with 400 Bad Request. RFC 9112 lets a server accept these
@@ -53,10 +61,18 @@ type strictConn struct {
 	cr          bool  // the previous byte was CR
 	lineLen     int   // bytes on the current line so far
 	requestLine bool  // the current line is a request line
+	// pending holds escaped bytes that did not fit the caller's buffer.
+	pending []byte
 }
 
 func (c *strictConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
 	bad := c.bad
 	c.mu.Unlock()
 	if bad != nil {
@@ -65,15 +81,49 @@ func (c *strictConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if i, bad := c.scan(p[:n]); bad != nil {
+	i, bad := c.scan(p[:n])
+	if bad != nil {
 		c.bad = bad
 		if i == 0 {
 			return 0, bad
 		}
 		// Hand over what came before the fault; the next Read fails.
-		return i, nil
+		err = nil
 	}
-	return n, err
+	return c.escape(p, i), err
+}
+
+// escape rewrites the refused bytes among p[:n] (already scanned) as %XX,
+// keeping in c.pending what does not fit p, and returns the count in p.
+func (c *strictConn) escape(p []byte, n int) int {
+	k := 0
+	for _, x := range p[:n] {
+		if refused(x) {
+			k++
+		}
+	}
+	if k == 0 {
+		return n
+	}
+	const hex = "0123456789ABCDEF"
+	out := make([]byte, 0, n+2*k)
+	for _, x := range p[:n] {
+		if refused(x) {
+			out = append(out, '%', hex[x>>4], hex[x&0xf])
+			continue
+		}
+		out = append(out, x)
+	}
+	m := copy(p, out)
+	c.pending = out[m:]
+	return m
+}
+
+// refused reports whether net/http refuses byte x in a header line: a
+// control byte other than HTAB, or DEL. CR and LF are the framing, which
+// scan checks.
+func refused(x byte) bool {
+	return (x < 0x20 && x != '\t' && x != '\r' && x != '\n') || x == 0x7f
 }
 
 // scan advances the line state over b; on a framing fault it returns the
