@@ -443,8 +443,8 @@ func supCheckUpstartJob(proto, text string) []string {
 	}
 	if args, ok := once("kill timeout"); !ok || len(args) != 1 {
 		bad("kill timeout missing")
-	} else if v, err := strconv.Atoi(args[0]); err != nil || v <= 10 {
-		bad("kill timeout %q must exceed the daemon's 10 s shutdown grace", args[0])
+	} else if v, err := strconv.Atoi(args[0]); err != nil || v <= 32 {
+		bad("kill timeout %q must exceed the daemon's shutdown grace (Timeout, below 30 s, + 2 s)", args[0])
 	}
 	if args, ok := once("console"); !ok || len(args) != 1 || args[0] != "log" {
 		bad("console log missing: the daemon logs to stderr")

@@ -559,7 +559,7 @@ stop on runlevel [!2345]
 respawn
 respawn limit 10 60
 normal exit 0 2 TERM
-kill timeout 20
+kill timeout 35
 console log
 pre-start script
   mkdir -p /run/x

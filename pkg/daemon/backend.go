@@ -64,8 +64,11 @@ func newTracedBackend(cfg *config.Config, w io.Writer, credentials bool) (*Backe
 }
 
 // build makes a client for cfg. The reply cache of old is kept when the
-// backend URLs and the cache settings did not change, so a reload that
-// only touches, say, the log level does not empty it.
+// backend URLs, the TLS trust settings (remote.TLSSetup.SameTrust: CA
+// pool contents, pins, ServerName, OCSP, client certificate) and the cache
+// settings did not change, so a reload that only touches, say, the log
+// level does not empty it, while one that changes whom to trust never
+// serves replies obtained under the old trust.
 func (b *Backend) build(cfg *config.Config, old *backendState) (*backendState, error) {
 	ts, err := remote.NewTLS(remote.TLSOptions{
 		CertPool:       cfg.CertPool,
@@ -80,7 +83,7 @@ func (b *Backend) build(cfg *config.Config, old *backendState) (*backendState, e
 		return nil, fmt.Errorf("%s: %w", cfg.File, err)
 	}
 	var cache *remote.Cache
-	if old != nil && old.cfg.Cache == cfg.Cache && slices.Equal(old.cfg.RemoteURL, cfg.RemoteURL) {
+	if old != nil && old.cfg.Cache == cfg.Cache && slices.Equal(old.cfg.RemoteURL, cfg.RemoteURL) && old.tls.SameTrust(ts) {
 		cache = old.cache
 	} else {
 		ttl, negTTL := cfg.Cache.DefaultTTL.Duration, cfg.Cache.NegativeTTL.Duration

@@ -43,6 +43,12 @@ const (
 	shutdownGrace = 10 * time.Second
 )
 
+// shutdownMargin: at SIGTERM, in-flight requests get shutdownGrace or
+// Timeout + shutdownMargin, whichever is longer, so a lookup that started
+// just before still gets its backend's answer (or its temporary failure)
+// rather than a closed connection.
+const shutdownMargin = 2 * time.Second
+
 // Server is what every protocol server offers (net/http's shape).
 type Server interface {
 	Serve(net.Listener) error
@@ -417,7 +423,7 @@ loop:
 	}
 	r.live.stopping.Store(true)
 	notify(log, "STOPPING=1", "STATUS=stopping")
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	ctx, cancel := context.WithTimeout(context.Background(), max(shutdownGrace, r.cfg.Timeout.Duration+shutdownMargin))
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Warn("shutdown did not finish in time; closed remaining connections", "err", err)

@@ -179,6 +179,31 @@ func (s *TLSSetup) Reload() error {
 	return nil
 }
 
+// SameTrust reports whether o trusts exactly what s trusts and presents
+// the same identity: the same CA pool (by contents, not file names), pins,
+// ServerName, OCSP mode and client certificate files. Replies obtained
+// under s may be served under o only then: a reply cached from a backend
+// that the new settings would refuse must not outlive the change.
+func (s *TLSSetup) SameTrust(o *TLSSetup) bool {
+	if s == nil || o == nil {
+		return s == o
+	}
+	sr, or := s.conf.RootCAs, o.conf.RootCAs
+	if (sr == nil) != (or == nil) || (sr != nil && !sr.Equal(or)) {
+		return false
+	}
+	if len(s.pins) != len(o.pins) {
+		return false
+	}
+	for p := range s.pins {
+		if !o.pins[p] {
+			return false
+		}
+	}
+	return s.conf.ServerName == o.conf.ServerName && s.ocsp == o.ocsp &&
+		s.opts.ClientCert == o.opts.ClientCert && s.opts.ClientKey == o.opts.ClientKey
+}
+
 // ClientCertificate returns the client certificate in use (nil when none
 // is configured), for status output and expiry checks.
 func (s *TLSSetup) ClientCertificate() *x509.Certificate {
