@@ -381,8 +381,32 @@ func (c *Config) applyDefaults(md toml.MetaData) {
 	}
 }
 
+// sections is the one table of daemon sections: the daemon's name and
+// its section in the file.
+var sections = []struct{ name, key string }{
+	{"postfix", "Postfix"},
+	{"dovecot", "Dovecot"},
+	{"nginx", "Nginx"},
+}
+
+// services returns every daemon section by its key in the file.
 func (c *Config) services() map[string]*Service {
-	return map[string]*Service{"Postfix": &c.Postfix.Service, "Dovecot": &c.Dovecot, "Nginx": &c.Nginx}
+	m := make(map[string]*Service, len(sections))
+	for _, s := range sections {
+		m[s.key] = c.Section(s.name)
+	}
+	return m
+}
+
+// SectionKey returns a daemon's section name in the file ("Postfix" for
+// "postfix"), or "" for an unknown daemon.
+func SectionKey(name string) string {
+	for _, s := range sections {
+		if s.name == name {
+			return s.key
+		}
+	}
+	return ""
 }
 
 func (c *Config) errAt(key, format string, args ...any) *Error {
@@ -428,7 +452,7 @@ func (c *Config) problems(sections []string) []*Error {
 	}
 	for _, name := range sections {
 		if s := c.Section(name); s != nil {
-			checkAccounts(p, sectionKey(name), s)
+			checkAccounts(p, SectionKey(name), s)
 		}
 	}
 	return p.list
@@ -541,17 +565,6 @@ func checkAccounts(p *problemList, name string, s *Service) {
 			p.add(name+".User", "unknown user %q", s.User)
 		}
 	}
-}
-
-// sectionKey is the section's name in the file: "Postfix" for "postfix".
-func sectionKey(name string) string {
-	switch name {
-	case "postfix":
-		return "Postfix"
-	case "dovecot":
-		return "Dovecot"
-	}
-	return "Nginx"
 }
 
 // SocketPath resolves a service's Socket against SocketPrefix.

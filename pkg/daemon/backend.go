@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/redact"
 	"github.com/shitenno/shitenno/pkg/config"
 	"github.com/shitenno/shitenno/pkg/remote"
 )
@@ -219,7 +220,7 @@ func (t *traceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			rc.Close()
 		}
 	}
-	fmt.Fprintf(t.w, "> %s %s\n> %s\n", req.Method, req.URL.Redacted(), redactJSON(body))
+	fmt.Fprintf(t.w, "> %s %s\n> %s\n", req.Method, redact.URL(req.URL.String()), redactJSON(body))
 	start := time.Now()
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {

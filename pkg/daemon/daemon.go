@@ -283,15 +283,7 @@ func (p Program) listeners(env *Env) ([]net.Listener, error) {
 	return ls, nil
 }
 
-func (p Program) section() string {
-	switch p.Name {
-	case "postfix":
-		return "Postfix"
-	case "dovecot":
-		return "Dovecot"
-	}
-	return "Nginx"
-}
+func (p Program) section() string { return config.SectionKey(p.Name) }
 
 // runtime is the state of a serving daemon that a reload may change.
 type runtime struct {
