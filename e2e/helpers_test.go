@@ -2,8 +2,11 @@
 // and nginx on loopback. Each test builds what it needs, starts private
 // peer instances in its own temporary directory and stops them by PID.
 //
-// In CI (CI=true) a missing peer is a failure; elsewhere the test is
-// skipped with the reason.
+// A missing peer (or root, or the Debian 13 root) fails the test: `make
+// test` installs the peers first (scripts/install-peers.sh), and a run that
+// skipped them has not tested shitenno against them. SHITENNO_ALLOW_SKIP=1
+// turns those failures into skips, for a machine that cannot have them;
+// make test's summary (internal/testsummary) still counts them.
 package e2e
 
 import (
@@ -80,11 +83,17 @@ func binary(t testing.TB, name string) string {
 	return r.path
 }
 
-// inCI reports whether a missing peer must fail the run.
-func inCI() bool { return os.Getenv("CI") != "" && os.Getenv("CI") != "false" }
+// inCI reports whether a missing peer must fail the test: always, unless
+// SHITENNO_ALLOW_SKIP=1. (The name is historical: CI and a developer's
+// `make test` follow the same rule.)
+func inCI() bool { return !allowSkip() }
 
-// requireTool returns the path of a peer program, failing in CI and
-// skipping elsewhere when it is missing.
+// allowSkip reports whether SHITENNO_ALLOW_SKIP=1 lets a test skip for a
+// missing peer.
+func allowSkip() bool { return os.Getenv("SHITENNO_ALLOW_SKIP") == "1" }
+
+// requireTool returns the path of a peer program, failing (see inCI) and
+// skipping only with SHITENNO_ALLOW_SKIP=1, when it is missing.
 func requireTool(t testing.TB, name string, dirs ...string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
@@ -97,7 +106,7 @@ func requireTool(t testing.TB, name string, dirs ...string) string {
 		}
 	}
 	if inCI() {
-		t.Fatalf("%s is not installed: CI must install it (.ci/run)", name)
+		t.Fatalf("%s is not installed: run scripts/install-peers.sh as root (SHITENNO_ALLOW_SKIP=1 skips instead)", name)
 	}
 	t.Skipf("%s is not installed", name)
 	return ""

@@ -37,7 +37,7 @@ func startNginx(t *testing.T, dir, mailBody, httpBody string, waitPorts ...int) 
 	nginx := requireTool(t, "nginx")
 	if _, err := os.Stat(nginxMailModule); err != nil {
 		if inCI() {
-			t.Fatalf("%s missing: CI must install libnginx-mod-mail", nginxMailModule)
+			t.Fatalf("%s missing: run scripts/install-peers.sh (libnginx-mod-mail)", nginxMailModule)
 		}
 		t.Skipf("%s missing (libnginx-mod-mail)", nginxMailModule)
 	}
