@@ -11,17 +11,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 t="${1:-10s}"
 out=$(mktemp)
+# files DIR: how many files DIR holds (0 when it does not exist).
+files() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }
 trap 'rm -f "$out"' EXIT
 for pkg in $(go list ./pkg/... ./cmd/...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
 		echo "fuzz $pkg $f ($t)"
 		corpus="$dir/testdata/fuzz/$f"
-		before=$(ls "$corpus" 2>/dev/null | wc -l)
+		before=$(files "$corpus")
 		if go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" "$pkg" 2>&1 | tee "$out"; then
 			continue
 		fi
-		after=$(ls "$corpus" 2>/dev/null | wc -l)
+		after=$(files "$corpus")
 		if [ "$after" -eq "$before" ] && grep -q '^    context deadline exceeded$' "$out" &&
 			[ "$(grep -c '^--- FAIL' "$out")" -eq 1 ]; then
 			echo "fuzz: $f: 'context deadline exceeded' with no failing input: Go's fuzz coordinator race (go.dev/issue/75804), not a failure"
