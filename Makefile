@@ -8,7 +8,7 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 FUZZTIME ?= 10s
 
-.PHONY: all build run check test peers unit e2e fuzz bench lint install clean readme
+.PHONY: all build run check test peers unit e2e fuzz bench lint install clean readme deb test-deb
 
 all: build
 
@@ -77,8 +77,17 @@ lint:
 readme:
 	./scripts/readme.sh
 
+# Debian package: dist/shitenno_<version>_<arch>.deb (scripts/deb.sh).
+deb:
+	./scripts/deb.sh
+
+# The package installed, run, upgraded and purged in Debian 12 and 13
+# chroots (scripts/test-deb.sh; root).
+test-deb: deb
+	./scripts/test-deb.sh dist/shitenno_$$(./scripts/deb-version.sh)_$$(dpkg-architecture -qDEB_HOST_ARCH).deb
+
 install: build
 	./scripts/install.sh "$(DESTDIR)" "$(PREFIX)"
 
 clean:
-	rm -rf bin run
+	rm -rf bin run dist
