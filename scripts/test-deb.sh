@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# make test-deb: installs dist/shitenno_….deb in fresh Debian 12 (bookworm)
+# and 13 (trixie) roots and checks what the package promises:
+#   - apt-get install ./shitenno_….deb succeeds (dependencies from the mirror)
+#   - files and modes where debian/ puts them; the shitenno user; the
+#     sockets of installed peers enabled, no service enabled
+#   - systemd-analyze verify accepts the installed units
+#   - unconfigured, the daemons refuse to start (no RemoteURL); with
+#     RemoteURL pointing at the example backend, the installed daemons with
+#     the installed configuration answer postmap -q (postfix), doveadm auth
+#     test (dovecot 2.3, bookworm) or the daemon's passdb query (trixie),
+#     and an nginx auth_http request
+#   - an upgrade to a newer version keeps the edited conffile and its mode
+#   - purge removes everything but the shitenno user
+#
+# Usage: scripts/test-deb.sh DEB [RELEASE...]   (default: bookworm trixie)
+# Needs root and debootstrap. The base roots (debootstrap --variant=minbase
+# plus systemd, postfix, dovecot-core, curl) are cached as
+# /var/tmp/shitenno-debtest-RELEASE and rebuilt when missing; each run
+# works on a copy, removed afterwards. Mirror: the host's apt sources, or
+# $SHITENNO_DEBIAN_MIRROR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+deb=${1:?usage: scripts/test-deb.sh DEB [RELEASE...]}
+shift
+releases=("$@")
+[ ${#releases[@]} -gt 0 ] || releases=(bookworm trixie)
+deb=$(readlink -f "$deb")
+cache=${SHITENNO_DEBTEST_DIR:-/var/tmp}
+base_pkgs=(systemd postfix dovecot-core curl ca-certificates)
+
+log() { printf 'test-deb: %s\n' "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+fails=0
+fail() { log "FAIL [$rel]: $*"; fails=$((fails + 1)); }
+ok() { log "ok   [$rel]: $*"; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap, chroot): sudo make test-deb"
+command -v debootstrap >/dev/null || die "debootstrap is missing: sudo scripts/install-peers.sh --deb"
+[ -f "$deb" ] || die "$deb: no such file (make deb)"
+
+# mirror: the first non-security Debian URI of the host's apt sources.
+mirror() {
+	if [ -n "${SHITENNO_DEBIAN_MIRROR:-}" ]; then echo "$SHITENNO_DEBIAN_MIRROR"; return; fi
+	local f u
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		u=$(awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$f")
+		if [ -n "$u" ]; then echo "$u"; return; fi
+	done
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -f "$f" ] || continue
+		u=$(awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+			if ($i !~ /security/) { print $i; exit } }' "$f")
+		if [ -n "$u" ]; then echo "$u"; return; fi
+	done
+	return 1
+}
+
+# base RELEASE: path of the cached base root, built when missing.
+base() {
+	local rel=$1 dir=$cache/shitenno-debtest-$1 url
+	exec 8>"$dir.lock"
+	flock -w 1800 8 || die "timed out waiting for $dir.lock"
+	if [ ! -d "$dir" ]; then
+		url=$(mirror) || die "no Debian mirror in the apt sources (set SHITENNO_DEBIAN_MIRROR)"
+		rm -rf "$dir.tmp"
+		log "debootstrap --variant=minbase $rel from $url into $dir.tmp"
+		debootstrap --variant=minbase "$rel" "$dir.tmp" "$url" >&2 ||
+			die "debootstrap $rel failed (see $dir.tmp/debootstrap/debootstrap.log)"
+		printf '#!/bin/sh\nexit 101\n' >"$dir.tmp/usr/sbin/policy-rc.d"
+		chmod 755 "$dir.tmp/usr/sbin/policy-rc.d"
+		echo 'postfix postfix/main_mailer_type select No configuration' | chroot "$dir.tmp" debconf-set-selections
+		chroot "$dir.tmp" apt-get update -q >&2
+		chroot "$dir.tmp" env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends "${base_pkgs[@]}" >&2
+		printf 'compatibility_level = 3.6\n' >"$dir.tmp/etc/postfix/main.cf"
+		chroot "$dir.tmp" apt-get clean
+		mv "$dir.tmp" "$dir"
+	fi
+	exec 8>&-
+	echo "$dir"
+}
+
+# Example backend on the host (the roots share the host's loopback).
+tmp=$(mktemp -d)
+root=""
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	if [ -n "$root" ]; then
+		chroot "$root" doveadm stop >/dev/null 2>&1 || true
+		umount "$root/proc" 2>/dev/null || true
+		rm -rf "$root"
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+"$GO" build -o "$tmp/backend" ./cmd/shitenno-example-backend
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 18980)
+"$tmp/backend" --listen "127.0.0.1:$port" --data conf/example-backend.toml --quiet &
+pids+=($!)
+
+# The newer version for the upgrade test: the same package, version +1.
+version=$(dpkg-deb -f "$deb" Version)
+newer=$tmp/new
+dpkg-deb -R "$deb" "$newer"
+sed -i "s/^Version: .*/Version: $version+upgradetest/" "$newer/DEBIAN/control"
+dpkg-deb --root-owner-group -b "$newer" "$tmp/shitenno_new.deb" >/dev/null
+rm -rf "$newer"
+
+in_root() { chroot "$root" "$@"; }
+apt_in() { in_root env DEBIAN_FRONTEND=noninteractive apt-get "$@" -y -q -o Dpkg::Use-Pty=0 >&2; }
+# listing: what the root holds, except what changes by itself.
+listing() {
+	(cd "$root" && find . -xdev \( -path ./proc -o -path ./tmp -o -path ./run -o -path ./var/log \
+		-o -path ./var/cache -o -path ./var/lib/apt -o -path ./var/lib/dpkg \) -prune -o -print |
+		grep -v -e '^\./etc/\(passwd\|group\|shadow\|gshadow\)-$' -e '^\./etc/\(sub\|\)[ug]id' | sort)
+}
+
+# check_mode MODE OWNER PATH
+check_mode() {
+	local got
+	got=$(in_root stat -c '%a %U:%G' "$3" 2>/dev/null || echo missing)
+	[ "$got" = "$1 $2" ] || fail "$3: $got, want $1 $2"
+}
+
+# start NAME: the installed daemon with the installed configuration, as
+# root without systemd: it creates its socket (owner and mode from the
+# configuration) and switches to user shitenno.
+start() {
+	in_root /usr/sbin/shitenno-"$1" --config /etc/shitenno/shitenno.conf >"$tmp/$1.log" 2>&1 &
+	pids+=($!)
+	local i
+	for i in $(seq 1 50); do
+		[ -S "$root/run/shitenno-$1" ] && return 0
+		sleep 0.1
+	done
+	fail "shitenno-$1 did not create /run/shitenno-$1: $(cat "$tmp/$1.log")"
+}
+
+for rel in "${releases[@]}"; do
+	b=$(base "$rel")
+	root=$(mktemp -d "$cache/shitenno-debtest-$rel.run.XXXXXX")
+	log "[$rel] copying $b"
+	cp -a "$b/." "$root/"
+	mount -t proc proc "$root/proc"
+	before=$(listing)
+
+	cp "$deb" "$root/tmp/shitenno.deb"
+	cp "$tmp/shitenno_new.deb" "$root/tmp/shitenno_new.deb"
+	if apt_in install ./tmp/shitenno.deb 2>"$tmp/apt.log" || { cat "$tmp/apt.log" >&2; false; }; then
+		ok "apt-get install ./$(basename "$deb")"
+	else
+		fail "apt-get install"
+		umount "$root/proc"; rm -rf "$root"; root=""; continue
+	fi
+
+	# Files and modes.
+	for d in postfix dovecot nginx; do
+		check_mode 755 root:root /usr/sbin/shitenno-$d
+		check_mode 755 root:root /usr/share/doc/shitenno/examples/runit/shitenno-$d/run
+		check_mode 644 root:root /usr/share/man/man8/shitenno-$d.8.gz
+	done
+	for u in "$root"/usr/lib/systemd/system/shitenno-*; do
+		check_mode 644 root:root "${u#"$root"}"
+	done
+	check_mode 640 root:shitenno /etc/shitenno/shitenno.conf
+	check_mode 644 root:root /usr/lib/sysusers.d/shitenno.conf
+	check_mode 644 root:root /usr/share/man/man5/shitenno.conf.5.gz
+	in_root dpkg-query -W -f='${Conffiles}\n' shitenno | grep -q ' /etc/shitenno/shitenno.conf ' ||
+		fail "/etc/shitenno/shitenno.conf is not a conffile"
+	in_root getent passwd shitenno | grep -q ':/nonexistent:/usr/sbin/nologin$' ||
+		fail "user shitenno: $(in_root getent passwd shitenno || echo missing)"
+	# Peers postfix and dovecot are in the root, www-data always: every
+	# socket is enabled; services are started by their sockets only.
+	for d in postfix dovecot nginx; do
+		[ -L "$root/etc/systemd/system/sockets.target.wants/shitenno-$d.socket" ] ||
+			fail "shitenno-$d.socket is not enabled"
+		[ ! -e "$root/etc/systemd/system/multi-user.target.wants/shitenno-$d.service" ] ||
+			fail "shitenno-$d.service is enabled (sockets start it)"
+	done
+	ok "files, modes, conffile, user, enabled sockets"
+
+	if out=$(in_root sh -c 'systemd-analyze verify /usr/lib/systemd/system/shitenno-*.socket \
+		/usr/lib/systemd/system/shitenno-*.service' 2>&1) && [ -z "$out" ]; then
+		ok "systemd-analyze verify"
+	else
+		fail "systemd-analyze verify: $out"
+	fi
+
+	# Unconfigured: refuses to start, says why.
+	if out=$(in_root shitenno-postfix --check-config 2>&1); then
+		fail "--check-config accepts the shipped configuration (RemoteURL unset): $out"
+	elif ! grep -q RemoteURL <<<"$out"; then
+		fail "--check-config does not name RemoteURL: $out"
+	else
+		ok "unconfigured: $out"
+	fi
+
+	# Only RemoteURL edited.
+	sed -i "s|^# RemoteURL = \"http://127.0.0.1:8080/api/\".*|RemoteURL = \"http://127.0.0.1:$port/\"|" \
+		"$root/etc/shitenno/shitenno.conf"
+	grep -q "^RemoteURL = \"http://127.0.0.1:$port/\"" "$root/etc/shitenno/shitenno.conf" || fail "could not set RemoteURL"
+	in_root setpriv --reuid=shitenno --regid=shitenno --clear-groups \
+		shitenno-postfix --config /etc/shitenno/shitenno.conf --check-config >/dev/null 2>"$tmp/check" ||
+		fail "user shitenno cannot use the configuration: $(cat "$tmp/check")"
+
+	for d in postfix dovecot nginx; do start $d; done
+	if out=$(in_root postmap -q postmaster@example.org socketmap:unix:/run/shitenno-postfix:virtual 2>&1) &&
+		[ "$out" = alice@example.org ]; then
+		ok "postmap -q postmaster@example.org → $out"
+	else
+		fail "postmap -q: $out"
+	fi
+	if [ "$rel" = bookworm ]; then
+		# dovecot 2.3 with the shipped dict passdb/userdb example.
+		cp -a "$root/etc/dovecot" "$tmp/dovecot-etc"
+		cp "$root/usr/share/doc/shitenno/examples/dovecot/dovecot-dict-auth.conf.ext" "$root/etc/dovecot/"
+		cp "$root/usr/share/doc/shitenno/examples/dovecot/auth-shitenno.2.3.conf.ext" "$root/etc/dovecot/conf.d/auth-shitenno.conf.ext"
+		sed -i 's/^!include auth-system.conf.ext/!include auth-shitenno.conf.ext/' "$root/etc/dovecot/conf.d/10-auth.conf"
+		printf 'protocols =\nlisten = 127.0.0.1\nauth_verbose = yes\nlog_path = /tmp/dovecot.log\n' >"$root/etc/dovecot/local.conf"
+		if in_root dovecot 2>"$tmp/dovecot.err"; then
+			sleep 1
+			if out=$(in_root doveadm auth test alice@example.org secret 2>&1); then
+				ok "doveadm auth test alice@example.org: $(head -1 <<<"$out")"
+			else
+				fail "doveadm auth test: $out $(cat "$root/tmp/dovecot.log" 2>/dev/null)"
+			fi
+			if out=$(in_root doveadm auth test alice@example.org wrong 2>&1); then
+				fail "doveadm auth test with a wrong password succeeded: $out"
+			fi
+			in_root doveadm stop >/dev/null 2>&1 || true
+		else
+			fail "dovecot does not start: $(cat "$tmp/dovecot.err")"
+		fi
+		# What running dovecot left behind is not the package's.
+		rm -rf "$root/etc/dovecot" "$root/tmp/dovecot.log" "$root/var/lib/dovecot/instances"
+		cp -a "$tmp/dovecot-etc" "$root/etc/dovecot"
+	else
+		# dovecot 2.4's example is the Lua script (e2e/trixie_test.go runs
+		# it); here the installed daemon answers the passdb lookup.
+		if out=$(in_root shitenno-dovecot --config /etc/shitenno/shitenno.conf query passdb alice@example.org 2>&1); then
+			ok "shitenno-dovecot query passdb alice@example.org"
+		else
+			fail "shitenno-dovecot query passdb: $out"
+		fi
+	fi
+	hdr=$(in_root curl -s -D - -o /dev/null --unix-socket /run/shitenno-nginx \
+		-H 'Auth-Method: plain' -H 'Auth-User: alice@example.org' -H 'Auth-Pass: secret' \
+		-H 'Auth-Protocol: imap' -H 'Auth-Login-Attempt: 1' -H 'Client-IP: 127.0.0.1' \
+		http://localhost/auth 2>&1 | tr -d '\r')
+	if grep -q '^Auth-Status: OK$' <<<"$hdr"; then
+		ok "nginx auth_http request: Auth-Status: OK"
+	else
+		fail "nginx auth_http request: $hdr"
+	fi
+	for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null || true; done
+	wait "${pids[@]:1}" 2>/dev/null || true
+	pids=("${pids[0]}")
+
+	# Upgrade keeps the edited conffile.
+	edited=$(sha256sum <"$root/etc/shitenno/shitenno.conf")
+	if apt_in install ./tmp/shitenno_new.deb 2>"$tmp/apt.log" || { cat "$tmp/apt.log" >&2; false; }; then
+		[ "$(in_root dpkg-query -W -f='${Version}' shitenno)" = "$version+upgradetest" ] || fail "upgrade: version not updated"
+		[ "$(sha256sum <"$root/etc/shitenno/shitenno.conf")" = "$edited" ] || fail "upgrade replaced the edited conffile"
+		check_mode 640 root:shitenno /etc/shitenno/shitenno.conf
+		ok "upgrade to $version+upgradetest keeps the edited conffile"
+	else
+		fail "upgrade"
+	fi
+
+	# Purge: nothing left but the user.
+	apt_in purge shitenno 2>"$tmp/apt.log" || { cat "$tmp/apt.log" >&2; fail "purge"; }
+	rm -f "$root/tmp/shitenno.deb" "$root/tmp/shitenno_new.deb"
+	left=$(comm -13 <(echo "$before") <(listing))
+	if [ -n "$left" ]; then
+		fail "purge left: $left"
+	elif ! in_root getent passwd shitenno >/dev/null; then
+		fail "purge removed the user shitenno (policy: keep it)"
+	else
+		ok "purge leaves nothing but the user"
+	fi
+
+	umount "$root/proc"
+	rm -rf "$root"
+	root=""
+done
+
+if [ $fails -gt 0 ]; then
+	log "$fails check(s) failed"
+	exit 1
+fi
+log "all checks passed on ${releases[*]}"
