@@ -161,6 +161,10 @@ for rel in "${releases[@]}"; do
 		umount "$root/proc"; rm -rf "$root"; root=""; continue
 	fi
 
+	# Dependencies pulled in: procps (/bin/kill for ExecReload) is not in minbase.
+	in_root dpkg-query -W -f='${Status}' procps 2>/dev/null | grep -q "install ok installed" ||
+		fail "procps (Depends) was not installed"
+
 	# Files and modes.
 	for d in postfix dovecot nginx; do
 		check_mode 755 root:root /usr/sbin/shitenno-$d
@@ -276,7 +280,9 @@ for rel in "${releases[@]}"; do
 	fi
 
 	# Purge: nothing left but the user.
+	# (and what was installed only for it: autoremove --purge)
 	apt_in purge shitenno 2>"$tmp/apt.log" || { cat "$tmp/apt.log" >&2; fail "purge"; }
+	apt_in autoremove --purge 2>"$tmp/apt.log" || { cat "$tmp/apt.log" >&2; fail "autoremove --purge"; }
 	rm -f "$root/tmp/shitenno.deb" "$root/tmp/shitenno_new.deb"
 	left=$(comm -13 <(echo "$before") <(listing))
 	if [ -n "$left" ]; then
