@@ -31,6 +31,7 @@ type Data struct {
 	Tables map[string]map[string]string
 	Users  map[string]User
 	Nginx  map[string]string
+	Policy PolicyData
 }
 
 // User is one mailbox.
@@ -58,6 +59,7 @@ type server struct {
 	data   Data
 	maxAge int
 	quiet  bool
+	quota  quota
 }
 
 func main() {
@@ -72,7 +74,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "shitenno-example-backend: %v\n", err)
 		os.Exit(2)
 	}
-	s := &server{data: d, maxAge: *maxAge, quiet: *quiet}
+	s := &server{data: d, maxAge: *maxAge, quiet: *quiet, quota: quota{now: time.Now}}
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "shitenno-example-backend: %v\n", err)
@@ -119,7 +121,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Printf("%s %s", req.Verb, rep.Status)
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if s.maxAge > 0 {
+	switch {
+	case req.Verb == "policy":
+		// Each policy request counts (the quota): never to be reused.
+		w.Header().Set("Cache-Control", "no-store")
+	case s.maxAge > 0:
 		w.Header().Set("Cache-Control", fmt.Sprintf("max-age=%d", s.maxAge))
 	}
 	_ = json.NewEncoder(w).Encode(rep)
@@ -146,6 +152,8 @@ func (s *server) answer(req request) (any, bool, error) {
 		return m, true, nil
 	case "nginx":
 		return s.nginx(req.Object)
+	case "policy":
+		return s.policy(req.Object)
 	}
 	var key string
 	if err := json.Unmarshal(req.Object, &key); err != nil {

@@ -17,7 +17,7 @@ func main() {
 		Name:       "postfix",
 		Build:      build,
 		Query:      query,
-		QueryUsage: "TABLE KEY",
+		QueryUsage: "TABLE KEY | query --policy NAME=VALUE...",
 	})
 }
 
@@ -32,6 +32,9 @@ func build(env *daemon.Env) (daemon.Server, error) {
 
 // query prints the exact socketmap reply postfix would get.
 func query(ctx context.Context, env *daemon.Env, args []string) int {
+	if len(args) > 0 && args[0] == "--policy" {
+		return queryPolicy(ctx, env, args[1:])
+	}
 	if len(args) != 2 {
 		fmt.Fprintln(env.Stderr, "usage: shitenno-postfix query TABLE KEY")
 		return daemon.ExitConfig

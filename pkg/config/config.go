@@ -450,6 +450,7 @@ func (c *Config) problems(sections []string) []*Error {
 	for name, s := range c.services() {
 		checkService(p, name, s)
 	}
+	c.Postfix.checkPolicy(p)
 	for _, name := range sections {
 		if s := c.Section(name); s != nil {
 			checkAccounts(p, SectionKey(name), s)

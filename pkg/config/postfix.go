@@ -1,6 +1,12 @@
 package config
 
-import "github.com/BurntSushi/toml"
+import (
+	"net"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/BurntSushi/toml"
+)
 
 // Defaults of the [Postfix] listeners beyond socketmap.
 const (
@@ -60,5 +66,55 @@ func (p *Postfix) applyDefaults(md toml.MetaData) {
 	}
 	if !md.IsDefined("Postfix", "PolicyFailAction") {
 		p.PolicyFailAction = DefaultPolicyFailAction
+	}
+}
+
+// maxPolicyAction mirrors policy.MaxAction (config imports none of the
+// protocol packages): the longest action postfix is sure to read back.
+const maxPolicyAction = 4 << 10
+
+// checkPolicy checks the policy and tcp_table keys of [Postfix].
+func (pf *Postfix) checkPolicy(p *problemList) {
+	if strings.ContainsRune(pf.PolicySocket, 0) {
+		p.add("Postfix.PolicySocket", "contains a NUL byte")
+	}
+	checkTCPAddr(p, "Postfix.PolicyListen", pf.PolicyListen)
+	if pf.PolicyVerb == "" {
+		p.add("Postfix.PolicyVerb", "must not be empty")
+	}
+	// The fail action goes to postfix verbatim as action=...: one line of
+	// printable text, or the reply would desynchronise the connection.
+	a := pf.PolicyFailAction
+	switch {
+	case strings.TrimSpace(a) == "":
+		p.add("Postfix.PolicyFailAction", "must not be empty (DUNNO accepts mail when the backend fails)")
+	case len(a) > maxPolicyAction:
+		p.add("Postfix.PolicyFailAction", "longer than %d bytes", maxPolicyAction)
+	case strings.IndexFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 || !utf8.ValidString(a):
+		p.add("Postfix.PolicyFailAction", "must be one line of printable UTF-8 text")
+	}
+	seen := map[string]bool{}
+	for _, t := range pf.TCPTable {
+		switch {
+		case t.Listen == "":
+			p.add("Postfix.TCPTable.Listen", "required in every [[Postfix.TCPTable]] (tcp_table is TCP only)")
+		case seen[t.Listen]:
+			p.add("Postfix.TCPTable.Listen", "%q used by two tables", t.Listen)
+		default:
+			checkTCPAddr(p, "Postfix.TCPTable.Listen", t.Listen)
+		}
+		seen[t.Listen] = true
+		if t.Verb == "" {
+			p.add("Postfix.TCPTable.Verb", "required in every [[Postfix.TCPTable]] (the backend verb of that table)")
+		}
+	}
+}
+
+func checkTCPAddr(p *problemList, key, addr string) {
+	if addr == "" {
+		return
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		p.add(key, "must be host:port, not %q", addr)
 	}
 }

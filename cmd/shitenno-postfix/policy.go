@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/shitenno/shitenno/pkg/bridge"
+	"github.com/shitenno/shitenno/pkg/daemon"
+	"github.com/shitenno/shitenno/pkg/policy"
+)
+
+// queryPolicy prints the policy reply postfix would get for the request
+// made of the name=value arguments (request=smtpd_access_policy is added
+// when absent, as postfix always sends it). Exit 0: the backend answered
+// OK; 1: KO (DUNNO); 75: a backend failure (the fail action).
+func queryPolicy(ctx context.Context, env *daemon.Env, args []string) int {
+	var req policy.Request
+	for _, a := range args {
+		name, value, ok := strings.Cut(a, "=")
+		if !ok || name == "" || strings.ContainsAny(a, "\n\x00") {
+			fmt.Fprintf(env.Stderr, "shitenno-postfix: query --policy: %q is not name=value\n", a)
+			return daemon.ExitConfig
+		}
+		req.Attrs = append(req.Attrs, policy.Attr{Name: name, Value: value})
+	}
+	if req.Get("request") == "" {
+		req.Attrs = append([]policy.Attr{{Name: "request", Value: "smtpd_access_policy"}}, req.Attrs...)
+	}
+	pf := env.Config.Postfix
+	h := &bridge.Policy{Backend: env.Backend, Verb: pf.PolicyVerb, FailAction: pf.PolicyFailAction, Record: env.Record}
+	action, outcome, err := h.Decide(ctx, req)
+	if env.Record != nil {
+		env.Record(pf.PolicyVerb, outcome, err)
+	}
+	fmt.Fprintf(env.Stdout, "%s", policy.AppendReply(nil, action))
+	switch outcome {
+	case bridge.OutcomeFound:
+		return daemon.ExitOK
+	case bridge.OutcomeNotFound:
+		return daemon.ExitNotFound
+	}
+	return daemon.ExitTempFail
+}
