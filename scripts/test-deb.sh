@@ -8,14 +8,14 @@
 #   - unconfigured, the daemons refuse to start (no RemoteURL); with
 #     RemoteURL pointing at the example backend, the installed daemons with
 #     the installed configuration answer postmap -q (postfix), doveadm auth
-#     test (dovecot 2.3, bookworm) or the daemon's passdb query (trixie),
-#     and an nginx auth_http request
+#     test (dovecot 2.3 with the dict example on bookworm, 2.4 with the Lua
+#     script on trixie) and an nginx auth_http request
 #   - an upgrade to a newer version keeps the edited conffile and its mode
 #   - purge removes everything but the shitenno user
 #
 # Usage: scripts/test-deb.sh DEB [RELEASE...]   (default: bookworm trixie)
 # Needs root and debootstrap. The base roots (debootstrap --variant=minbase
-# plus systemd, postfix, dovecot-core, curl) are cached as
+# plus systemd, postfix, dovecot-core, curl; dovecot's Lua on trixie) are cached as
 # /var/tmp/shitenno-debtest-RELEASE and rebuilt when missing; each run
 # works on a copy, removed afterwards. Mirror: the host's apt sources, or
 # $SHITENNO_DEBIAN_MIRROR.
@@ -30,6 +30,14 @@ releases=("$@")
 deb=$(readlink -f "$deb")
 cache=${SHITENNO_DEBTEST_DIR:-/var/tmp}
 base_pkgs=(systemd postfix dovecot-core curl ca-certificates)
+# trixie: dovecot 2.4 runs the shipped Lua script (doveadm auth test).
+trixie_pkgs=(dovecot-auth-lua lua-socket lua-cjson)
+
+# pkgs RELEASE: what the base root of RELEASE holds besides minbase.
+pkgs() {
+	echo "${base_pkgs[@]}"
+	[ "$1" != trixie ] || echo "${trixie_pkgs[@]}"
+}
 
 log() { printf 'test-deb: %s\n' "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -74,11 +82,25 @@ base() {
 		chmod 755 "$dir.tmp/usr/sbin/policy-rc.d"
 		echo 'postfix postfix/main_mailer_type select No configuration' | chroot "$dir.tmp" debconf-set-selections
 		chroot "$dir.tmp" apt-get update -q >&2
+		# shellcheck disable=SC2046 # package names have no spaces
 		chroot "$dir.tmp" env DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q --no-install-recommends "${base_pkgs[@]}" >&2
+			apt-get install -y -q --no-install-recommends $(pkgs "$rel") >&2
 		printf 'compatibility_level = 3.6\n' >"$dir.tmp/etc/postfix/main.cf"
 		chroot "$dir.tmp" apt-get clean
 		mv "$dir.tmp" "$dir"
+	else
+		# A cached root made before the package list grew.
+		local p need=()
+		for p in $(pkgs "$rel"); do
+			chroot "$dir" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+		done
+		if [ ${#need[@]} -gt 0 ]; then
+			log "installing ${need[*]} into $dir"
+			chroot "$dir" apt-get update -q >&2
+			chroot "$dir" env DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -q --no-install-recommends "${need[@]}" >&2
+			chroot "$dir" apt-get clean
+		fi
 	fi
 	exec 8>&-
 	echo "$dir"
@@ -247,13 +269,43 @@ for rel in "${releases[@]}"; do
 		rm -rf "$root/etc/dovecot" "$root/tmp/dovecot.log" "$root/var/lib/dovecot/instances"
 		cp -a "$tmp/dovecot-etc" "$root/etc/dovecot"
 	else
-		# dovecot 2.4's example is the Lua script (e2e/trixie_test.go runs
-		# it); here the installed daemon answers the passdb lookup.
-		if out=$(in_root shitenno-dovecot --config /etc/shitenno/shitenno.conf query passdb alice@example.org 2>&1); then
-			ok "shitenno-dovecot query passdb alice@example.org"
+		# dovecot 2.4 with the shipped Lua passdb/userdb example, in a
+		# private configuration (Debian's dovecot.conf left alone).
+		dv=/tmp/dovecot24
+		mkdir -p "$root$dv/run" "$root$dv/state"
+		sed -e "s|/usr/local/share/shitenno/dovecot/shitenno.lua|/usr/share/doc/shitenno/examples/dovecot/shitenno.lua|" \
+			"$root/usr/share/doc/shitenno/examples/dovecot/auth-shitenno.2.4.conf.ext" >"$root$dv/auth-shitenno.conf.ext"
+		cat >"$root$dv/dovecot.conf" <<CONF
+dovecot_config_version = 2.4.1
+dovecot_storage_version = 2.4.1
+base_dir = $dv/run
+state_dir = $dv/state
+log_path = $dv/dovecot.log
+protocols =
+listen = 127.0.0.1
+auth_allow_cleartext = yes
+auth_verbose = yes
+default_internal_user = dovecot
+default_internal_group = dovecot
+default_login_user = dovenull
+!include $dv/auth-shitenno.conf.ext
+CONF
+		if in_root dovecot -c "$dv/dovecot.conf" 2>"$tmp/dovecot.err"; then
+			sleep 1
+			if out=$(in_root doveadm -c "$dv/dovecot.conf" auth test alice@example.org secret 2>&1); then
+				ok "doveadm auth test alice@example.org (dovecot 2.4, Lua): $(head -1 <<<"$out")"
+			else
+				fail "doveadm auth test (2.4): $out $(cat "$root$dv/dovecot.log" 2>/dev/null)"
+			fi
+			if out=$(in_root doveadm -c "$dv/dovecot.conf" auth test alice@example.org wrong 2>&1); then
+				fail "doveadm auth test with a wrong password succeeded: $out"
+			fi
+			in_root doveadm -c "$dv/dovecot.conf" stop >/dev/null 2>&1 || true
+			sleep 1
 		else
-			fail "shitenno-dovecot query passdb: $out"
+			fail "dovecot 2.4 does not start: $(cat "$tmp/dovecot.err")"
 		fi
+		rm -rf "${root:?}$dv" "$root/var/lib/dovecot/instances"
 	fi
 	hdr=$(in_root curl -s -D - -o /dev/null --unix-socket /run/shitenno-nginx \
 		-H 'Auth-Method: plain' -H 'Auth-User: alice@example.org' -H 'Auth-Pass: secret' \
