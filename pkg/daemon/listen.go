@@ -34,23 +34,6 @@ func TakeActivated() (Activated, error) {
 	return Activated(m), nil
 }
 
-// For picks the listeners meant for daemon name: fds named "name",
-// "shitenno-name" or "shitenno-name.socket" (systemd's default name), or,
-// when no fd carries a recognised name, all of them.
-func (a Activated) For(name string) []net.Listener {
-	var out []net.Listener
-	for _, n := range []string{name, "shitenno-" + name, "shitenno-" + name + ".socket"} {
-		out = append(out, a[n]...)
-	}
-	if len(out) > 0 {
-		return out
-	}
-	for _, ls := range a {
-		out = append(out, ls...)
-	}
-	return out
-}
-
 // UnixSocket describes a unix socket shitenno creates itself.
 type UnixSocket struct {
 	Path string

@@ -89,17 +89,47 @@ func TestListenUnixRefusesOpenDirectory(t *testing.T) {
 	l.Close()
 }
 
-func TestActivatedFor(t *testing.T) {
-	a, b, c := &net.UnixListener{}, &net.UnixListener{}, &net.UnixListener{}
-	act := Activated{"postfix": {a}, "shitenno-dovecot.socket": {b}, "other": {c}}
-	if got := act.For("postfix"); len(got) != 1 || got[0] != a {
-		t.Errorf("postfix: %v", got)
+func tcpListener(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := act.For("dovecot"); len(got) != 1 || got[0] != b {
-		t.Errorf("dovecot: %v", got)
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// TestActivatedAssign: systemd's sockets go to the endpoint named by
+// their FileDescriptorName (or an alias); endpoints sharing a name are
+// told apart by address; unnamed sockets all go to the main listener; a
+// named socket nobody uses is refused.
+func TestActivatedAssign(t *testing.T) {
+	sm, sasl, t1, t2 := tcpListener(t), tcpListener(t), tcpListener(t), tcpListener(t)
+	eps := []Endpoint{
+		{Name: "socketmap", Aliases: []string{"postfix", "shitenno-postfix.socket"}},
+		{Name: "sasl"},
+		{Name: "tcptable", Listen: t1.Addr().String()},
+		{Name: "tcptable", Listen: t2.Addr().String()},
 	}
-	unnamed := Activated{"LISTEN_FD_3": {c}}
-	if got := unnamed.For("nginx"); len(got) != 1 || got[0] != c {
-		t.Errorf("unnamed fds: %v", got)
+	got, err := Activated{"shitenno-postfix.socket": {sm}, "sasl": {sasl}, "tcptable": {t2, t1}}.assign(eps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]net.Listener{{sm}, {sasl}, {t1}, {t2}}
+	for i := range want {
+		if len(got[i]) != 1 || got[i][0] != want[i][0] {
+			t.Errorf("endpoint %d (%s): got %v, want %v", i, eps[i].Name, got[i], want[i])
+		}
+	}
+	got, err = Activated{"LISTEN_FD_3": {sm}, "LISTEN_FD_4": {sasl}}.assign(eps)
+	if err != nil || len(got[0]) != 2 || len(got[1]) != 0 {
+		t.Errorf("unnamed sockets: %v, %v; want both on the main listener", got, err)
+	}
+	if _, err := (Activated{"postfix": {sm}, "polcy": {sasl}}).assign(eps); err == nil || !strings.Contains(err.Error(), "polcy") {
+		t.Errorf("misnamed socket: err = %v, want it named", err)
+	}
+	other := tcpListener(t)
+	if _, err := (Activated{"tcptable": {t1, other}}).assign(eps); err == nil {
+		t.Error("tcptable socket on an unconfigured address accepted")
 	}
 }

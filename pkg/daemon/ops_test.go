@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	"github.com/shitenno/shitenno/internal/testutil"
 
 	"github.com/shitenno/shitenno/pkg/bridge"
+	"github.com/shitenno/shitenno/pkg/config"
 	"github.com/shitenno/shitenno/pkg/socketmap"
 )
 
@@ -663,5 +665,62 @@ func TestStalledLogReceiverDoesNotSlowLookups(t *testing.T) {
 	}
 	if code := r.stop(t); code != 0 {
 		t.Errorf("exit %d", code)
+	}
+}
+
+// TestExtraEndpoints: a program with a second listener serves both from
+// one process; a handler panic on the second closes only that client's
+// connection, and the main listener keeps answering. --check-config
+// names both.
+func TestExtraEndpoints(t *testing.T) {
+	dir := shortDir(t)
+	a := fakeBackend(t, "a:")
+	sock, extra := filepath.Join(dir, "pf.sock"), filepath.Join(dir, "extra.sock")
+	cfgPath := filepath.Join(dir, "shitenno.conf")
+	writeConfig(t, cfgPath, postfixConfig(a.URL, sock, ""))
+	p := postfixProgram()
+	p.Extra = func(*config.Config) []Endpoint {
+		return []Endpoint{{Name: "extra", Socket: extra, Build: func(env *Env) (Server, error) {
+			return &socketmap.Server{Handler: socketmap.HandlerFunc(func(_ context.Context, req socketmap.Request) socketmap.Reply {
+				if string(req.Key) == "boom" {
+					panic("handler bug")
+				}
+				return socketmap.Reply{Kind: socketmap.OK, Text: "extra:" + string(req.Key)}
+			}), Logger: env.Logger}, nil
+		}}}
+	}
+	var out bytes.Buffer
+	if code := p.run([]string{"--config", cfgPath, "--check-config"}, &out, io.Discard, nil); code != 0 ||
+		!strings.Contains(out.String(), "listen: unix:"+sock+" (socketmap,") || !strings.Contains(out.String(), "listen: unix:"+extra+" (extra,") {
+		t.Fatalf("check-config exit %d: %s", code, out.String())
+	}
+	r := startProgram(t, p, cfgPath)
+	m, e := dialSocketmap(t, sock), dialSocketmap(t, extra)
+	if got := e.query(t, "x", "k"); got != "OK extra:k" {
+		t.Fatalf("extra listener: %q", got)
+	}
+	if got := m.query(t, "virtual", "found1"); got != "OK a:found1" {
+		t.Fatalf("main listener: %q", got)
+	}
+	p2 := "x boom"
+	_ = e.c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(e.c, "%d:%s,", len(p2), p2)
+	if _, err := e.br.ReadByte(); err == nil {
+		t.Fatal("connection survived a handler panic")
+	}
+	waitLog(t, r.stderr, `connection handler panicked`)
+	if got := m.query(t, "virtual", "found2"); got != "OK a:found2" {
+		t.Fatalf("main listener after a panic on the other: %q", got)
+	}
+	if got := dialSocketmap(t, extra).query(t, "x", "k2"); got != "OK extra:k2" {
+		t.Fatalf("extra listener after a panic: %q", got)
+	}
+	if code := r.stop(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, s := range []string{sock, extra} {
+		if _, err := os.Lstat(s); !os.IsNotExist(err) {
+			t.Errorf("%s left behind: %v", s, err)
+		}
 	}
 }

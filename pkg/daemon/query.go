@@ -1,52 +1,38 @@
 package daemon
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
+	"io"
+	"time"
 
-	"github.com/shitenno/shitenno/internal/redact"
+	"github.com/shitenno/shitenno/pkg/config"
+	"github.com/shitenno/shitenno/pkg/logging"
 )
 
-// redactJSON returns body as compact JSON with every password-like member
-// (redact.Key) replaced: the query subcommand prints backend Data (the
-// operator asked for it) but never these. A body that is not JSON is not shown, only its size: it could
-// hold anything.
-func redactJSON(body []byte) string {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return "(empty body)"
-	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber() // keep big integers as the backend wrote them
-	var v any
-	if err := d.Decode(&v); err != nil || d.More() {
-		return fmt.Sprintf("(%d bytes, not JSON)", len(body))
-	}
-	out, err := json.Marshal(redactValue(v))
+// query runs the query subcommand: one lookup through the protocol's own
+// code path, the backend exchange printed on stderr (passwords redacted),
+// the protocol reply on stdout by p.Query. Logs go to stderr as plain
+// text whatever DevLog says: the operator is at a terminal.
+func (p Program) query(cfg *config.Config, sec *config.Service, args []string, stdout, stderr io.Writer) int {
+	bin := "shitenno-" + p.Name
+	logger, out, err := logging.NewWithOptions(logging.Options{Level: cfg.LogLevel, App: bin, Stderr: stderr, Journald: -1})
 	if err != nil {
-		return fmt.Sprintf("(%d bytes)", len(body))
+		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
+		return ExitConfig
 	}
-	return string(out)
-}
-
-func redactValue(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, m := range x {
-			if redact.Key(k) {
-				if _, isBool := m.(bool); !isBool {
-					// Flags like dovecot's "nopassword": true say
-					// nothing secret and help the operator.
-					x[k] = redact.Mask
-					continue
-				}
-			}
-			x[k] = redactValue(m)
-		}
-	case []any:
-		for i := range x {
-			x[i] = redactValue(x[i])
-		}
+	defer out.Close()
+	backend, err := newTracedBackend(cfg, stderr, p.Credentials)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
+		return ExitConfig
 	}
-	return v
+	env := &Env{
+		Config: cfg, Section: sec, Logger: logger, Backend: backend, Stdout: stdout, Stderr: stderr,
+		ConnState: func(int) {}, Record: recorder(logger, nil),
+	}
+	// Bound the whole query even if the protocol code forgets to.
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout.Duration+5*time.Second)
+	defer cancel()
+	return p.Query(ctx, env, args)
 }

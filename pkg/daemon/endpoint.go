@@ -1,0 +1,257 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/shitenno/shitenno/pkg/config"
+)
+
+// Endpoint is one protocol listener of a program: its sockets and the
+// server that answers on them. shitenno-postfix has several (socketmap,
+// SMTP AUTH, policy, one per tcp_table); each gets its own Server, so a
+// flood or a bug on one does not stop the others.
+type Endpoint struct {
+	// Name is the listener kind: the systemd FileDescriptorName= that
+	// selects its activated sockets, and its name in logs.
+	Name string
+	// Aliases are further FileDescriptorNames accepted for it (the names
+	// of shitenno's first socket units).
+	Aliases []string
+	// Socket is the resolved unix socket path, "" for none. Owner and
+	// mode come from the daemon's section.
+	Socket string
+	// Listen is a TCP address, "" for none.
+	Listen string
+	// Key names the configuration key of Socket/Listen in errors, e.g.
+	// "Postfix.SASLSocket"; empty for the section's Socket.
+	Key string
+	// Build makes the server once the backend client exists (after the
+	// privilege drop).
+	Build func(env *Env) (Server, error)
+}
+
+// primaryKinds maps a daemon to the kind of its main listener.
+var primaryKinds = map[string]string{"postfix": "socketmap", "dovecot": "dict", "nginx": "authhttp"}
+
+// endpoints lists every listener the program serves: its main one from
+// the section's Socket and Listen, then p.Extra's that are configured or
+// were passed by systemd.
+func (p Program) endpoints(cfg *config.Config, act Activated) []Endpoint {
+	sec := cfg.Section(p.Name)
+	main := Endpoint{
+		Name:    primaryKinds[p.Name],
+		Aliases: []string{p.Name, "shitenno-" + p.Name, "shitenno-" + p.Name + ".socket"},
+		Socket:  cfg.SocketPath(sec),
+		Listen:  sec.Listen,
+		Build:   p.Build,
+	}
+	eps := []Endpoint{main}
+	if p.Extra != nil {
+		for _, e := range p.Extra(cfg) {
+			if e.Socket != "" || e.Listen != "" || act.has(e.names()...) {
+				eps = append(eps, e)
+			}
+		}
+	}
+	return eps
+}
+
+func (e Endpoint) names() []string { return append([]string{e.Name}, e.Aliases...) }
+
+// has reports whether systemd passed a socket under one of names.
+func (a Activated) has(names ...string) bool {
+	for _, n := range names {
+		if len(a[n]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// assign distributes systemd's sockets over the endpoints by
+// FileDescriptorName. When no socket carries a name any endpoint knows
+// (units without FileDescriptorName=), they all go to the main listener,
+// as before shitenno had several. Endpoints sharing a name (tcp_table)
+// are told apart by their Listen address. A named socket nobody uses is an
+// error: silently dropping it would leave a peer connecting to nothing.
+func (a Activated) assign(eps []Endpoint) ([][]net.Listener, error) {
+	out := make([][]net.Listener, len(eps))
+	known := map[string]bool{}
+	for _, e := range eps {
+		for _, n := range e.names() {
+			known[n] = true
+		}
+	}
+	var unknown []string
+	for n := range a {
+		if !known[n] {
+			unknown = append(unknown, n)
+		}
+	}
+	sort.Strings(unknown)
+	if len(unknown) == len(a) {
+		for _, n := range unknown {
+			out[0] = append(out[0], a[n]...)
+		}
+		return out, nil
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("systemd passed sockets named %s that no configured listener uses (FileDescriptorName= must be one of %s)",
+			strings.Join(unknown, ", "), strings.Join(kinds(eps), ", "))
+	}
+	for n, ls := range a {
+		var idx []int
+		for i, e := range eps {
+			if slices.Contains(e.names(), n) {
+				idx = append(idx, i)
+			}
+		}
+		if len(idx) == 1 {
+			out[idx[0]] = append(out[idx[0]], ls...)
+			continue
+		}
+		for _, l := range ls {
+			i := matchAddr(eps, idx, l.Addr())
+			if i < 0 {
+				return nil, fmt.Errorf("systemd passed a %s socket on %s that matches no configured %s Listen address", n, l.Addr(), n)
+			}
+			out[i] = append(out[i], l)
+		}
+	}
+	return out, nil
+}
+
+func kinds(eps []Endpoint) []string {
+	var ks []string
+	for _, e := range eps {
+		if !slices.Contains(ks, e.Name) {
+			ks = append(ks, e.Name)
+		}
+	}
+	return ks
+}
+
+// matchAddr finds, among eps[idx], the endpoint whose Listen is addr.
+func matchAddr(eps []Endpoint, idx []int, addr net.Addr) int {
+	for _, i := range idx {
+		want, err := net.ResolveTCPAddr("tcp", eps[i].Listen)
+		if err != nil {
+			continue
+		}
+		got, ok := addr.(*net.TCPAddr)
+		if ok && got.Port == want.Port && (want.IP == nil || want.IP.Equal(got.IP)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// open creates the endpoint's own sockets: the unix socket with the
+// section's owner and mode, and the TCP listener.
+func (e Endpoint) open(cfg *config.Config, sec *config.Service, section string) ([]net.Listener, error) {
+	var ls []net.Listener
+	if e.Socket != "" {
+		uid, err := sec.UID.UserID()
+		if err != nil {
+			return nil, fmt.Errorf("%s: [%s] UID: %w", cfg.File, section, err)
+		}
+		gid, err := sec.GID.GroupID()
+		if err != nil {
+			return nil, fmt.Errorf("%s: [%s] GID: %w", cfg.File, section, err)
+		}
+		l, err := ListenUnix(UnixSocket{Path: e.Socket, UID: uid, GID: gid, Mode: os.FileMode(sec.Mode)})
+		if err != nil {
+			return nil, e.keyErr(err)
+		}
+		ls = append(ls, l)
+	}
+	if e.Listen != "" {
+		l, err := ListenTCP(e.Listen)
+		if err != nil {
+			closeListeners(ls)
+			return nil, e.keyErr(err)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+func (e Endpoint) keyErr(err error) error {
+	if e.Key == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", e.Key, err)
+}
+
+// listenAll opens every endpoint's sockets, or takes systemd's: an
+// endpoint systemd passed sockets for uses only those; the others open
+// what the configuration says. On error nothing stays open.
+func (p Program) listenAll(cfg *config.Config) ([]Endpoint, [][]net.Listener, error) {
+	act, err := TakeActivated()
+	if err != nil {
+		return nil, nil, err
+	}
+	eps := p.endpoints(cfg, act)
+	got := make([][]net.Listener, len(eps))
+	if act != nil {
+		if got, err = act.assign(eps); err != nil {
+			for _, ls := range act {
+				closeListeners(ls)
+			}
+			return nil, nil, err
+		}
+	}
+	for i, e := range eps {
+		if len(got[i]) > 0 {
+			continue
+		}
+		ls, err := e.open(cfg, cfg.Section(p.Name), p.section())
+		if err != nil {
+			for _, ls := range got {
+				closeListeners(ls)
+			}
+			return nil, nil, err
+		}
+		got[i] = ls
+	}
+	if len(got[0]) == 0 && len(eps) == 1 {
+		return nil, nil, errors.New("nothing to listen on: set Socket or Listen")
+	}
+	return eps, got, nil
+}
+
+func closeListeners(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
+// describe prints, for --check-config, what the daemon would listen on.
+func (p Program) describe(w io.Writer, cfg *config.Config) {
+	sec := cfg.Section(p.Name)
+	fmt.Fprintf(w, "configuration %s is valid\n", cfg.File)
+	if fds := os.Getenv("LISTEN_FDS"); fds != "" {
+		fmt.Fprintf(w, "listen: sockets passed by systemd (LISTEN_FDS=%s), by FileDescriptorName\n", fds)
+	}
+	for _, e := range p.endpoints(cfg, nil) {
+		if e.Socket != "" {
+			fmt.Fprintf(w, "listen: unix:%s (%s, owner %s:%s, mode %04o)\n", e.Socket, e.Name, sec.UID, sec.GID, uint32(sec.Mode))
+		}
+		if e.Listen != "" {
+			fmt.Fprintf(w, "listen: tcp:%s (%s)\n", e.Listen, e.Name)
+		}
+	}
+	if sec.HealthListen != "" {
+		fmt.Fprintf(w, "health: http://%s/healthz\n", sec.HealthListen)
+	}
+	for _, u := range cfg.RedactedURLs() {
+		fmt.Fprintf(w, "backend: POST %s<Verb> (timeout %s)\n", u, cfg.Timeout.Duration)
+	}
+}

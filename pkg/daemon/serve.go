@@ -1,0 +1,297 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/shitenno/shitenno/pkg/bridge"
+	"github.com/shitenno/shitenno/pkg/config"
+	"github.com/shitenno/shitenno/pkg/logging"
+	"github.com/shitenno/shitenno/pkg/metrics"
+	"github.com/shitenno/shitenno/pkg/remote"
+)
+
+// runtime is the state of a serving daemon that a reload may change.
+type runtime struct {
+	p       Program
+	env     *Env
+	out     *logging.Output
+	cfgPath string
+
+	cfg     *config.Config // the configuration in force
+	met     *metrics.Metrics
+	backend *Backend
+	// probeBackend is backend for the health handler's goroutines.
+	probeBackend atomic.Pointer[Backend]
+	health       *metrics.Health
+	healthSrv    *metrics.Server
+	healthAddr   string
+	live         *liveness
+
+	eps     []Endpoint
+	raw     [][]net.Listener // per endpoint, as opened
+	probes  [][]*probeListener
+	servers []Server
+	wg      sync.WaitGroup
+}
+
+// serve runs the daemon until a signal or a serving failure: the steps
+// below, in the order privileges require (sockets and the health port
+// are bound as root, the backend client is built as User).
+func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
+	log := r.env.Logger
+	r.cfg = r.env.Config
+	raiseFileLimit(log)
+	r.startMetrics()
+	if err := r.listen(); err != nil {
+		log.Error("cannot listen", "err", err)
+		return ExitFailure
+	}
+	if err := r.startHealth(); err != nil {
+		log.Error("cannot listen for health checks", "err", err)
+		r.closeListeners()
+		return ExitFailure
+	}
+	defer r.stopHealth()
+	if err := dropPrivileges(r.env.Section.User); err != nil {
+		log.Error("cannot drop privileges", "user", r.env.Section.User, "err", err)
+		r.closeListeners()
+		return ExitFailure
+	}
+	if code := r.buildServers(); code != ExitOK {
+		r.closeListeners()
+		return code
+	}
+	errc := r.startServing()
+	status := r.signalLoop(sigc, errc)
+	r.shutdown()
+	return status
+}
+
+// startMetrics creates the metrics and the per-lookup recorder.
+func (r *runtime) startMetrics() {
+	r.met = metrics.New(r.p.Name, Version)
+	_ = r.met.RegisterCounterFunc("log_records_dropped_total",
+		"Log records lost because the log receiver was slow or unreachable.",
+		func() float64 { return float64(r.out.Stats().Dropped) })
+	r.env.ConnState = r.met.ConnDelta
+	r.env.Record = recorder(r.env.Logger, r.met)
+}
+
+// listen opens every endpoint's sockets and wraps them for the watchdog.
+func (r *runtime) listen() error {
+	eps, raw, err := r.p.listenAll(r.env.Config)
+	if err != nil {
+		return err
+	}
+	r.eps, r.raw = eps, raw
+	var all []*probeListener
+	r.probes = make([][]*probeListener, len(raw))
+	for i, ls := range raw {
+		for _, l := range ls {
+			pl := newProbeListener(l, time.Now)
+			r.probes[i] = append(r.probes[i], pl)
+			all = append(all, pl)
+		}
+	}
+	r.live = newLiveness(all, watchdogInterval(r.env.Logger), r.env.Logger)
+	return nil
+}
+
+func (r *runtime) closeListeners() {
+	for _, ls := range r.raw {
+		closeListeners(ls)
+	}
+}
+
+// startHealth binds the health port (before the privilege drop, like the
+// sockets); /healthz follows the listeners' liveness and the backend.
+func (r *runtime) startHealth() error {
+	r.health = r.met.NewHealth(metrics.HealthOptions{
+		Alive: r.live.Alive,
+		Probe: func(ctx context.Context) error {
+			// The health port opens before the backend client exists.
+			b := r.probeBackend.Load()
+			if b == nil {
+				return errors.New("starting")
+			}
+			return b.Probe(ctx)
+		},
+		Logger: r.env.Logger,
+	})
+	addr := r.env.Section.HealthListen
+	if addr == "" {
+		return nil
+	}
+	srv, err := metrics.Listen(addr, r.health.Handler())
+	if err != nil {
+		return err
+	}
+	r.healthSrv, r.healthAddr = srv, addr
+	r.env.Logger.Info("health endpoint listening", "addr", "http://"+srv.Addr().String())
+	return nil
+}
+
+// buildServers makes the backend client and one server per endpoint.
+func (r *runtime) buildServers() int {
+	env, log := r.env, r.env.Logger
+	backend, err := NewBackend(env.Config, r.met, r.p.Credentials)
+	if err != nil {
+		log.Error("cannot build backend client", "err", err)
+		return ExitConfig
+	}
+	r.backend = backend
+	r.probeBackend.Store(backend)
+	env.Backend = backend
+	for _, e := range r.eps {
+		srv, err := e.Build(env)
+		if err != nil {
+			log.Error("cannot build server", "listener", e.Name, "err", err)
+			return ExitFailure
+		}
+		r.servers = append(r.servers, srv)
+	}
+	return ExitOK
+}
+
+// startServing serves every listener in its own goroutine; the channel
+// receives the error of a serve loop that ended on its own.
+func (r *runtime) startServing() <-chan error {
+	log := r.env.Logger
+	n := 0
+	for _, ps := range r.probes {
+		n += len(ps)
+	}
+	errc := make(chan error, n)
+	for i, ps := range r.probes {
+		for _, l := range ps {
+			srv := r.servers[i]
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				errc <- srv.Serve(l)
+			}()
+			log.Info("listening", "listener", r.eps[i].Name, "addr", Describe(l.Listener))
+		}
+	}
+	go r.live.run()
+	notify(log, "READY=1", "STATUS=serving")
+	if r.live.watchdog > 0 {
+		log.Debug("systemd watchdog enabled", "interval", r.live.watchdog)
+	}
+	return errc
+}
+
+// signalLoop reloads on SIGHUP and returns the exit status on SIGTERM or
+// SIGINT, or when a serve loop fails.
+func (r *runtime) signalLoop(sigc <-chan os.Signal, errc <-chan error) int {
+	log := r.env.Logger
+	for {
+		select {
+		case sig := <-sigc:
+			if sig == syscall.SIGHUP {
+				r.reload()
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String())
+			return ExitOK
+		case err := <-errc:
+			// Serve returns on its own only on failure: Shutdown has not
+			// been called yet.
+			log.Error("serving failed", "err", err)
+			return ExitFailure
+		}
+	}
+}
+
+// shutdown lets every server finish what is in flight within the grace
+// period, then removes the socket files.
+func (r *runtime) shutdown() {
+	log := r.env.Logger
+	r.live.stopping.Store(true)
+	notify(log, "STOPPING=1", "STATUS=stopping")
+	ctx, cancel := context.WithTimeout(context.Background(), max(shutdownGrace, r.cfg.Timeout.Duration+shutdownMargin))
+	defer cancel()
+	var sw sync.WaitGroup
+	for i, srv := range r.servers {
+		sw.Add(1)
+		go func() {
+			defer sw.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				log.Warn("shutdown did not finish in time; closed remaining connections", "listener", r.eps[i].Name, "err", err)
+			}
+		}()
+	}
+	sw.Wait()
+	// Listeners are closed by Shutdown; close again to be sure our socket
+	// files are removed even if Serve never started on one.
+	for _, ps := range r.probes {
+		for _, l := range ps {
+			l.Close()
+		}
+	}
+	for _, ls := range r.raw {
+		for _, l := range ls {
+			if o, ok := l.(*ownedListener); ok {
+				if _, err := os.Lstat(o.path); err == nil {
+					// Typically: the daemon dropped to User and may not
+					// write the socket's directory. Harmless (the next
+					// start replaces a stale socket), but say so.
+					log.Warn("socket file left behind: no permission to remove it after dropping privileges; the next start replaces it", "path", o.path)
+				}
+			}
+		}
+	}
+	r.wg.Wait()
+	r.live.stop()
+	r.backend.CloseIdle()
+	log.Info("stopped")
+}
+
+func (r *runtime) stopHealth() {
+	shutdownHealth(r.healthSrv)
+	r.healthSrv = nil
+}
+
+func shutdownHealth(s *metrics.Server) {
+	if s == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.Shutdown(ctx)
+}
+
+// recorder counts every lookup in m (when set) and logs one debug line
+// per lookup and one warning per failure, with the verb and the cause
+// only: never the key's data, a password or the backend's reply.
+func recorder(log *slog.Logger, m *metrics.Metrics) bridge.Recorder {
+	return func(verb string, outcome bridge.Outcome, err error) {
+		if m != nil {
+			m.Lookup(verb, string(outcome))
+		}
+		if err != nil {
+			args := []any{"msgid", "lookup", "verb", verb, "err", err}
+			var re *remote.Error
+			if errors.As(err, &re) {
+				args = append(args, "kind", string(re.Kind))
+				if re.Err != nil {
+					// The underlying cause (connection refused, x509
+					// error…) is what the operator needs; net/http
+					// strips URL passwords from it.
+					args = append(args, "cause", re.Err.Error())
+				}
+			}
+			log.Warn("lookup failed", args...)
+			return
+		}
+		log.Debug("lookup", "msgid", "lookup", "verb", verb, "outcome", string(outcome))
+	}
+}
