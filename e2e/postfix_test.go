@@ -177,7 +177,9 @@ type postfixInstance struct {
 	port int
 }
 
-func startPostfix(t *testing.T, dir, sock string) *postfixInstance {
+// startPostfix starts the private postfix; extra lines are appended to
+// its main.cf (later settings win in main.cf).
+func startPostfix(t *testing.T, dir, sock string, extra ...string) *postfixInstance {
 	t.Helper()
 	postconf := requireTool(t, "postconf")
 	requireTool(t, "postfix")
@@ -187,7 +189,7 @@ func startPostfix(t *testing.T, dir, sock string) *postfixInstance {
 			t.Fatal(err)
 		}
 	}
-	mainCF := postfixMainCF(pf.dir, sock)
+	mainCF := postfixMainCF(pf.dir, sock) + strings.Join(extra, "")
 	masterCF := postfixMasterCF(pf.port)
 	// postfix wants its data directory owned by mail_owner.
 	if out, errOut, code := run(t, 10*time.Second, "chown", "postfix", filepath.Join(pf.dir, "data")); code != 0 {

@@ -18,6 +18,7 @@ func main() {
 		Build:      build,
 		Query:      query,
 		QueryUsage: "TABLE KEY | query --policy NAME=VALUE...",
+		Extra:      policyEndpoints,
 	})
 }
 

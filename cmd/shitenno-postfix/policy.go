@@ -6,8 +6,10 @@ import (
 	"strings"
 
 	"github.com/shitenno/shitenno/pkg/bridge"
+	"github.com/shitenno/shitenno/pkg/config"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/policy"
+	"github.com/shitenno/shitenno/pkg/tcptable"
 )
 
 // queryPolicy prints the policy reply postfix would get for the request
@@ -41,4 +43,47 @@ func queryPolicy(ctx context.Context, env *daemon.Env, args []string) int {
 		return daemon.ExitNotFound
 	}
 	return daemon.ExitTempFail
+}
+
+// maxConns bounds each policy and tcp_table listener's connections: every
+// smtpd process holds one policy connection, so this is far above a
+// default master.cf's process limit (100) while keeping a local flood
+// from exhausting file descriptors that the other listeners need.
+const maxConns = 1024
+
+// policyEndpoints are the policy delegation listener and one listener per
+// [[Postfix.TCPTable]]; the daemon leaves out those not configured.
+func policyEndpoints(cfg *config.Config) []daemon.Endpoint {
+	pf := cfg.Postfix
+	eps := []daemon.Endpoint{{
+		Name:   "policy",
+		Socket: cfg.ResolveSocket(pf.PolicySocket),
+		Listen: pf.PolicyListen,
+		Key:    "Postfix.PolicySocket",
+		Build: func(env *daemon.Env) (daemon.Server, error) {
+			p := env.Config.Postfix
+			return &policy.Server{
+				Handler:   &bridge.Policy{Backend: env.Backend, Verb: p.PolicyVerb, FailAction: p.PolicyFailAction, Record: env.Record},
+				MaxConns:  maxConns,
+				Logger:    env.Logger,
+				ConnState: env.ConnState,
+			}, nil
+		},
+	}}
+	for _, t := range pf.TCPTable {
+		eps = append(eps, daemon.Endpoint{
+			Name:   "tcptable",
+			Listen: t.Listen,
+			Key:    "Postfix.TCPTable.Listen",
+			Build: func(env *daemon.Env) (daemon.Server, error) {
+				return &tcptable.Server{
+					Handler:   &bridge.TCPTable{Backend: env.Backend, Verb: t.Verb, Record: env.Record},
+					MaxConns:  maxConns,
+					Logger:    env.Logger,
+					ConnState: env.ConnState,
+				}, nil
+			},
+		})
+	}
+	return eps
 }
