@@ -42,17 +42,36 @@ type UnixSocket struct {
 	Mode os.FileMode
 }
 
+// afterBind, when set by a test, runs between bind and chmod.
+var afterBind func()
+
 // ListenUnix creates the socket file with its final owner and mode before
-// listen(2), so no client can connect through a wider mode: bind under a
-// umask that leaves the node unusable, chown, chmod, then listen. A stale
-// socket left by a dead instance is removed; anything else at the path, or
-// a socket someone still answers on, is refused.
+// anyone can reach it: bind inside a fresh directory of the socket's
+// directory that only this process can enter (mode 0700), chown and chmod
+// the node there, listen, then rename it into place. Nothing is ever done
+// by the final path but the rename, which replaces a symlink there
+// instead of following it, so a local user who can write the socket
+// directory cannot turn the daemon's chmod or chown against another file.
+// A stale socket left by a dead instance is removed (only when connecting
+// to it is refused); a live socket, any other file at the path, or any
+// other connect error is refused with the path named.
 func ListenUnix(s UnixSocket) (net.Listener, error) {
-	if err := checkDir(filepath.Dir(s.Path)); err != nil {
+	dir := filepath.Dir(s.Path)
+	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
 	if err := removeStale(s.Path); err != nil {
 		return nil, err
+	}
+	priv, err := os.MkdirTemp(dir, ".shitenno")
+	if err != nil {
+		return nil, fmt.Errorf("socket %s: private bind directory: %w", s.Path, err)
+	}
+	defer os.RemoveAll(priv)
+	tmp := filepath.Join(priv, "s")
+	// sun_path is 108 bytes including the NUL (unix(7)).
+	if len(tmp) > 107 {
+		return nil, fmt.Errorf("socket %s: path too long to bind safely (%d bytes with the private directory, at most 107)", s.Path, len(tmp))
 	}
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -65,32 +84,34 @@ func ListenUnix(s UnixSocket) (net.Listener, error) {
 		}
 	}()
 	old := syscall.Umask(0o777)
-	err = syscall.Bind(fd, &syscall.SockaddrUnix{Name: s.Path})
+	err = syscall.Bind(fd, &syscall.SockaddrUnix{Name: tmp})
 	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", s.Path, err)
 	}
-	cleanup := func() { os.Remove(s.Path) }
+	if afterBind != nil {
+		afterBind()
+	}
 	if s.UID >= 0 || s.GID >= 0 {
-		if err := os.Lchown(s.Path, s.UID, s.GID); err != nil {
-			cleanup()
+		if err := os.Lchown(tmp, s.UID, s.GID); err != nil {
 			return nil, fmt.Errorf("chown %s: %w", s.Path, err)
 		}
 	}
-	if err := os.Chmod(s.Path, s.Mode.Perm()); err != nil {
-		cleanup()
+	if err := os.Chmod(tmp, s.Mode.Perm()); err != nil {
 		return nil, fmt.Errorf("chmod %s: %w", s.Path, err)
 	}
 	if err := syscall.Listen(fd, 1024); err != nil {
-		cleanup()
 		return nil, fmt.Errorf("listen %s: %w", s.Path, err)
+	}
+	if err := os.Rename(tmp, s.Path); err != nil {
+		return nil, fmt.Errorf("socket %s: moving into place: %w", s.Path, err)
 	}
 	f := os.NewFile(uintptr(fd), s.Path)
 	closeFD = false
 	l, err := net.FileListener(f)
 	f.Close()
 	if err != nil {
-		cleanup()
+		os.Remove(s.Path)
 		return nil, fmt.Errorf("listen %s: %w", s.Path, err)
 	}
 	return &ownedListener{Listener: l, path: s.Path}, nil
@@ -127,6 +148,10 @@ func checkDir(dir string) error {
 	return nil
 }
 
+// removeStale clears the socket path: nothing there, a symlink (removed,
+// never followed), or a socket nobody listens on. Only ECONNREFUSED
+// proves a socket dead; a permission error or a timeout may hide a live
+// daemon, so they stop the start-up instead.
 func removeStale(path string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -135,13 +160,19 @@ func removeStale(path string) error {
 	if err != nil {
 		return fmt.Errorf("socket %s: %w", path, err)
 	}
-	if fi.Mode()&os.ModeSocket == 0 {
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+	case fi.Mode()&os.ModeSocket == 0:
 		return fmt.Errorf("socket %s: exists and is not a socket: refusing to remove it", path)
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("socket %s: another process is listening on it", path)
+	default:
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("socket %s: another process is listening on it", path)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("socket %s: exists and cannot be proven stale (%w): remove it by hand if no daemon uses it", path, err)
+		}
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("socket %s: removing stale socket: %w", path, err)

@@ -133,3 +133,89 @@ func TestActivatedAssign(t *testing.T) {
 		t.Error("tcptable socket on an unconfigured address accepted")
 	}
 }
+
+// TestListenUnixRaceNeverChmodsAnotherFile: whoever can write the socket
+// directory and swaps the fresh socket for a symlink between bind and
+// chmod must not get the daemon (root) to chmod or chown the target.
+func TestListenUnixRaceNeverChmodsAnotherFile(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "s")
+	afterBind = func() {
+		os.Remove(path)
+		if err := os.Symlink(victim, path); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { afterBind = nil }()
+	l, err := ListenUnix(UnixSocket{Path: path, UID: -1, GID: -1, Mode: 0o666})
+	if err == nil {
+		defer l.Close()
+	}
+	if fi, _ := os.Stat(victim); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("victim chmodded to %v through the symlink", fi.Mode().Perm())
+	}
+	if err != nil {
+		t.Fatalf("ListenUnix: %v", err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o666 {
+		t.Fatalf("%s: %v %v, want the socket with mode 0666", path, fi.Mode(), err)
+	}
+	if _, err := os.Stat(victim); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("left behind in the socket directory: %v", entries)
+	}
+}
+
+// TestListenUnixReplacesSymlink: a symlink at the socket path is removed,
+// never followed (neither its target nor the target's directory is
+// touched).
+func TestListenUnixReplacesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "s")
+	if err := os.Symlink(victim, path); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ListenUnix(UnixSocket{Path: path, UID: -1, GID: -1, Mode: 0o660})
+	if err != nil {
+		t.Fatalf("symlink at the path: %v", err)
+	}
+	defer l.Close()
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("%s is not the socket: %v %v", path, fi.Mode(), err)
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "precious" {
+		t.Fatalf("victim: %q %v", b, err)
+	}
+}
+
+// TestListenUnixKeepsSocketOnOtherDialError: only "connection refused"
+// proves a socket stale. Any other answer (here a datagram socket, which
+// refuses a stream connect with EPROTOTYPE; permission or timeout alike)
+// is a start-up error naming the path, and the file stays.
+func TestListenUnixKeepsSocketOnOtherDialError(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s")
+	g, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	_, err = ListenUnix(UnixSocket{Path: path, UID: -1, GID: -1, Mode: 0o600})
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("got %v, want an error naming %s", err, path)
+	}
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("the other socket was removed: %v", err)
+	}
+}
