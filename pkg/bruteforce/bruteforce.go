@@ -1,0 +1,517 @@
+// Package bruteforce counts wrong passwords per client network (and
+// optionally per login name) and tells the bridges when to refuse a login
+// without asking the backend.
+//
+// State lives in memory only: a restart forgets it, a reload (SetLimits)
+// keeps it. Passwords are never stored; a wrong password is remembered as
+// 8 bytes of HMAC-SHA256 under a random per-process key, only so that a
+// client retrying the same stale password counts once.
+//
+// Memory: one tracked network or login name costs about 250 bytes plus
+// 8 bytes per distinct wrong password remembered (at most MaxFailures), so
+// the default MaxTracked = 100000 with MaxFailures = 10 stays under about
+// 35 MB per table in the worst case.
+package bruteforce
+
+import (
+	"container/list"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of the [BruteForce] section.
+const (
+	DefaultMaxFailures = 10
+	DefaultWindow      = 15 * time.Minute
+	DefaultBlockFor    = 15 * time.Minute
+	DefaultIPv4Prefix  = 32
+	DefaultIPv6Prefix  = 64
+	DefaultMaxTracked  = 100000
+)
+
+// DefaultAllowNets are never counted nor blocked: the proxy itself and
+// local webmail or monitoring usually log in from loopback.
+func DefaultAllowNets() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
+
+// Limits are the tunables; SetLimits swaps them without losing state.
+type Limits struct {
+	// MaxFailures distinct wrong passwords from one network within Window
+	// block it for BlockFor; 0 turns the limiter off.
+	MaxFailures int
+	Window      time.Duration
+	BlockFor    time.Duration
+	// IPv4Prefix and IPv6Prefix group client addresses into networks.
+	IPv4Prefix int
+	IPv6Prefix int
+	// AllowNets are never counted and never blocked.
+	AllowNets []netip.Prefix
+	// MaxUserFailures is the per-login-name limit across networks; 0 is off.
+	MaxUserFailures int
+	// MaxTracked bounds each table (networks, names); the least recently
+	// touched entry is evicted first.
+	MaxTracked int
+}
+
+// DefaultLimits returns the documented defaults.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxFailures: DefaultMaxFailures, Window: DefaultWindow, BlockFor: DefaultBlockFor,
+		IPv4Prefix: DefaultIPv4Prefix, IPv6Prefix: DefaultIPv6Prefix,
+		AllowNets: DefaultAllowNets(), MaxTracked: DefaultMaxTracked,
+	}
+}
+
+// Validate reports every problem of l, one error per key.
+func (l Limits) Validate() error {
+	var errs []error
+	if l.MaxFailures < 0 {
+		errs = append(errs, fmt.Errorf("MaxFailures: must be >= 0"))
+	}
+	if l.MaxUserFailures < 0 {
+		errs = append(errs, fmt.Errorf("MaxUserFailures: must be >= 0"))
+	}
+	if l.MaxFailures > 0 || l.MaxUserFailures > 0 {
+		if l.Window <= 0 {
+			errs = append(errs, fmt.Errorf("Window: must be > 0"))
+		}
+		if l.BlockFor <= 0 {
+			errs = append(errs, fmt.Errorf("BlockFor: must be > 0"))
+		}
+		if l.MaxTracked <= 0 {
+			errs = append(errs, fmt.Errorf("MaxTracked: must be > 0"))
+		}
+	}
+	if l.IPv4Prefix < 1 || l.IPv4Prefix > 32 {
+		errs = append(errs, fmt.Errorf("IPv4Prefix: must be within 1..32"))
+	}
+	if l.IPv6Prefix < 1 || l.IPv6Prefix > 128 {
+		errs = append(errs, fmt.Errorf("IPv6Prefix: must be within 1..128"))
+	}
+	return errors.Join(errs...)
+}
+
+// Outcome is what the backend said about one login.
+type Outcome int
+
+const (
+	// Failed means the backend could not answer; it never counts.
+	Failed Outcome = iota
+	// OK is a successful login; it resets the network's count.
+	OK
+	// WrongPassword is a definitive KO; it counts.
+	WrongPassword
+)
+
+// Decision is the answer of Check.
+type Decision struct {
+	Blocked bool
+	// Until is when the block ends.
+	Until time.Time
+	// Reason is a short text for logs and SASL FAIL replies.
+	Reason string
+}
+
+// Block describes one blocked network or login name, for `blocked`.
+type Block struct {
+	Network  netip.Prefix // invalid for a login-name block
+	User     string       // empty for a network block
+	Failures int
+	Until    time.Time
+}
+
+// String formats b as one line of the `blocked` listing.
+func (b Block) String() string {
+	what := b.Network.String()
+	if b.User != "" {
+		what = "user " + b.User
+	}
+	return fmt.Sprintf("%s failures=%d until=%s", what, b.Failures, b.Until.UTC().Format(time.RFC3339))
+}
+
+// Stats are monotonic counters for metrics.
+type Stats struct {
+	Failures     uint64 // wrong passwords counted
+	Refused      uint64 // requests refused while blocked
+	BlockedNow   int    // networks and names blocked at the time of the call
+	TrackedNets  int
+	TrackedUsers int
+}
+
+// Options are the dependencies of a Limiter.
+type Options struct {
+	// Now is the clock; nil means time.Now (tests pass a fake one).
+	Now func() time.Time
+	// Logger receives the block/release lines; nil discards them.
+	Logger *slog.Logger
+	// Key is the HMAC key for password hashes; nil means 32 random bytes.
+	Key []byte
+}
+
+// entry is the state of one network or one login name.
+type entry struct {
+	key         string
+	failures    int
+	windowStart time.Time
+	until       time.Time           // zero when not blocked
+	seen        map[uint64]struct{} // truncated HMACs of wrong passwords
+	okNets      map[netip.Prefix]time.Time
+	elem        *list.Element
+}
+
+// table is a map with least-recently-touched eviction.
+type table struct {
+	m     map[string]*entry
+	order *list.List // front = most recent
+}
+
+func newTable() *table { return &table{m: map[string]*entry{}, order: list.New()} }
+
+func (t *table) get(k string) *entry { return t.m[k] }
+
+// touch returns the entry of k, creating it (and evicting the oldest past
+// max) when missing.
+func (t *table) touch(k string, max int) *entry {
+	if e := t.m[k]; e != nil {
+		t.order.MoveToFront(e.elem)
+		return e
+	}
+	for max > 0 && len(t.m) >= max {
+		old := t.order.Back()
+		t.del(old.Value.(*entry))
+	}
+	e := &entry{key: k}
+	e.elem = t.order.PushFront(e)
+	t.m[k] = e
+	return e
+}
+
+func (t *table) del(e *entry) {
+	t.order.Remove(e.elem)
+	delete(t.m, e.key)
+}
+
+// Limiter is safe for concurrent use.
+type Limiter struct {
+	mu     sync.Mutex
+	lim    Limits
+	nets   *table
+	users  *table
+	now    func() time.Time
+	log    *slog.Logger
+	key    []byte
+	failed atomic.Uint64
+	refuse atomic.Uint64
+}
+
+// New builds a Limiter; l should have passed Validate.
+func New(l Limits, o Options) *Limiter {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Key == nil {
+		o.Key = make([]byte, 32)
+		if _, err := rand.Read(o.Key); err != nil {
+			panic(err) // crypto/rand does not fail on supported systems
+		}
+	}
+	return &Limiter{lim: l, nets: newTable(), users: newTable(), now: o.Now, log: o.Logger, key: o.Key}
+}
+
+// SetLimits applies new limits (SIGHUP) and keeps the counted state.
+func (b *Limiter) SetLimits(l Limits) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lim = l
+}
+
+// Limits returns the limits in force.
+func (b *Limiter) Limits() Limits {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lim
+}
+
+func (b *Limiter) enabled() bool { return b.lim.MaxFailures > 0 || b.lim.MaxUserFailures > 0 }
+
+// network groups ip by the configured prefix; ok is false for an invalid
+// address or one in AllowNets.
+func (b *Limiter) network(ip netip.Addr) (netip.Prefix, bool) {
+	if !ip.IsValid() {
+		return netip.Prefix{}, false
+	}
+	ip = ip.Unmap() // ::ffff:a.b.c.d is the IPv4 client
+	for _, n := range b.lim.AllowNets {
+		if n.Contains(ip) {
+			return netip.Prefix{}, false
+		}
+	}
+	bits := b.lim.IPv6Prefix
+	if ip.Is4() {
+		bits = b.lim.IPv4Prefix
+	}
+	p, err := ip.Prefix(bits)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+// expire releases e when its block is over or its window passed; it
+// returns true when e was removed from t.
+func (b *Limiter) expire(t *table, e *entry, now time.Time, what string) bool {
+	if !e.until.IsZero() {
+		if now.Before(e.until) {
+			return false
+		}
+		b.log.Info("brute-force block released", what, e.key, "failures", e.failures)
+		e.until = time.Time{}
+		e.failures, e.seen = 0, nil
+		if len(e.okNets) == 0 {
+			t.del(e)
+			return true
+		}
+		return false
+	}
+	if e.failures > 0 && now.Sub(e.windowStart) >= b.lim.Window {
+		e.failures, e.seen = 0, nil
+	}
+	return false
+}
+
+// Check says whether a login of user from ip must be refused without
+// asking the backend.
+func (b *Limiter) Check(ip netip.Addr, user string) Decision {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.enabled() {
+		return Decision{}
+	}
+	nw, ok := b.network(ip)
+	if !ok {
+		return Decision{}
+	}
+	now := b.now()
+	if e := b.nets.get(nw.String()); e != nil && !b.expire(b.nets, e, now, "network") && !e.until.IsZero() {
+		b.refuse.Add(1)
+		return Decision{Blocked: true, Until: e.until, Reason: "too many failed logins from " + nw.String()}
+	}
+	if b.lim.MaxUserFailures > 0 && user != "" {
+		if e := b.users.get(user); e != nil && !b.expire(b.users, e, now, "user") && !e.until.IsZero() {
+			if t, ok := e.okNets[nw]; !ok || now.Sub(t) >= b.lim.Window {
+				b.refuse.Add(1)
+				return Decision{Blocked: true, Until: e.until, Reason: "too many failed logins for this user"}
+			}
+		}
+	}
+	return Decision{}
+}
+
+func (b *Limiter) hash(parts ...[]byte) uint64 {
+	m := hmac.New(sha256.New, b.key)
+	for _, p := range parts {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(p))) // length-prefixed: no ambiguity between user and password
+		m.Write(n[:])
+		m.Write(p)
+	}
+	return binary.BigEndian.Uint64(m.Sum(nil))
+}
+
+// count adds one distinct failure to e; it reports whether it counted
+// and whether e became blocked.
+func (b *Limiter) count(e *entry, h uint64, max int, now time.Time) (counted, blocked bool) {
+	if !e.until.IsZero() {
+		return false, false
+	}
+	if _, dup := e.seen[h]; dup {
+		return false, false
+	}
+	if e.failures == 0 {
+		e.windowStart = now
+	}
+	if e.seen == nil {
+		e.seen = map[uint64]struct{}{}
+	}
+	e.seen[h] = struct{}{}
+	e.failures++
+	if e.failures >= max {
+		e.until = now.Add(b.lim.BlockFor)
+		e.seen = nil // nothing more to dedupe until released
+		return true, true
+	}
+	return true, false
+}
+
+// Record tells the limiter what the backend answered for a login that
+// Check let through. password is hashed, never kept.
+func (b *Limiter) Record(ip netip.Addr, user string, password []byte, o Outcome) {
+	if o == Failed {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.enabled() {
+		return
+	}
+	nw, ok := b.network(ip)
+	if !ok {
+		return
+	}
+	now := b.now()
+	nk := nw.String()
+	if o == OK {
+		if e := b.nets.get(nk); e != nil && e.until.IsZero() {
+			b.nets.del(e)
+		}
+		if b.lim.MaxUserFailures > 0 && user != "" {
+			e := b.users.touch(user, b.lim.MaxTracked)
+			if e.okNets == nil {
+				e.okNets = map[netip.Prefix]time.Time{}
+			}
+			for n, t := range e.okNets { // keep the map small: only Window matters
+				if now.Sub(t) >= b.lim.Window {
+					delete(e.okNets, n)
+				}
+			}
+			e.okNets[nw] = now
+		}
+		return
+	}
+	if b.lim.MaxFailures > 0 {
+		e := b.nets.touch(nk, b.lim.MaxTracked)
+		if !b.expire(b.nets, e, now, "network") {
+			counted, blocked := b.count(e, b.hash([]byte(user), password), b.lim.MaxFailures, now)
+			if counted {
+				b.failed.Add(1)
+			}
+			if blocked {
+				b.log.Warn("brute-force: network blocked", "network", nk, "failures", e.failures,
+					"until", e.until.UTC().Format(time.RFC3339), "user", user)
+			}
+		}
+	}
+	if b.lim.MaxUserFailures > 0 && user != "" {
+		e := b.users.touch(user, b.lim.MaxTracked)
+		if !b.expire(b.users, e, now, "user") {
+			if _, blocked := b.count(e, b.hash(password), b.lim.MaxUserFailures, now); blocked {
+				b.log.Warn("brute-force: login name blocked", "user", user, "failures", e.failures,
+					"until", e.until.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+}
+
+// Blocked lists what is blocked now; expired blocks are released first.
+func (b *Limiter) Blocked() []Block {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	var out []Block
+	for _, e := range b.nets.m {
+		if !b.expire(b.nets, e, now, "network") && !e.until.IsZero() {
+			p, _ := netip.ParsePrefix(e.key)
+			out = append(out, Block{Network: p, Failures: e.failures, Until: e.until})
+		}
+	}
+	for _, e := range b.users.m {
+		if !b.expire(b.users, e, now, "user") && !e.until.IsZero() {
+			out = append(out, Block{User: e.key, Failures: e.failures, Until: e.until})
+		}
+	}
+	return out
+}
+
+// Unblock releases the network containing net (grouped like a client
+// address when net is a single address) or, with "user:NAME", a login
+// name. It reports whether something was blocked.
+func (b *Limiter) Unblock(target string) (bool, error) {
+	if name, ok := strings.CutPrefix(target, "user:"); ok {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		e := b.users.get(name)
+		if e == nil || e.until.IsZero() {
+			return false, nil
+		}
+		b.log.Info("brute-force block released", "user", name, "failures", e.failures, "by", "unblock")
+		e.until, e.failures = time.Time{}, 0
+		return true, nil
+	}
+	p, err := ParseNet(target)
+	if err != nil {
+		return false, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	found := false
+	for _, e := range b.nets.m {
+		n, _ := netip.ParsePrefix(e.key)
+		if e.until.IsZero() || !(p.Overlaps(n)) {
+			continue
+		}
+		b.log.Info("brute-force block released", "network", e.key, "failures", e.failures, "by", "unblock")
+		b.nets.del(e)
+		found = true
+	}
+	return found, nil
+}
+
+// Stats returns the counters and the number of blocks in force.
+func (b *Limiter) Stats() Stats {
+	b.mu.Lock()
+	now := b.now()
+	n := 0
+	for _, e := range b.nets.m {
+		if !e.until.IsZero() && now.Before(e.until) {
+			n++
+		}
+	}
+	for _, e := range b.users.m {
+		if !e.until.IsZero() && now.Before(e.until) {
+			n++
+		}
+	}
+	s := Stats{BlockedNow: n, TrackedNets: len(b.nets.m), TrackedUsers: len(b.users.m)}
+	b.mu.Unlock()
+	s.Failures, s.Refused = b.failed.Load(), b.refuse.Load()
+	return s
+}
+
+// ParseNet reads an address ("192.0.2.7", "2001:db8::1") or a network
+// ("192.0.2.0/24") as given to `unblock`; the address is masked.
+func ParseNet(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			if !p.IsValid() {
+				return netip.Prefix{}, fmt.Errorf("%q: invalid network", s)
+			}
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap().WithZone("")
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
