@@ -73,31 +73,40 @@ func DefaultLimits() Limits {
 	}
 }
 
-// Validate reports every problem of l, one error per key.
+// FieldError is one problem of Limits, named by its config key so that
+// pkg/config can point at the file line.
+type FieldError struct {
+	Key string // key inside [BruteForce], e.g. "Window"
+	Msg string
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
+
+// Validate reports every problem of l, one *FieldError per key, joined.
 func (l Limits) Validate() error {
 	var errs []error
 	if l.MaxFailures < 0 {
-		errs = append(errs, fmt.Errorf("MaxFailures: must be >= 0"))
+		errs = append(errs, &FieldError{Key: "MaxFailures", Msg: "must be >= 0"})
 	}
 	if l.MaxUserFailures < 0 {
-		errs = append(errs, fmt.Errorf("MaxUserFailures: must be >= 0"))
+		errs = append(errs, &FieldError{Key: "MaxUserFailures", Msg: "must be >= 0"})
 	}
 	if l.MaxFailures > 0 || l.MaxUserFailures > 0 {
 		if l.Window <= 0 {
-			errs = append(errs, fmt.Errorf("Window: must be > 0"))
+			errs = append(errs, &FieldError{Key: "Window", Msg: "must be > 0"})
 		}
 		if l.BlockFor <= 0 {
-			errs = append(errs, fmt.Errorf("BlockFor: must be > 0"))
+			errs = append(errs, &FieldError{Key: "BlockFor", Msg: "must be > 0"})
 		}
 		if l.MaxTracked <= 0 {
-			errs = append(errs, fmt.Errorf("MaxTracked: must be > 0"))
+			errs = append(errs, &FieldError{Key: "MaxTracked", Msg: "must be > 0"})
 		}
 	}
 	if l.IPv4Prefix < 1 || l.IPv4Prefix > 32 {
-		errs = append(errs, fmt.Errorf("IPv4Prefix: must be within 1..32"))
+		errs = append(errs, &FieldError{Key: "IPv4Prefix", Msg: "must be within 1..32"})
 	}
 	if l.IPv6Prefix < 1 || l.IPv6Prefix > 128 {
-		errs = append(errs, fmt.Errorf("IPv6Prefix: must be within 1..128"))
+		errs = append(errs, &FieldError{Key: "IPv6Prefix", Msg: "must be within 1..128"})
 	}
 	return errors.Join(errs...)
 }
