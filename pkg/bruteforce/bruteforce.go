@@ -27,6 +27,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shitenno/shitenno/pkg/config"
 )
 
 // Defaults of the [BruteForce] section.
@@ -523,4 +525,13 @@ func ParseNet(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap().WithZone("")
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// FromConfig converts the [BruteForce] section (already validated).
+func FromConfig(c config.BruteForce) Limits {
+	return Limits{
+		MaxFailures: c.MaxFailures, Window: c.Window.Duration, BlockFor: c.BlockFor.Duration,
+		IPv4Prefix: c.IPv4Prefix, IPv6Prefix: c.IPv6Prefix, AllowNets: c.Nets(),
+		MaxUserFailures: c.MaxUserFailures, MaxTracked: c.MaxTracked,
+	}
 }

@@ -91,6 +91,9 @@ type Config struct {
 	Dovecot Service
 	Nginx   Service
 
+	// BruteForce limits wrong passwords per client network.
+	BruteForce BruteForce
+
 	// File is the path the configuration was read from.
 	File string `toml:"-"`
 	// lines maps "Section.Key" to the line it was set on.
@@ -371,6 +374,7 @@ func (c *Config) applyDefaults(md toml.MetaData) {
 		c.Cache.MaxEntries = DefaultCacheEntries
 	}
 	c.Postfix.applyDefaults(md)
+	c.BruteForce.applyDefaults(md)
 	for name, s := range c.services() {
 		if s.Socket == "" {
 			s.Socket = strings.ToLower(name)
@@ -451,6 +455,7 @@ func (c *Config) problems(sections []string) []*Error {
 		checkService(p, name, s)
 	}
 	c.Postfix.checkPolicy(p)
+	c.BruteForce.check(p)
 	for _, name := range sections {
 		if s := c.Section(name); s != nil {
 			checkAccounts(p, SectionKey(name), s)
