@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/shitenno/shitenno/pkg/bruteforce"
 	"github.com/shitenno/shitenno/pkg/mailauth"
 	"github.com/shitenno/shitenno/pkg/remote"
 )
@@ -38,18 +39,75 @@ type Nginx struct {
 	// ResolveTimeout bounds that lookup; 0 means 2 s. The request's own
 	// deadline still applies.
 	ResolveTimeout time.Duration
+	// Limiter refuses logins from blocked networks before the backend is
+	// asked and counts the backend's KOs; nil turns that off.
+	Limiter bruteforce.Guard
 }
+
+// Brute-force refusal texts: a "try again later" text, not the
+// wrong-password one, so a user with the right password knows to wait.
+const (
+	StatusBlocked = "Too many failed logins, try again later"
+	CodeBlocked   = "454 4.7.0"
+	// maxBlockedWait caps Auth-Wait for a blocked client: enough to slow
+	// a bot down, short enough that nginx does not hold many sessions.
+	maxBlockedWait = 15
+)
 
 // ServeAuth implements mailauth.Handler.
 func (n *Nginx) ServeAuth(ctx context.Context, req *mailauth.Request) (mailauth.Reply, error) {
 	rep, outcome, err := n.auth(ctx, req)
+	if outcome == "" {
+		// Refused while blocked: no lookup happened, so none is recorded
+		// (the limiter counts it).
+		return rep, err
+	}
 	if n.Record != nil {
 		n.Record(NginxVerb, outcome, err)
 	}
 	return rep, err
 }
 
+// auth returns an empty Outcome when the limiter refused the login.
 func (n *Nginx) auth(ctx context.Context, req *mailauth.Request) (mailauth.Reply, Outcome, error) {
+	// SMTP without AUTH (Method none) is no login: nothing to limit.
+	guard := n.Limiter != nil && req.Method != "none"
+	var ip netip.Addr
+	if guard {
+		ip, _ = netip.ParseAddr(req.ClientIP) // invalid: never blocked nor counted
+		if d := n.Limiter.Check(ip, req.User); d.Blocked {
+			return blockedReply(req, d), "", nil
+		}
+	}
+	rep, outcome, err := n.ask(ctx, req)
+	if guard {
+		o := bruteforce.Failed
+		switch outcome {
+		case OutcomeFound:
+			o = bruteforce.OK
+		case OutcomeNotFound:
+			o = bruteforce.WrongPassword
+		}
+		n.Limiter.Record(ip, req.User, []byte(req.Pass), o)
+	}
+	return rep, outcome, err
+}
+
+// blockedReply tells nginx to refuse a blocked client and hold it for up
+// to maxBlockedWait seconds (never past the block's end).
+func blockedReply(req *mailauth.Request, d bruteforce.Decision) mailauth.Reply {
+	wait := int(time.Until(d.Until).Seconds()) + 1
+	wait = max(1, min(wait, maxBlockedWait))
+	r := mailauth.Reply{Status: StatusBlocked, Wait: wait}
+	if req.Protocol == "smtp" {
+		r.ErrorCode = CodeBlocked
+	}
+	return r
+}
+
+// ask asks the backend; a login with credentials that cannot be carried
+// is refused without asking (and counted as a wrong password).
+func (n *Nginx) ask(ctx context.Context, req *mailauth.Request) (mailauth.Reply, Outcome, error) {
 	if !validCredentials(req) {
 		// JSON would turn every invalid byte into U+FFFD, so different
 		// passwords would reach the backend as the same string. Such a

@@ -535,3 +535,10 @@ func FromConfig(c config.BruteForce) Limits {
 		MaxUserFailures: c.MaxUserFailures, MaxTracked: c.MaxTracked,
 	}
 }
+
+// Guard is what a bridge needs of the limiter (*Limiter implements it);
+// a nil Guard in a bridge means no brute-force protection.
+type Guard interface {
+	Check(ip netip.Addr, user string) Decision
+	Record(ip netip.Addr, user string, password []byte, o Outcome)
+}
