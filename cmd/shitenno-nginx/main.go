@@ -27,8 +27,12 @@ func main() {
 }
 
 func handler(env *daemon.Env) *mailauth.HTTPHandler {
+	n := &bridge.Nginx{Backend: env.Backend, Record: env.Record}
+	if env.Limiter != nil { // query has none: a nil pointer must not become a non-nil Guard
+		n.Limiter = env.Limiter
+	}
 	return &mailauth.HTTPHandler{
-		Handler: &bridge.Nginx{Backend: env.Backend, Record: env.Record},
+		Handler: n,
 		// A backstop only: the backend client enforces Timeout itself.
 		// Read per request from the configuration in force, so SIGHUP
 		// applies it.

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shitenno/shitenno/pkg/bridge"
+	"github.com/shitenno/shitenno/pkg/bruteforce"
 	"github.com/shitenno/shitenno/pkg/config"
 	"github.com/shitenno/shitenno/pkg/logging"
 )
@@ -62,6 +63,9 @@ type Env struct {
 	ConnState func(delta int)
 	// Record is told the outcome of every lookup (metrics, debug log).
 	Record bridge.Recorder
+	// Limiter is the brute-force limiter of a serving daemon (state kept
+	// across SIGHUP); nil for query and --check-config.
+	Limiter *bruteforce.Limiter
 	// Stdout and Stderr are where query prints.
 	Stdout, Stderr io.Writer
 }

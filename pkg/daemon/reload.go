@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/shitenno/shitenno/pkg/bruteforce"
 	"github.com/shitenno/shitenno/pkg/config"
 	"github.com/shitenno/shitenno/pkg/metrics"
 )
@@ -62,6 +63,7 @@ func (r *runtime) applyReload() ([]string, error) {
 	// Nothing can fail from here on.
 	_ = r.out.SetLevel(cfg.LogLevel) // validated by config.Load
 	r.backend.commit(st)
+	r.env.Limiter.SetLimits(bruteforce.FromConfig(cfg.BruteForce)) // counts and blocks stay
 	if sec.HealthListen != r.healthAddr {
 		r.stopHealth()
 		r.healthSrv, r.healthAddr = newHealth, sec.HealthListen

@@ -83,6 +83,7 @@ func (r *runtime) startMetrics() {
 		func() float64 { return float64(r.out.Stats().Dropped) })
 	r.env.ConnState = r.met.ConnDelta
 	r.env.Record = recorder(r.env.Logger, r.met)
+	r.startLimiter()
 }
 
 // listen opens every endpoint's sockets and wraps them for the watchdog.

@@ -158,6 +158,14 @@ func (m *Metrics) RegisterCounterFunc(name, help string, f func() float64) error
 	}, f))
 }
 
+// RegisterGaugeFunc exposes a gauge computed on scrape, such as the
+// number of networks the brute-force limiter blocks now.
+func (m *Metrics) RegisterGaugeFunc(name, help string, f func() float64) error {
+	return m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: name, Help: help,
+	}, f))
+}
+
 // Lookup counts one answered lookup. outcome is OutcomeFound,
 // OutcomeNotFound or OutcomeFailed; anything else counts as failed.
 func (m *Metrics) Lookup(verb, outcome string) {
