@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dialMailFrom is dialMail from another loopback source address, so the
+// client's network differs from the test's other connections.
+func dialMailFrom(t *testing.T, src string, port int) *mailClient {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	m := &mailClient{t: t, c: c, br: bufio.NewReader(c)}
+	m.deadline(20 * time.Second)
+	m.line() // greeting
+	return m
+}
+
+// TestNginxBruteForce: through the real nginx mail proxy, after
+// MaxFailures distinct wrong passwords from 127.0.0.2 an IMAP LOGIN from
+// there gets the "try again later" NO even with the right password, and
+// the backend is not asked; another address still logs in.
+func TestNginxBruteForce(t *testing.T) {
+	requireTool(t, "nginx")
+	s := &nginxSetup{dir: testDir(t), upstreams: map[string]*mailUpstream{}}
+	ports := map[string]int{}
+	for _, p := range []string{"imap", "pop3", "smtp"} {
+		s.upstreams[p] = startUpstream(t, p)
+		ports[p] = s.upstreams[p].port
+	}
+	s.backend = newFakeBackend(t, nginxUsers(t, nginxUsersPlain, ports, nil))
+	s.imap, s.pop3, s.smtp = freePort(t), freePort(t), freePort(t)
+	// AllowNets empty: by default loopback is never counted.
+	s.daemon = startDaemonWith(t, s.dir, "nginx", s.backend.BaseURL(),
+		"[BruteForce]\nMaxFailures = 3\nAllowNets = []\n", "")
+	startNginx(t, s.dir, mailServers(t, "unix:"+s.daemon.Socket+":/auth", s.imap, s.pop3, s.smtp), "", s.imap, s.pop3, s.smtp)
+
+	// The same stale password repeated counts once: still not blocked.
+	for i := 0; i < 2; i++ {
+		c := dialMailFrom(t, "127.0.0.2", s.imap)
+		if got := c.imapLogin("a1", "alice", "stale"); last(got) != "a1 NO Invalid login or password" {
+			t.Fatalf("stale password: %q", got)
+		}
+	}
+	// Two more distinct wrong passwords, in parallel (each NO is held
+	// for Auth-Wait).
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := dialMailFrom(t, "127.0.0.2", s.imap)
+			if got := c.imapLogin("a1", "alice", fmt.Sprint("wrong", i)); last(got) != "a1 NO Invalid login or password" {
+				t.Errorf("wrong password %d: %q", i, got)
+			}
+		}()
+	}
+	wg.Wait()
+	before := len(s.backend.Requests())
+	if before != 4 {
+		t.Fatalf("backend got %d requests, want 4", before)
+	}
+
+	c := dialMailFrom(t, "127.0.0.2", s.imap)
+	got := c.imapLogin("a1", "alice", "secret")
+	if last(got) != "a1 NO Too many failed logins, try again later" {
+		t.Fatalf("blocked login: %q", got)
+	}
+	if n := len(s.backend.Requests()); n != before {
+		t.Fatalf("backend asked %d times for a blocked network", n-before)
+	}
+	if !strings.Contains(s.daemon.Proc.Output.String(), "network=127.0.0.2/32") {
+		t.Errorf("no block log line: %s", s.daemon.Proc.Output.String())
+	}
+	if strings.Contains(s.daemon.Proc.Output.String(), "wrong0") {
+		t.Errorf("a password was logged")
+	}
+	// Another /32 is not blocked.
+	imapLoginOK(t, s, "alice", "secret")
+}
