@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// swaksTo runs swaks against the private postfix for one message from
+// sender to the recipients (comma-separated) and returns its transcript.
+// quitAfter "" sends the whole message, so END-OF-DATA restrictions run.
+func (pf *postfixInstance) swaksTo(t *testing.T, sender, to, quitAfter string) string {
+	t.Helper()
+	swaks := requireTool(t, "swaks")
+	args := []string{"--server", fmt.Sprintf("127.0.0.1:%d", pf.port), "--helo", "client.test.invalid",
+		"--from", sender, "--to", to, "--timeout", "30"}
+	if quitAfter != "" {
+		args = append(args, "--quit-after", quitAfter)
+	}
+	out, errOut, _ := run(t, 90*time.Second, swaks, args...)
+	return out + errOut
+}
+
+// TestPolicyPostfixSMTPD: a private postfix smtpd whose RCPT and
+// END-OF-DATA restrictions are check_policy_service on shitenno's policy
+// listener (unix and inet), driven by swaks. The backend answers REJECT,
+// DEFER, DUNNO and a per-sender quota; an outage gives the fail action
+// (a 4xx), and every request reaches the backend (never cached).
+func TestPolicyPostfixSMTPD(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if inCI() {
+			t.Fatal("the private postfix needs root")
+		}
+		t.Skip("the private postfix needs root")
+	}
+	var mu sync.Mutex
+	sent := map[string]int{} // quota: recipients per sender
+	var eodAttrs map[string]string
+	fb := newFakeBackend(t, func(r BackendRequest) (int, string) {
+		var a map[string]string
+		if err := json.Unmarshal(r.Object, &a); err != nil || r.Verb != "policy" {
+			return 400, "bad request"
+		}
+		if a["protocol_state"] == "END-OF-MESSAGE" {
+			mu.Lock()
+			eodAttrs = a
+			mu.Unlock()
+			if a["sender"] == "big@test.invalid" {
+				return 200, okReply(r, "OK", "REJECT 5.3.4 message too big for you (size "+a["size"]+")")
+			}
+			return 200, okReply(r, "OK", "DUNNO")
+		}
+		switch a["recipient"] {
+		case "reject@example.org":
+			return 200, okReply(r, "OK", "REJECT 5.7.1 not you")
+		case "defer@example.org":
+			return 200, okReply(r, "OK", "DEFER_IF_PERMIT 4.7.1 try later")
+		case "ko@example.org":
+			return 200, okReply(r, "KO", nil)
+		case "down@example.org":
+			return 500, "down"
+		}
+		if a["sender"] == "quota@test.invalid" {
+			mu.Lock()
+			sent[a["sender"]]++
+			n := sent[a["sender"]]
+			mu.Unlock()
+			if n > 2 {
+				return 200, okReply(r, "OK", "REJECT 5.7.1 over quota")
+			}
+		}
+		return 200, okReply(r, "OK", "DUNNO")
+	})
+	dir := testDir(t)
+	port := freePort(t)
+	inet := fmt.Sprintf("127.0.0.1:%d", port)
+	psock := filepath.Join(dir, "policy.sock")
+	d := startDaemonWith(t, dir, "postfix", fb.BaseURL(), "",
+		fmt.Sprintf("PolicySocket = %q\nPolicyListen = %q\n", psock, inet))
+	waitDial(t, "tcp", inet)
+	waitDial(t, "unix", psock)
+	pf := startPostfix(t, dir, d.Socket,
+		"virtual_alias_domains =\nvirtual_alias_maps =\nvirtual_mailbox_domains = example.org\nvirtual_mailbox_maps = static:ok\nvirtual_transport = discard\n",
+		fmt.Sprintf("smtpd_recipient_restrictions = check_policy_service unix:%s\n", psock),
+		fmt.Sprintf("smtpd_end_of_data_restrictions = check_policy_service inet:%s\n", inet))
+
+	for _, c := range []struct{ to, want string }{
+		{"ok@example.org", "<-  250 2.1.5"},
+		{"ko@example.org", "<-  250 2.1.5"},
+		{"reject@example.org", "<** 554 5.7.1"},
+		{"defer@example.org", "<** 450 4.7.1"},
+		{"down@example.org", "<** 450 4.7.1"},
+	} {
+		out := pf.swaksTo(t, "sender@test.invalid", c.to, "RCPT")
+		if !strings.Contains(out, c.want) {
+			t.Errorf("RCPT %s: want %q in\n%s", c.to, c.want, out)
+		}
+	}
+	if out := pf.swaksTo(t, "sender@test.invalid", "down@example.org", "RCPT"); !strings.Contains(out, "Service temporarily unavailable") {
+		t.Errorf("outage: want the fail action's text in\n%s", out)
+	}
+	// Quota: the third recipient of the same sender is refused, each
+	// request counted (never cached, never coalesced).
+	out := pf.swaksTo(t, "quota@test.invalid", "a@example.org,b@example.org,c@example.org", "RCPT")
+	if strings.Count(out, "<-  250 2.1.5") != 2 || !strings.Contains(out, "<** 554 5.7.1 <c@example.org>: Recipient address rejected: over quota") {
+		t.Errorf("quota: want 2 accepted and c refused in\n%s", out)
+	}
+	// END-OF-DATA: size and recipient_count reach the backend.
+	out = pf.swaksTo(t, "sender@test.invalid", "a@example.org,b@example.org", "")
+	if !strings.Contains(out, "<-  250 2.0.0 Ok: queued") {
+		t.Errorf("END-OF-DATA DUNNO: want queued in\n%s", out)
+	}
+	mu.Lock()
+	got := eodAttrs
+	mu.Unlock()
+	if got["recipient_count"] != "2" || got["size"] == "" || got["size"] == "0" || got["request"] != "smtpd_access_policy" {
+		t.Errorf("END-OF-DATA attributes %v", got)
+	}
+	out = pf.swaksTo(t, "big@test.invalid", "a@example.org", "")
+	if !strings.Contains(out, "<** 554 5.3.4 ") || !strings.Contains(out, "message too big for you (size ") {
+		t.Errorf("END-OF-DATA REJECT: want 554 5.3.4 in\n%s", out)
+	}
+}
