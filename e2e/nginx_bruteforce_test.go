@@ -87,4 +87,21 @@ func TestNginxBruteForce(t *testing.T) {
 	}
 	// Another /32 is not blocked.
 	imapLoginOK(t, s, "alice", "secret")
+
+	// The CLI lists and releases it through the control socket.
+	bin := binary(t, "shitenno-nginx")
+	out, errOut, code := run(t, 10*time.Second, bin, "--config", s.daemon.Config, "blocked")
+	if code != 0 || !strings.Contains(out, "127.0.0.2/32 failures=3") {
+		t.Fatalf("blocked: %d %q %q", code, out, errOut)
+	}
+	if _, errOut, code := run(t, 10*time.Second, bin, "--config", s.daemon.Config, "unblock", "127.0.0.2"); code != 0 {
+		t.Fatalf("unblock: %d %q", code, errOut)
+	}
+	if _, _, code := run(t, 10*time.Second, bin, "--config", s.daemon.Config, "unblock", "127.0.0.2"); code == 0 {
+		t.Fatal("second unblock succeeded")
+	}
+	c = dialMailFrom(t, "127.0.0.2", s.imap)
+	if got := c.imapLogin("a1", "alice", "secret"); !strings.HasPrefix(last(got), "a1 OK") {
+		t.Fatalf("after unblock: %q", got)
+	}
 }

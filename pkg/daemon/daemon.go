@@ -116,6 +116,7 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 		if p.Query != nil {
 			fmt.Fprintf(stderr, "       %s [--config PATH] query %s\n", bin, p.QueryUsage)
 		}
+		fmt.Fprintf(stderr, "       %s [--config PATH] blocked | unblock NETWORK\n", bin)
 		fmt.Fprintf(stderr, "\nServes the %s lookup protocol from the HTTP+JSON backend named by RemoteURL.\n\n", p.Name)
 		fs.PrintDefaults()
 	}
@@ -134,7 +135,8 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 		return ExitOK
 	}
 	rest := fs.Args()
-	if len(rest) > 0 && (rest[0] != "query" || p.Query == nil) {
+	isControl := len(rest) > 0 && (rest[0] == "blocked" || rest[0] == "unblock")
+	if len(rest) > 0 && !isControl && (rest[0] != "query" || p.Query == nil) {
 		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", bin, rest[0])
 		fs.Usage()
 		return ExitConfig
@@ -159,6 +161,9 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 			return ExitConfig
 		}
 		return ExitOK
+	}
+	if isControl {
+		return p.control(cfg, rest, stdout, stderr)
 	}
 	if len(rest) > 0 {
 		return p.query(cfg, sec, rest[1:], stdout, stderr)

@@ -54,6 +54,14 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 		log.Error("cannot listen", "err", err)
 		return ExitFailure
 	}
+	if ctl, err := listenControl(ControlSocket(r.env.Config, r.p.Name)); err != nil {
+		// Brute-force protection works without it; only the CLI cannot
+		// reach the daemon.
+		log.Warn("no brute-force control socket", "err", err)
+	} else {
+		defer ctl.Close()
+		go r.serveControl(ctl)
+	}
 	if err := r.startHealth(); err != nil {
 		log.Error("cannot listen for health checks", "err", err)
 		r.closeListeners()
