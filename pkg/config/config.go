@@ -32,10 +32,16 @@ const DefaultPath = "/etc/shitenno/shitenno.conf"
 
 // Defaults for the keys an operator may leave out.
 const (
-	DefaultSocketPrefix    = "/run/shitenno"
-	DefaultTimeout         = 5 * time.Second
-	DefaultConnectTimeout  = time.Second
-	DefaultMode            = 0o660
+	DefaultSocketPrefix   = "/run/shitenno"
+	DefaultTimeout        = 5 * time.Second
+	DefaultConnectTimeout = time.Second
+	DefaultMode           = 0o660
+	// DefaultMaxConnections is ten times what a default peer opens:
+	// postfix holds one socketmap or policy connection per smtpd,
+	// cleanup or trivial-rewrite process (default_process_limit 100 per
+	// service), dovecot one dict connection per auth or mail process, and
+	// nginx one auth_http request per login in flight.
+	DefaultMaxConnections  = 1024
 	DefaultMaxReplySize    = 1 << 20
 	DefaultFailoverBackoff = 30 * time.Second
 	DefaultCacheEntries    = 10000
@@ -127,6 +133,10 @@ type Service struct {
 	// User is the account to switch to after the sockets exist (when
 	// started as root); empty stays as is.
 	User string
+	// MaxConnections bounds the open client connections of each of the
+	// daemon's listeners; past it a new connection is closed at once (the
+	// peers retry) while the open ones keep working. 0: no bound.
+	MaxConnections int
 }
 
 // Error is a configuration error located in a file.
@@ -382,6 +392,9 @@ func (c *Config) applyDefaults(md toml.MetaData) {
 		if !md.IsDefined(name, "Mode") {
 			s.Mode = DefaultMode
 		}
+		if !md.IsDefined(name, "MaxConnections") {
+			s.MaxConnections = DefaultMaxConnections
+		}
 	}
 }
 
@@ -546,6 +559,9 @@ func checkService(p *problemList, name string, s *Service) {
 	}
 	if s.Mode&^0o777 != 0 {
 		p.add(name+".Mode", "must be permission bits like \"0660\"")
+	}
+	if s.MaxConnections < 0 {
+		p.add(name+".MaxConnections", "must not be negative (0: no bound)")
 	}
 	for _, k := range []struct{ key, addr string }{{"Listen", s.Listen}, {"HealthListen", s.HealthListen}} {
 		if k.addr == "" {

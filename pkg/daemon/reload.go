@@ -64,6 +64,9 @@ func (r *runtime) applyReload() ([]string, error) {
 	_ = r.out.SetLevel(cfg.LogLevel) // validated by config.Load
 	r.backend.commit(st)
 	r.env.Limiter.SetLimits(bruteforce.FromConfig(cfg.BruteForce)) // counts and blocks stay
+	for _, l := range r.limits {
+		l.max.Store(int64(sec.MaxConnections))
+	}
 	if sec.HealthListen != r.healthAddr {
 		r.stopHealth()
 		r.healthSrv, r.healthAddr = newHealth, sec.HealthListen

@@ -37,6 +37,7 @@ type runtime struct {
 
 	eps     []Endpoint
 	raw     [][]net.Listener // per endpoint, as opened
+	limits  []*connLimit     // per endpoint: MaxConnections
 	probes  [][]*probeListener
 	servers []Server
 	wg      sync.WaitGroup
@@ -103,9 +104,11 @@ func (r *runtime) listen() error {
 	r.eps, r.raw = eps, raw
 	var all []*probeListener
 	r.probes = make([][]*probeListener, len(raw))
+	r.limits = make([]*connLimit, len(raw))
 	for i, ls := range raw {
+		r.limits[i] = newConnLimit(eps[i].Name, r.env.Section.MaxConnections, r.met.ConnRefused, r.env.Logger)
 		for _, l := range ls {
-			pl := newProbeListener(l, time.Now)
+			pl := newProbeListener(limitListener{Listener: l, lim: r.limits[i]}, time.Now)
 			r.probes[i] = append(r.probes[i], pl)
 			all = append(all, pl)
 		}

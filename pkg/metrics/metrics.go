@@ -62,6 +62,7 @@ type Metrics struct {
 	cacheStale     prometheus.Counter
 	conns          prometheus.Gauge
 	connsTotal     prometheus.Counter
+	connsRefused   *prometheus.CounterVec
 	tlsFailures    *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
 	reloadOK       prometheus.Gauge
@@ -114,6 +115,10 @@ func New(daemon, version string) *Metrics {
 		Namespace: Namespace, Name: "client_connections_total",
 		Help: "Client connections accepted.",
 	})
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "client_connections_refused_total",
+		Help: "Client connections closed at once because the listener had MaxConnections open.",
+	}, []string{"listener"})
 	m.tlsFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Name: "backend_tls_failures_total",
 		Help: "Refused TLS handshakes with the backend, by cause.",
@@ -134,7 +139,7 @@ func New(daemon, version string) *Metrics {
 	})
 	info.Set(1)
 	m.reg.MustRegister(m.lookups, m.backendSeconds, m.cacheHits, m.cacheMisses, m.cacheStale,
-		m.conns, m.connsTotal, m.tlsFailures, m.reloads, m.reloadOK, info,
+		m.conns, m.connsTotal, m.connsRefused, m.tlsFailures, m.reloads, m.reloadOK, info,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Show both results from the start, so rate() works before the
@@ -175,6 +180,12 @@ func (m *Metrics) Lookup(verb, outcome string) {
 		outcome = OutcomeFailed
 	}
 	m.lookups.WithLabelValues(m.verbs.label(verb), outcome).Inc()
+}
+
+// ConnRefused counts a connection closed because listener (a listener
+// kind named by the daemon, not by a peer) was at its MaxConnections.
+func (m *Metrics) ConnRefused(listener string) {
+	m.connsRefused.WithLabelValues(listener).Inc()
 }
 
 // ConnDelta adds delta (+1 on accept, -1 on close) to the open client
