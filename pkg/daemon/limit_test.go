@@ -72,4 +72,3 @@ func TestMaxConnections(t *testing.T) {
 		}
 	}
 }
-
