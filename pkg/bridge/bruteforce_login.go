@@ -22,12 +22,17 @@ func (g LoginGuard) Allow(clientIP, user string) bool {
 // wrong password, a failure never counts.
 func (g LoginGuard) Done(clientIP, user, password string, o Outcome) {
 	ip, _ := netip.ParseAddr(clientIP)
-	bo := bruteforce.Failed
+	g.Guard.Record(ip, user, []byte(password), loginOutcome(o))
+}
+
+// loginOutcome is what a lookup outcome means to the limiter: found
+// resets, not found is a wrong password, a failure never counts.
+func loginOutcome(o Outcome) bruteforce.Outcome {
 	switch o {
 	case OutcomeFound:
-		bo = bruteforce.OK
+		return bruteforce.OK
 	case OutcomeNotFound:
-		bo = bruteforce.WrongPassword
+		return bruteforce.WrongPassword
 	}
-	g.Guard.Record(ip, user, []byte(password), bo)
+	return bruteforce.Failed
 }

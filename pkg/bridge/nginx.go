@@ -81,14 +81,7 @@ func (n *Nginx) auth(ctx context.Context, req *mailauth.Request) (mailauth.Reply
 	}
 	rep, outcome, err := n.ask(ctx, req)
 	if guard {
-		o := bruteforce.Failed
-		switch outcome {
-		case OutcomeFound:
-			o = bruteforce.OK
-		case OutcomeNotFound:
-			o = bruteforce.WrongPassword
-		}
-		n.Limiter.Record(ip, req.User, []byte(req.Pass), o)
+		n.Limiter.Record(ip, req.User, []byte(req.Pass), loginOutcome(outcome))
 	}
 	return rep, outcome, err
 }
