@@ -26,30 +26,26 @@ func (pf *postfixInstance) swaksTo(t *testing.T, sender, to, quitAfter string) s
 	return out + errOut
 }
 
-// TestPolicyPostfixSMTPD: a private postfix smtpd whose RCPT and
-// END-OF-DATA restrictions are check_policy_service on shitenno's policy
-// listener (unix and inet), driven by swaks. The backend answers REJECT,
-// DEFER, DUNNO and a per-sender quota; an outage gives the fail action
-// (a 4xx), and every request reaches the backend (never cached).
-func TestPolicyPostfixSMTPD(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if inCI() {
-			t.Fatal("the private postfix needs root")
-		}
-		t.Skip("the private postfix needs root")
-	}
-	var mu sync.Mutex
+// policyBackend answers the policy verb the way TestPolicyPostfixSMTPD
+// expects, keeping the last END-OF-MESSAGE request's attributes.
+type policyBackend struct {
+	fb  *FakeBackend
+	mu  sync.Mutex
+	eod map[string]string
+}
+
+func newPolicyBackend(t *testing.T) *policyBackend {
+	p := &policyBackend{}
 	sent := map[string]int{} // quota: recipients per sender
-	var eodAttrs map[string]string
-	fb := newFakeBackend(t, func(r BackendRequest) (int, string) {
+	p.fb = newFakeBackend(t, func(r BackendRequest) (int, string) {
 		var a map[string]string
 		if err := json.Unmarshal(r.Object, &a); err != nil || r.Verb != "policy" {
 			return 400, "bad request"
 		}
 		if a["protocol_state"] == "END-OF-MESSAGE" {
-			mu.Lock()
-			eodAttrs = a
-			mu.Unlock()
+			p.mu.Lock()
+			p.eod = a
+			p.mu.Unlock()
 			if a["sender"] == "big@test.invalid" {
 				return 200, okReply(r, "OK", "REJECT 5.3.4 message too big for you (size "+a["size"]+")")
 			}
@@ -66,21 +62,37 @@ func TestPolicyPostfixSMTPD(t *testing.T) {
 			return 500, "down"
 		}
 		if a["sender"] == "quota@test.invalid" {
-			mu.Lock()
+			p.mu.Lock()
 			sent[a["sender"]]++
 			n := sent[a["sender"]]
-			mu.Unlock()
+			p.mu.Unlock()
 			if n > 2 {
 				return 200, okReply(r, "OK", "REJECT 5.7.1 over quota")
 			}
 		}
 		return 200, okReply(r, "OK", "DUNNO")
 	})
+	return p
+}
+
+// TestPolicyPostfixSMTPD: a private postfix smtpd whose RCPT and
+// END-OF-DATA restrictions are check_policy_service on shitenno's policy
+// listener (unix and inet), driven by swaks. The backend answers REJECT,
+// DEFER, DUNNO and a per-sender quota; an outage gives the fail action
+// (a 4xx), and every request reaches the backend (never cached).
+func TestPolicyPostfixSMTPD(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if inCI() {
+			t.Fatal("the private postfix needs root")
+		}
+		t.Skip("the private postfix needs root")
+	}
+	p := newPolicyBackend(t)
 	dir := testDir(t)
 	port := freePort(t)
 	inet := fmt.Sprintf("127.0.0.1:%d", port)
 	psock := filepath.Join(dir, "policy.sock")
-	d := startDaemonWith(t, dir, "postfix", fb.BaseURL(), "",
+	d := startDaemonWith(t, dir, "postfix", p.fb.BaseURL(), "",
 		fmt.Sprintf("PolicySocket = %q\nPolicyListen = %q\n", psock, inet))
 	waitDial(t, "tcp", inet)
 	waitDial(t, "unix", psock)
@@ -89,6 +101,33 @@ func TestPolicyPostfixSMTPD(t *testing.T) {
 		fmt.Sprintf("smtpd_recipient_restrictions = check_policy_service unix:%s\n", psock),
 		fmt.Sprintf("smtpd_end_of_data_restrictions = check_policy_service inet:%s\n", inet))
 
+	checkPolicyAnswers(t, pf, p)
+}
+
+// TestTrixiePolicy is TestPolicyPostfixSMTPD on postfix 3.10 (Debian 13
+// root): RCPT over inet, END-OF-DATA over the unix socket seen through
+// the root's path.
+func TestTrixiePolicy(t *testing.T) {
+	t.Parallel()
+	root := trixieRoot(t)
+	p := newPolicyBackend(t)
+	dir := trixieDir(t, root)
+	inet := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	psock := filepath.Join(dir, "policy.sock")
+	d := startDaemonWith(t, dir, "postfix", p.fb.BaseURL(), "",
+		fmt.Sprintf("PolicySocket = %q\nPolicyListen = %q\n", psock, inet))
+	waitDial(t, "tcp", inet)
+	waitDial(t, "unix", psock)
+	pf := startTrixiePostfix(t, root, dir, d.Socket,
+		"virtual_alias_domains =\nvirtual_alias_maps =\nvirtual_mailbox_domains = example.org\nvirtual_mailbox_maps = static:ok\nvirtual_transport = discard\n",
+		fmt.Sprintf("smtpd_recipient_restrictions = check_policy_service inet:%s\n", inet),
+		fmt.Sprintf("smtpd_end_of_data_restrictions = check_policy_service unix:%s\n", trixieIn(root, psock)))
+	checkPolicyAnswers(t, pf, p)
+}
+
+// checkPolicyAnswers drives pf with swaks through every policy answer.
+func checkPolicyAnswers(t *testing.T, pf *postfixInstance, p *policyBackend) {
+	t.Helper()
 	for _, c := range []struct{ to, want string }{
 		{"ok@example.org", "<-  250 2.1.5"},
 		{"ko@example.org", "<-  250 2.1.5"},
@@ -115,9 +154,9 @@ func TestPolicyPostfixSMTPD(t *testing.T) {
 	if !strings.Contains(out, "<-  250 2.0.0 Ok: queued") {
 		t.Errorf("END-OF-DATA DUNNO: want queued in\n%s", out)
 	}
-	mu.Lock()
-	got := eodAttrs
-	mu.Unlock()
+	p.mu.Lock()
+	got := p.eod
+	p.mu.Unlock()
 	if got["recipient_count"] != "2" || got["size"] == "" || got["size"] == "0" || got["request"] != "smtpd_access_policy" {
 		t.Errorf("END-OF-DATA attributes %v", got)
 	}

@@ -150,7 +150,7 @@ func trixiePostmap(t *testing.T, root, confDir, sock, table, key string) (string
 // startPostfix does on the host (TESTING.md) with paths as the root sees
 // them. The master is stopped by PID at cleanup (SIGTERM, which ends its
 // children; then SIGKILL of its process group).
-func startTrixiePostfix(t *testing.T, root, dir, sock string) *postfixInstance {
+func startTrixiePostfix(t *testing.T, root, dir, sock string, extra ...string) *postfixInstance {
 	t.Helper()
 	pf := &postfixInstance{dir: filepath.Join(dir, "pf"), port: freePort(t)}
 	for _, sub := range []string{"queue", "data", "log"} {
@@ -159,7 +159,7 @@ func startTrixiePostfix(t *testing.T, root, dir, sock string) *postfixInstance {
 		}
 	}
 	in := trixieIn(root, pf.dir)
-	trixieWrite(t, root, pf.dir, "main.cf", postfixMainCF(in, trixieIn(root, sock)))
+	trixieWrite(t, root, pf.dir, "main.cf", postfixMainCF(in, trixieIn(root, sock))+strings.Join(extra, ""))
 	// Every service unchrooted ("n"): the whole instance is already in
 	// the root, and the queue has no copies of /etc files.
 	trixieWrite(t, root, pf.dir, "master.cf", postfixMasterCF(pf.port))
