@@ -304,6 +304,9 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	started := make(chan struct{})
 	release := make(chan struct{})
 	h := HandlerFunc(func(ctx context.Context, r Request) Reply {
+		if r.Key == "w" {
+			return Reply{Kind: Found, Value: "warm"}
+		}
 		close(started)
 		<-release
 		return Reply{Kind: Found, Value: "done"}
@@ -317,7 +320,12 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	go func() { served <- srv.Serve(l) }()
 	c := dial(t, l.Addr().String())
 	idle := dial(t, l.Addr().String())
-	idle.send(hello23)
+	// One answered lookup proves the server has read everything the idle
+	// client sent: closing a socket with unread input sends RST, not FIN.
+	idle.send(hello23 + "Lw\tu\n")
+	if got := idle.line(); got != "Owarm\n" {
+		t.Fatalf("warm-up reply %q", got)
+	}
 	c.send(hello23 + "Lk\tu\n")
 	<-started
 	shut := make(chan error, 1)
