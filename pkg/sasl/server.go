@@ -1,0 +1,454 @@
+package sasl
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shitenno/shitenno/pkg/connserver"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("sasl: Server closed")
+
+// Credentials are what a PLAIN or LOGIN exchange yields. Password is
+// zeroed once the Handler has returned: a Handler must not keep it.
+type Credentials struct {
+	// Authzid is PLAIN's authorization identity, "" when the client sent
+	// none (LOGIN never has one).
+	Authzid  string
+	User     string
+	Password []byte
+}
+
+// Request is one login attempt.
+type Request struct {
+	// Mechanism is the canonical name from Server.Mechanisms.
+	Mechanism string
+	Credentials
+	// Service is the AUTH line's service= ("smtp" from smtpd).
+	Service string
+	// LocalIP and ClientIP are lip= and rip=, "" when not sent.
+	LocalIP, ClientIP string
+	// Secured is set when the SMTP session uses TLS.
+	Secured bool
+}
+
+// Verdict is a Handler's answer.
+type Verdict int
+
+// The three answers. TempFail makes the server close the connection
+// without a reply: postfix then tells the SMTP client 454 4.7.0 and
+// reconnects for its next login (PROTOCOLS.md §8.5).
+const (
+	TempFail Verdict = iota
+	Accept
+	Reject
+)
+
+// Result is a Handler's answer to one Request.
+type Result struct {
+	Verdict Verdict
+	// User is the name sent as user= with Accept (postfix's
+	// sasl_username); "" means Request.User. It must be Printable.
+	User string
+	// Reason is the FAIL text with Reject; "" means ReasonAuthFailed.
+	Reason string
+}
+
+// Handler checks one login. It must return within a bounded time, below
+// postfix's 10 s AUTH_TIMEOUT; ctx is cancelled when the server is closed.
+// It is called concurrently for requests on different connections (and
+// for several requests of one connection, which postfix never sends).
+type Handler interface {
+	Authenticate(ctx context.Context, req *Request) Result
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req *Request) Result
+
+// Authenticate calls f.
+func (f HandlerFunc) Authenticate(ctx context.Context, req *Request) Result { return f(ctx, req) }
+
+// Defaults of the Server's bounds.
+const (
+	// DefaultMaxInFlight bounds the AUTH requests one connection may have
+	// open, waiting for a CONT or for the Handler (issue #17: 32).
+	DefaultMaxInFlight = 32
+	// DefaultContTimeout is how long an exchange waits for its next CONT:
+	// smtpd waits up to smtpd_timeout (300 s) for the SMTP client's answer
+	// to a 334 challenge, so an exchange is forgotten a little after that.
+	DefaultContTimeout = 310 * time.Second
+)
+
+// Server serves dovecot auth client connections. Its zero value is not
+// usable: set Handler. Every smtpd process keeps one connection for its
+// whole life and sends one request at a time; connections are handled
+// independently, so one slow backend answer delays only its own smtpd.
+type Server struct {
+	Handler Handler
+	// Mechanisms are offered in this order: MechPLAIN and/or MechLOGIN;
+	// nil means both.
+	Mechanisms []string
+	// IdleTimeout closes a connection that sends nothing for this long.
+	// 0 means never: postfix keeps its connection for the smtpd
+	// process's life with no idle limit of its own, and a connection
+	// closed under an idle smtpd costs one 454 on inet: sockets with
+	// postfix 3.7 (PROTOCOLS.md §8.5). MaxConns bounds what idle clients
+	// can hold.
+	IdleTimeout time.Duration
+	// ReadTimeout bounds reading the rest of a line once its first byte
+	// has arrived. Default 10 s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one reply. Default 10 s.
+	WriteTimeout time.Duration
+	// ContTimeout bounds the wait for an exchange's next CONT; default
+	// DefaultContTimeout.
+	ContTimeout time.Duration
+	// MaxInFlight bounds one connection's open requests; default
+	// DefaultMaxInFlight. Past it an AUTH gets FAIL.
+	MaxInFlight int
+	// MaxConns bounds open connections (0: none); see connserver.Core.
+	MaxConns int
+	// Logger receives connection-level errors; nil discards them.
+	Logger *slog.Logger
+	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
+	ConnState func(delta int)
+
+	core connserver.Core
+	once sync.Once
+	cuid atomic.Int64
+	pid  int
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.core.ErrClosed = ErrServerClosed
+		s.core.Logger = s.Logger
+		s.core.ConnState = s.ConnState
+		s.core.MaxConns = s.MaxConns
+		s.pid = os.Getpid()
+	})
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (s *Server) mechanisms() []string {
+	if len(s.Mechanisms) == 0 {
+		return []string{MechPLAIN, MechLOGIN}
+	}
+	return s.Mechanisms
+}
+
+// Serve accepts connections on l until Shutdown or Close. It always
+// returns a non-nil error; ErrServerClosed after a shutdown. It may run
+// for several listeners at once.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	return s.core.Serve(l, func(nc net.Conn) connserver.Conn {
+		return &conn{srv: s, nc: nc, pending: map[string]*pendingAuth{}, running: map[string]struct{}{}}
+	})
+}
+
+// Shutdown stops accepting and reading, lets the logins being checked
+// finish and be answered, then returns; exchanges waiting for a CONT are
+// dropped (postfix reconnects). If ctx ends first, the remaining
+// connections are closed and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	return s.core.Shutdown(ctx)
+}
+
+// Close stops the server at once: listeners and connections are closed
+// and in-flight handler contexts cancelled.
+func (s *Server) Close() error {
+	s.init()
+	return s.core.Close()
+}
+
+// pendingAuth is an exchange waiting for a CONT.
+type pendingAuth struct {
+	x        exchange
+	deadline time.Time
+}
+
+type conn struct {
+	srv *Server
+	nc  net.Conn
+
+	// Reader-goroutine state.
+	pending map[string]*pendingAuth
+	version bool
+
+	mu      sync.Mutex
+	running map[string]struct{} // ids with a Handler call in progress
+	closing bool
+	wmu     sync.Mutex // serialises writes
+	wg      sync.WaitGroup
+}
+
+// Stop implements connserver.Conn: reading stops at once; logins being
+// checked are answered before Serve returns.
+func (c *conn) Stop() {
+	c.mu.Lock()
+	c.closing = true
+	_ = c.nc.SetReadDeadline(time.Now())
+	c.mu.Unlock()
+}
+
+// Close implements connserver.Conn.
+func (c *conn) Close() error { return c.nc.Close() }
+
+// Serve implements connserver.Conn.
+func (c *conn) Serve(ctx context.Context) {
+	defer c.wg.Wait()
+	s := c.srv
+	var cookie [16]byte
+	_, _ = rand.Read(cookie[:])
+	hs := appendHandshake(nil, s.mechanisms(), s.pid, int(s.cuid.Add(1)), hex.EncodeToString(cookie[:]))
+	// The handshake goes out at once: postfix sends its VERSION and CPID
+	// without waiting, then waits for DONE (PROTOCOLS.md §8.6, 1).
+	if !c.write(hs) {
+		return
+	}
+	rto := orDefault(s.ReadTimeout, 10*time.Second)
+	br := bufio.NewReaderSize(c.nc, MaxLine+1)
+	for {
+		if !c.setReadDeadline(s.IdleTimeout) {
+			return
+		}
+		if _, err := br.Peek(1); err != nil {
+			return // EOF, idle timeout, Stop, or closed after a TempFail
+		}
+		if !c.setReadDeadline(rto) {
+			return
+		}
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				c.protocolError(ErrLineTooLong)
+			}
+			return
+		}
+		if err := c.handle(ctx, line[:len(line)-1]); err != nil {
+			c.protocolError(err)
+			return
+		}
+	}
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func (c *conn) protocolError(err error) {
+	c.srv.logger().Warn("sasl: closing connection on protocol error", "err", err, "remote", c.nc.RemoteAddr().String())
+}
+
+// setReadDeadline arms the read deadline d from now (0: none) unless a
+// shutdown began; under the lock so Stop's wake-up is never overwritten.
+func (c *conn) setReadDeadline(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	_ = c.nc.SetReadDeadline(t)
+	return true
+}
+
+// handle processes one client line; an error closes the connection.
+func (c *conn) handle(ctx context.Context, raw []byte) error {
+	l, err := parseLine(raw)
+	if err != nil {
+		return err
+	}
+	if !c.version {
+		// Dovecot requires the client's VERSION first; postfix sends it
+		// right after connecting.
+		if l.cmd != cmdVersion {
+			return ErrNoVersion
+		}
+		if err := checkVersion(l.arg); err != nil {
+			return err
+		}
+		c.version = true
+		return nil
+	}
+	switch l.cmd {
+	case cmdAuth:
+		return c.auth(ctx, l)
+	case cmdCont:
+		return c.cont(ctx, l)
+	}
+	return nil
+}
+
+func (c *conn) auth(ctx context.Context, l clientLine) error {
+	if _, dup := c.pending[l.id]; dup || c.isRunning(l.id) {
+		return ErrDuplicateID
+	}
+	mech, ok := findMech(c.srv.mechanisms(), l.arg)
+	if !ok {
+		c.write(appendFail(nil, l.id, "", ReasonUnknownMech))
+		return nil
+	}
+	if c.inFlight() >= c.maxInFlight() {
+		c.write(appendFail(nil, l.id, "", ReasonTooManyAuths))
+		return nil
+	}
+	x := exchange{mech: mech, params: l.params}
+	c.advance(ctx, l.id, x, x.begin())
+	return nil
+}
+
+func (c *conn) cont(ctx context.Context, l clientLine) error {
+	p, ok := c.pending[l.id]
+	if !ok {
+		c.write(appendFail(nil, l.id, "", ReasonUnknownID))
+		return nil
+	}
+	delete(c.pending, l.id)
+	if time.Now().After(p.deadline) {
+		c.write(appendFail(nil, l.id, p.x.login, ReasonUnknownID))
+		return nil
+	}
+	c.advance(ctx, l.id, p.x, p.x.next(l.arg))
+	return nil
+}
+
+// advance acts on an exchange's next step: a FAIL, a CONT challenge (the
+// exchange waits), or a Handler call in its own goroutine.
+func (c *conn) advance(ctx context.Context, id string, x exchange, st step) {
+	switch {
+	case st.fail != "":
+		c.write(appendFail(nil, id, x.login, st.fail))
+	case !st.done:
+		c.pending[id] = &pendingAuth{x: x, deadline: time.Now().Add(orDefault(c.srv.ContTimeout, DefaultContTimeout))}
+		c.write(appendCont(nil, id, st.challenge))
+	default:
+		req := &Request{
+			Mechanism:   x.mech,
+			Credentials: st.creds,
+			Service:     x.params.service,
+			LocalIP:     x.params.localIP,
+			ClientIP:    x.params.clientIP,
+			Secured:     x.params.secured,
+		}
+		c.mu.Lock()
+		c.running[id] = struct{}{}
+		c.mu.Unlock()
+		c.wg.Add(1)
+		go c.check(ctx, id, req)
+	}
+}
+
+// check asks the Handler and answers; a TempFail closes the connection.
+func (c *conn) check(ctx context.Context, id string, req *Request) {
+	defer c.wg.Done()
+	defer func() {
+		c.mu.Lock()
+		delete(c.running, id)
+		c.mu.Unlock()
+	}()
+	res := c.callHandler(ctx, req)
+	clear(req.Password)
+	switch res.Verdict {
+	case Accept:
+		user := res.User
+		if user == "" {
+			user = req.User
+		}
+		if Printable(user) {
+			c.write(appendOK(nil, id, user))
+			return
+		}
+		c.srv.logger().Error("sasl: handler accepted a login with an unprintable user name; closing connection")
+	case Reject:
+		reason := res.Reason
+		if reason == "" || !Printable(reason) {
+			reason = ReasonAuthFailed
+		}
+		c.write(appendFail(nil, id, req.User, reason))
+		return
+	}
+	// TempFail: no reply. Postfix answers 454 4.7.0 for a connection lost
+	// while it waits, and any FAIL would be a permanent 535.
+	c.nc.Close()
+}
+
+// callHandler runs the Handler; a panic is a TempFail for this login, not
+// the end of the process.
+func (c *conn) callHandler(ctx context.Context, req *Request) (res Result) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.srv.logger().Error("sasl: handler panicked; closing connection", "panic", v)
+			res = Result{Verdict: TempFail}
+		}
+	}()
+	return c.srv.Handler.Authenticate(ctx, req)
+}
+
+func (c *conn) isRunning(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.running[id]
+	return ok
+}
+
+// inFlight counts open requests after dropping expired exchanges.
+func (c *conn) inFlight() int {
+	now := time.Now()
+	for id, p := range c.pending {
+		if now.After(p.deadline) {
+			delete(c.pending, id)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) + len(c.running)
+}
+
+func (c *conn) maxInFlight() int {
+	if c.srv.MaxInFlight > 0 {
+		return c.srv.MaxInFlight
+	}
+	return DefaultMaxInFlight
+}
+
+// write sends b whole; on failure the connection is closed, which ends
+// the reader too.
+func (c *conn) write(b []byte) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(orDefault(c.srv.WriteTimeout, 10*time.Second)))
+	if _, err := c.nc.Write(b); err != nil {
+		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
+			c.srv.logger().Debug("sasl: write failed", "err", err)
+		}
+		c.nc.Close()
+		return false
+	}
+	return true
+}

@@ -1,0 +1,434 @@
+package sasl
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// users is a Handler with fixed passwords: "tmp" fails temporarily,
+// "renamed" is accepted under another name, "panic" panics.
+var users = HandlerFunc(func(ctx context.Context, r *Request) Result {
+	switch r.User {
+	case "tmp":
+		return Result{Verdict: TempFail}
+	case "panic":
+		panic("handler bug")
+	case "renamed":
+		return Result{Verdict: Accept, User: "canonical@example.org"}
+	}
+	if r.Authzid != "" && r.Authzid != r.User {
+		return Result{Verdict: Reject, Reason: "authzid " + r.Authzid}
+	}
+	if string(r.Password) == "pw-"+r.User {
+		return Result{Verdict: Accept}
+	}
+	return Result{Verdict: Reject}
+})
+
+type client struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func start(t *testing.T, s *Server) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return l.Addr().String()
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &client{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+// postfix connects as smtpd does: its two lines, then the handshake read
+// up to DONE.
+func postfix(t *testing.T, addr string) *client {
+	c := dial(t, addr)
+	c.send("VERSION\t1\t0\nCPID\t4242\n")
+	for {
+		if c.line() == "DONE\n" {
+			return c
+		}
+	}
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.nc, s); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *client) line() string {
+	c.t.Helper()
+	_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	l, err := c.br.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("read: %v (got %q)", err, l)
+	}
+	return l
+}
+
+// closed asserts the server closed the connection without sending more.
+func (c *client) closed() {
+	c.t.Helper()
+	_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rest, err := io.ReadAll(c.br)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+		c.t.Fatalf("read: %v", err)
+	}
+	if len(rest) != 0 {
+		c.t.Fatalf("bytes before close: %q", rest)
+	}
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+const authPrefix = "\tservice=smtp\tnologin\tlip=127.0.0.1\trip=192.0.2.7"
+
+func TestHandshake(t *testing.T) {
+	addr := start(t, &Server{Handler: users})
+	c := dial(t, addr)
+	// The handshake comes before the client says anything.
+	var got strings.Builder
+	for !strings.HasSuffix(got.String(), "DONE\n") {
+		got.WriteString(c.line())
+	}
+	re := regexp.MustCompile(`^VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\nSPID\t[0-9]+\nCUID\t[0-9]+\nCOOKIE\t[0-9a-f]{32}\nDONE\n$`)
+	if !re.MatchString(got.String()) {
+		t.Fatalf("handshake %q", got.String())
+	}
+	only := start(t, &Server{Handler: users, Mechanisms: []string{MechLOGIN}})
+	c = dial(t, only)
+	if l := c.line(); l != "VERSION\t1\t2\n" {
+		t.Fatalf("first line %q", l)
+	}
+	if l := c.line(); l != "MECH\tLOGIN\tplaintext\n" {
+		t.Fatalf("MECH line %q", l)
+	}
+	if l := c.line(); !strings.HasPrefix(l, "SPID\t") {
+		t.Fatalf("after MECH %q", l)
+	}
+}
+
+func TestExchanges(t *testing.T) {
+	addr := start(t, &Server{Handler: users})
+	c := postfix(t, addr)
+	steps := []struct{ send, want string }{
+		// PLAIN with an initial response, as swaks --auth PLAIN sends it.
+		{"AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok1\x00pw-ok1") + "\n", "OK\t1\tuser=ok1\n"},
+		// The mechanism as typed; an authzid equal to the user.
+		{"AUTH\t2\tplain" + authPrefix + "\tsecured\tresp=" + b64("ok2\x00ok2\x00pw-ok2") + "\n", "OK\t2\tuser=ok2\n"},
+		// PLAIN without one: an empty challenge, then the credentials.
+		{"AUTH\t3\tPLAIN" + authPrefix + "\n", "CONT\t3\t\n"},
+		{"CONT\t3\t" + b64("\x00ok3\x00pw-ok3") + "\n", "OK\t3\tuser=ok3\n"},
+		// LOGIN: Username:, Password:.
+		{"AUTH\t4\tLOGIN" + authPrefix + "\n", "CONT\t4\tVXNlcm5hbWU6\n"},
+		{"CONT\t4\t" + b64("ok4") + "\n", "CONT\t4\tUGFzc3dvcmQ6\n"},
+		{"CONT\t4\t" + b64("pw-ok4") + "\n", "OK\t4\tuser=ok4\n"},
+		// LOGIN with the user name as initial response: Password: first.
+		{"AUTH\t5\tLOGIN" + authPrefix + "\tresp=" + b64("ok5") + "\n", "CONT\t5\tUGFzc3dvcmQ6\n"},
+		{"CONT\t5\t" + b64("wrong") + "\n", "FAIL\t5\tuser=ok5\treason=Invalid user name or password\n"},
+		// The backend's canonical name becomes sasl_username.
+		{"AUTH\t6\tPLAIN" + authPrefix + "\tresp=" + b64("\x00renamed\x00x") + "\n", "OK\t6\tuser=canonical@example.org\n"},
+		// A handler's reason; authzid reaches the handler.
+		{"AUTH\t7\tPLAIN" + authPrefix + "\tresp=" + b64("bob\x00ok7\x00pw-ok7") + "\n", "FAIL\t7\tuser=ok7\treason=authzid bob\n"},
+		// Refused without asking.
+		{"AUTH\t8\tCRAM-MD5" + authPrefix + "\n", "FAIL\t8\treason=Unsupported authentication mechanism\n"},
+		{"AUTH\t9\tPLAIN" + authPrefix + "\tresp=!!!!\n", "FAIL\t9\treason=Invalid base64 data in response\n"},
+		{"AUTH\t10\tPLAIN" + authPrefix + "\tresp=" + b64("no-nul") + "\n", "FAIL\t10\treason=Invalid response\n"},
+		{"AUTH\t11\tPLAIN" + authPrefix + "\tresp=\n", "FAIL\t11\treason=Invalid response\n"},
+		{"AUTH\t12\tPLAIN" + authPrefix + "\tresp=" + b64("\x00\x00pw") + "\n", "FAIL\t12\treason=Invalid response\n"},
+		{"CONT\t99\t" + b64("x") + "\n", "FAIL\t99\treason=Unknown or expired authentication request\n"},
+		// A user name that would break the line is not echoed.
+		{"AUTH\t13\tPLAIN" + authPrefix + "\tresp=" + b64("\x00a\tb\x00x") + "\n", "FAIL\t13\treason=Invalid user name or password\n"},
+		// Ids are not contiguous (postfix skips ids after a failed write).
+		{"AUTH\t4000000000\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n", "OK\t4000000000\tuser=ok\n"},
+	}
+	for _, s := range steps {
+		c.send(s.send)
+		if got := c.line(); got != s.want {
+			t.Fatalf("sent %q: got %q, want %q", s.send, got, s.want)
+		}
+	}
+}
+
+func TestRequestFields(t *testing.T) {
+	got := make(chan Request, 1)
+	h := HandlerFunc(func(ctx context.Context, r *Request) Result {
+		cp := *r
+		cp.Password = append([]byte(nil), r.Password...)
+		got <- cp
+		return Result{Verdict: Reject}
+	})
+	addr := start(t, &Server{Handler: h})
+	c := postfix(t, addr)
+	c.send("AUTH\t1\tplain\tservice=submission\tnologin\tlip=192.0.2.1\trip=2001:db8::7\tsecured\tsession=abc\tresp=" + b64("zid\x00alice\x00s3cret") + "\n")
+	c.line()
+	r := <-got
+	want := Request{Mechanism: "PLAIN", Credentials: Credentials{Authzid: "zid", User: "alice", Password: []byte("s3cret")},
+		Service: "submission", LocalIP: "192.0.2.1", ClientIP: "2001:db8::7", Secured: true}
+	if r.Mechanism != want.Mechanism || r.Authzid != want.Authzid || r.User != want.User || string(r.Password) != "s3cret" ||
+		r.Service != want.Service || r.LocalIP != want.LocalIP || r.ClientIP != want.ClientIP || !r.Secured {
+		t.Fatalf("request %+v, want %+v", r, want)
+	}
+}
+
+func TestPasswordZeroed(t *testing.T) {
+	kept := make(chan []byte, 1)
+	h := HandlerFunc(func(ctx context.Context, r *Request) Result {
+		kept <- r.Password
+		return Result{Verdict: Accept}
+	})
+	addr := start(t, &Server{Handler: h})
+	c := postfix(t, addr)
+	c.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00u\x00secret") + "\n")
+	if got := c.line(); got != "OK\t1\tuser=u\n" {
+		t.Fatalf("reply %q", got)
+	}
+	if p := <-kept; string(p) != "\x00\x00\x00\x00\x00\x00" {
+		t.Fatalf("password still in memory after the reply: %q", p)
+	}
+}
+
+func TestTempFailClosesOnlyThatConnection(t *testing.T) {
+	addr := start(t, &Server{Handler: users})
+	other := postfix(t, addr)
+	c := postfix(t, addr)
+	c.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00tmp\x00x") + "\n")
+	c.closed()
+	other.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n")
+	if got := other.line(); got != "OK\t1\tuser=ok\n" {
+		t.Fatalf("other connection: %q", got)
+	}
+	// A new connection is handshaken and served at once (postfix
+	// reconnects on its next login).
+	again := postfix(t, addr)
+	again.send("AUTH\t2\tLOGIN" + authPrefix + "\tresp=" + b64("ok") + "\n")
+	if got := again.line(); got != "CONT\t2\tUGFzc3dvcmQ6\n" {
+		t.Fatalf("after reconnect: %q", got)
+	}
+}
+
+func TestHandlerPanic(t *testing.T) {
+	addr := start(t, &Server{Handler: users})
+	c := postfix(t, addr)
+	c.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00panic\x00x") + "\n")
+	c.closed()
+	c = postfix(t, addr)
+	c.send("AUTH\t2\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n")
+	if got := c.line(); got != "OK\t2\tuser=ok\n" {
+		t.Fatalf("after a panic: %q", got)
+	}
+}
+
+func TestProtocolErrorsClose(t *testing.T) {
+	addr := start(t, &Server{Handler: users})
+	for name, in := range map[string]string{
+		"no VERSION":     "AUTH\t1\tPLAIN\n",
+		"VERSION 2":      "VERSION\t2\t0\n",
+		"VERSION bare":   "VERSION\n",
+		"NUL":            "VERSION\t1\t0\nCPID\t1\x00\n",
+		"line too long":  "VERSION\t1\t0\nAUTH\t1\tPLAIN\tresp=" + strings.Repeat("A", MaxLine) + "\n",
+		"bad id":         "VERSION\t1\t0\nAUTH\tx\tPLAIN\n",
+		"AUTH no mech":   "VERSION\t1\t0\nAUTH\t1\n",
+		"CONT no id":     "VERSION\t1\t0\nCONT\n",
+		"duplicate id":   "VERSION\t1\t0\nAUTH\t1\tPLAIN\nAUTH\t1\tPLAIN\n",
+		"negative id":    "VERSION\t1\t0\nAUTH\t-1\tPLAIN\n",
+		"id overflowing": "VERSION\t1\t0\nAUTH\t99999999999\tPLAIN\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := dial(t, addr)
+			c.send(in)
+			for {
+				_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				l, err := c.br.ReadString('\n')
+				if err != nil {
+					if l != "" || errors.Is(err, io.ErrUnexpectedEOF) {
+						t.Fatalf("partial line %q", l)
+					}
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						t.Fatal("connection left open")
+					}
+					return
+				}
+				// Handshake lines and the first AUTH's CONT are fine.
+				if strings.HasPrefix(l, "OK") || strings.HasPrefix(l, "FAIL") {
+					t.Fatalf("reply %q", l)
+				}
+			}
+		})
+	}
+	// A line of exactly MaxLine bytes is accepted.
+	c := postfix(t, addr)
+	line := "AUTH\t1\tPLAIN\tresp="
+	c.send(line + strings.Repeat("A", MaxLine-len(line)) + "\n")
+	if got := c.line(); !strings.HasPrefix(got, "FAIL\t1\t") {
+		t.Fatalf("longest line: %q", got)
+	}
+}
+
+func TestMaxInFlight(t *testing.T) {
+	addr := start(t, &Server{Handler: users, MaxInFlight: 3})
+	c := postfix(t, addr)
+	for _, id := range []string{"1", "2", "3"} {
+		c.send("AUTH\t" + id + "\tLOGIN" + authPrefix + "\n")
+		if got := c.line(); got != "CONT\t"+id+"\tVXNlcm5hbWU6\n" {
+			t.Fatalf("AUTH %s: %q", id, got)
+		}
+	}
+	c.send("AUTH\t4\tLOGIN" + authPrefix + "\n")
+	if got := c.line(); got != "FAIL\t4\treason=Too many authentication requests in progress\n" {
+		t.Fatalf("4th AUTH: %q", got)
+	}
+	// Finishing one makes room.
+	c.send("CONT\t1\t" + b64("ok") + "\nCONT\t1\t" + b64("pw-ok") + "\n")
+	c.line()
+	if got := c.line(); got != "OK\t1\tuser=ok\n" {
+		t.Fatalf("CONT 1: %q", got)
+	}
+	c.send("AUTH\t5\tLOGIN" + authPrefix + "\n")
+	if got := c.line(); got != "CONT\t5\tVXNlcm5hbWU6\n" {
+		t.Fatalf("AUTH 5: %q", got)
+	}
+}
+
+func TestContTimeout(t *testing.T) {
+	addr := start(t, &Server{Handler: users, ContTimeout: 50 * time.Millisecond, MaxInFlight: 1})
+	c := postfix(t, addr)
+	c.send("AUTH\t1\tLOGIN" + authPrefix + "\n")
+	c.line()
+	time.Sleep(100 * time.Millisecond)
+	c.send("CONT\t1\t" + b64("ok") + "\n")
+	if got := c.line(); got != "FAIL\t1\treason=Unknown or expired authentication request\n" {
+		t.Fatalf("late CONT: %q", got)
+	}
+	// An expired exchange no longer counts against MaxInFlight.
+	c.send("AUTH\t2\tLOGIN" + authPrefix + "\n")
+	c.line()
+	time.Sleep(100 * time.Millisecond)
+	c.send("AUTH\t3\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n")
+	if got := c.line(); got != "OK\t3\tuser=ok\n" {
+		t.Fatalf("after expiry: %q", got)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	addr := start(t, &Server{Handler: users, IdleTimeout: 50 * time.Millisecond})
+	c := postfix(t, addr)
+	c.closed()
+}
+
+func TestPartialLineTimeout(t *testing.T) {
+	addr := start(t, &Server{Handler: users, ReadTimeout: 50 * time.Millisecond})
+	c := postfix(t, addr)
+	c.send("AUTH\t1\tPL")
+	c.closed()
+}
+
+func TestShutdownAnswersInFlight(t *testing.T) {
+	started := make(chan struct{})
+	release := make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, r *Request) Result {
+		if r.User == "slow" {
+			close(started)
+			<-release
+		}
+		return Result{Verdict: Accept}
+	})
+	s := &Server{Handler: h}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	addr := l.Addr().String()
+	idle := postfix(t, addr)
+	// One answered login proves the server read everything idle sent.
+	idle.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00fast\x00x") + "\n")
+	idle.line()
+	busy := postfix(t, addr)
+	busy.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00slow\x00x") + "\n")
+	<-started
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	idle.closed()
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a login in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if got := busy.line(); got != "OK\t1\tuser=slow\n" {
+		t.Fatalf("in-flight reply %q", got)
+	}
+	busy.closed()
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+}
+
+// A reply to one connection's login never waits for another's.
+func TestConnectionsIndependent(t *testing.T) {
+	release := make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, r *Request) Result {
+		if r.User == "slow" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return Result{Verdict: Accept}
+	})
+	addr := start(t, &Server{Handler: h})
+	defer close(release)
+	slow := postfix(t, addr)
+	slow.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00slow\x00x") + "\n")
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			c := postfix(t, addr)
+			c.send("AUTH\t7\tPLAIN" + authPrefix + "\tresp=" + b64("\x00fast\x00x") + "\n")
+			if got := c.line(); got != "OK\t7\tuser=fast\n" {
+				t.Errorf("reply %q", got)
+			}
+		})
+	}
+	wg.Wait()
+}
