@@ -20,9 +20,9 @@ func (g LoginGuard) Allow(clientIP, user string) bool {
 
 // Done records the backend's answer: found resets, not found counts as a
 // wrong password, a failure never counts.
-func (g LoginGuard) Done(clientIP, user, password string, o Outcome) {
+func (g LoginGuard) Done(clientIP, user string, password []byte, o Outcome) {
 	ip, _ := netip.ParseAddr(clientIP)
-	g.Guard.Record(ip, user, []byte(password), loginOutcome(o))
+	g.Guard.Record(ip, user, password, loginOutcome(o))
 }
 
 // loginOutcome is what a lookup outcome means to the limiter: found
