@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shitenno/shitenno/pkg/bridge"
+	"github.com/shitenno/shitenno/pkg/config"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/socketmap"
 )
@@ -17,9 +18,15 @@ func main() {
 		Name:       "postfix",
 		Build:      build,
 		Query:      query,
-		QueryUsage: "TABLE KEY | query --policy NAME=VALUE...",
-		Extra:      policyEndpoints,
+		QueryUsage: "TABLE KEY | query --policy NAME=VALUE... | query --sasl USER (password on stdin)",
+		Extra:      extraEndpoints,
 	})
+}
+
+// extraEndpoints are the listeners beyond socketmap: SMTP AUTH, policy,
+// tcp_table.
+func extraEndpoints(cfg *config.Config) []daemon.Endpoint {
+	return append([]daemon.Endpoint{saslEndpoint(cfg)}, policyEndpoints(cfg)...)
 }
 
 func build(env *daemon.Env) (daemon.Server, error) {
@@ -35,6 +42,9 @@ func build(env *daemon.Env) (daemon.Server, error) {
 func query(ctx context.Context, env *daemon.Env, args []string) int {
 	if len(args) > 0 && args[0] == "--policy" {
 		return queryPolicy(ctx, env, args[1:])
+	}
+	if len(args) > 0 && args[0] == "--sasl" {
+		return querySASL(ctx, env, args[1:])
 	}
 	if len(args) != 2 {
 		fmt.Fprintln(env.Stderr, "usage: shitenno-postfix query TABLE KEY")

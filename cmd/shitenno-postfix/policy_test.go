@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,7 +17,7 @@ import (
 // failure, every attribute sent (request= added).
 func TestQueryPolicy(t *testing.T) {
 	var got map[string]any
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	conf := backendConf(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		var env struct{ Object map[string]any }
 		_ = json.Unmarshal(b, &env)
@@ -34,12 +31,7 @@ func TestQueryPolicy(t *testing.T) {
 		default:
 			http.Error(w, "no", http.StatusBadGateway)
 		}
-	}))
-	defer be.Close()
-	conf := filepath.Join(t.TempDir(), "shitenno.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("RemoteURL = %q\n", be.URL+"/")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	})
 	p := daemon.Program{Name: "postfix", Build: build, Query: query}
 	for _, tc := range []struct {
 		args   []string

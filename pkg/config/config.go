@@ -468,6 +468,7 @@ func (c *Config) problems(sections []string) []*Error {
 		checkService(p, name, s)
 	}
 	c.Postfix.checkPolicy(p)
+	c.Postfix.checkSASL(p)
 	c.BruteForce.check(p)
 	for _, name := range sections {
 		if s := c.Section(name); s != nil {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -66,6 +67,35 @@ func (p *Postfix) applyDefaults(md toml.MetaData) {
 	}
 	if !md.IsDefined("Postfix", "PolicyFailAction") {
 		p.PolicyFailAction = DefaultPolicyFailAction
+	}
+}
+
+// saslMechanisms are the mechanisms the SMTP AUTH server can run
+// (pkg/sasl; config imports none of the protocol packages).
+var saslMechanisms = []string{"PLAIN", "LOGIN"}
+
+// checkSASL checks the SMTP AUTH keys of [Postfix]. Mechanism names are
+// matched case-insensitively and kept in upper case, as announced to
+// postfix.
+func (pf *Postfix) checkSASL(p *problemList) {
+	if strings.ContainsRune(pf.SASLSocket, 0) {
+		p.add("Postfix.SASLSocket", "contains a NUL byte")
+	}
+	checkTCPAddr(p, "Postfix.SASLListen", pf.SASLListen)
+	if pf.SASLVerb == "" {
+		p.add("Postfix.SASLVerb", "must not be empty")
+	}
+	seen := map[string]bool{}
+	for i, m := range pf.SASLMechanisms {
+		u := strings.ToUpper(m)
+		switch {
+		case !slices.Contains(saslMechanisms, u):
+			p.add("Postfix.SASLMechanisms", "%q is not one of %s", m, strings.Join(saslMechanisms, ", "))
+		case seen[u]:
+			p.add("Postfix.SASLMechanisms", "%q listed twice", m)
+		}
+		seen[u] = true
+		pf.SASLMechanisms[i] = u
 	}
 }
 

@@ -68,6 +68,8 @@ type Env struct {
 	Limiter *bruteforce.Limiter
 	// Stdout and Stderr are where query prints.
 	Stdout, Stderr io.Writer
+	// Stdin is where query reads a password.
+	Stdin io.Reader
 }
 
 // Program describes one daemon.
@@ -90,6 +92,9 @@ type Program struct {
 	// nginx): their replies are cached only when the backend's
 	// Cache-Control/Expires allow it, never by the configured default TTLs.
 	Credentials bool
+	// Stdin is where query reads a password (never from argv, which
+	// other local users can see); nil means os.Stdin.
+	Stdin io.Reader
 }
 
 // Main runs the program and exits.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/shitenno/shitenno/pkg/config"
@@ -29,7 +30,10 @@ func (p Program) query(cfg *config.Config, sec *config.Service, args []string, s
 	}
 	env := &Env{
 		Config: cfg, Section: sec, Logger: logger, Backend: backend, Stdout: stdout, Stderr: stderr,
-		ConnState: func(int) {}, Record: recorder(logger, nil),
+		ConnState: func(int) {}, Record: recorder(logger, nil), Stdin: p.Stdin,
+	}
+	if env.Stdin == nil {
+		env.Stdin = os.Stdin
 	}
 	// Bound the whole query even if the protocol code forgets to.
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout.Duration+5*time.Second)
