@@ -178,7 +178,8 @@ type postfixInstance struct {
 }
 
 // startPostfix starts the private postfix; extra lines are appended to
-// its main.cf (later settings win in main.cf).
+// its main.cf (later settings win in main.cf), or to master.cf when they
+// start with masterCFLine.
 func startPostfix(t *testing.T, dir, sock string, extra ...string) *postfixInstance {
 	t.Helper()
 	postconf := requireTool(t, "postconf")
@@ -189,8 +190,9 @@ func startPostfix(t *testing.T, dir, sock string, extra ...string) *postfixInsta
 			t.Fatal(err)
 		}
 	}
-	mainCF := postfixMainCF(pf.dir, sock) + strings.Join(extra, "")
-	masterCF := postfixMasterCF(pf.port)
+	mainExtra, masterExtra := splitCF(extra)
+	mainCF := postfixMainCF(pf.dir, sock) + mainExtra
+	masterCF := postfixMasterCF(pf.port) + masterExtra
 	// postfix wants its data directory owned by mail_owner.
 	if out, errOut, code := run(t, 10*time.Second, "chown", "postfix", filepath.Join(pf.dir, "data")); code != 0 {
 		t.Fatalf("chown postfix data: %s %s", out, errOut)
@@ -217,6 +219,23 @@ func startPostfix(t *testing.T, dir, sock string, extra ...string) *postfixInsta
 	})
 	waitDial(t, "tcp", fmt.Sprintf("127.0.0.1:%d", pf.port))
 	return pf
+}
+
+// masterCFLine marks an extra argument of startPostfix that is a
+// master.cf line rather than main.cf text.
+const masterCFLine = "master.cf: "
+
+// splitCF sorts startPostfix's extra arguments into main.cf text and
+// master.cf lines.
+func splitCF(extra []string) (mainCF, masterCF string) {
+	for _, e := range extra {
+		if line, ok := strings.CutPrefix(e, masterCFLine); ok {
+			masterCF += line + "\n"
+		} else {
+			mainCF += e
+		}
+	}
+	return mainCF, masterCF
 }
 
 // postfixMainCF is the main.cf of a private test instance in dir whose

@@ -159,10 +159,11 @@ func startTrixiePostfix(t *testing.T, root, dir, sock string, extra ...string) *
 		}
 	}
 	in := trixieIn(root, pf.dir)
-	trixieWrite(t, root, pf.dir, "main.cf", postfixMainCF(in, trixieIn(root, sock))+strings.Join(extra, ""))
+	mainExtra, masterExtra := splitCF(extra)
+	trixieWrite(t, root, pf.dir, "main.cf", postfixMainCF(in, trixieIn(root, sock))+mainExtra)
 	// Every service unchrooted ("n"): the whole instance is already in
 	// the root, and the queue has no copies of /etc files.
-	trixieWrite(t, root, pf.dir, "master.cf", postfixMasterCF(pf.port))
+	trixieWrite(t, root, pf.dir, "master.cf", postfixMasterCF(pf.port)+masterExtra)
 	// The data directory belongs to mail_owner: the root's postfix user,
 	// whose uid need not match the host's.
 	if out, errOut, code := trixieRun(t, root, 10*time.Second, "chown", "postfix", in+"/data"); code != 0 {

@@ -1,0 +1,286 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// saslBackend answers the sasl verb: alice@example.org / "right pw" is
+// accepted as herself, renamed / "pw" under another name; fault, when
+// set, replaces every answer (an outage). It serves on a fixed address
+// that can go down (refuse connections) and come back.
+type saslBackend struct {
+	fb    *FakeBackend
+	addr  string
+	mu    sync.Mutex
+	fault func(BackendRequest) (int, string)
+	srv   *http.Server
+}
+
+func newSASLBackend(t *testing.T) *saslBackend {
+	b := &saslBackend{addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	b.fb = newFakeBackend(t, func(r BackendRequest) (int, string) {
+		b.mu.Lock()
+		fault := b.fault
+		b.mu.Unlock()
+		if fault != nil {
+			return fault(r)
+		}
+		var o struct{ User, Password, Mechanism string }
+		if err := json.Unmarshal(r.Object, &o); err != nil || r.Verb != "sasl" {
+			return 400, "bad request"
+		}
+		switch {
+		case o.User == "alice@example.org" && o.Password == "right pw":
+			return 200, okReply(r, "OK", nil)
+		case o.User == "renamed" && o.Password == "pw":
+			return 200, okReply(r, "OK", map[string]string{"User": "canonical@example.org"})
+		}
+		return 200, okReply(r, "KO", nil)
+	})
+	b.up(t)
+	t.Cleanup(b.down)
+	return b
+}
+
+func (b *saslBackend) URL() string { return "http://" + b.addr + "/" }
+
+func (b *saslBackend) setFault(f func(BackendRequest) (int, string)) {
+	b.mu.Lock()
+	b.fault = f
+	b.mu.Unlock()
+}
+
+// up serves the fake backend on b.addr again.
+func (b *saslBackend) up(t *testing.T) {
+	t.Helper()
+	var l net.Listener
+	waitFor(t, 10*time.Second, "backend address "+b.addr, func() bool {
+		var err error
+		l, err = net.Listen("tcp", b.addr)
+		return err == nil
+	})
+	b.srv = &http.Server{Handler: b.fb.Config.Handler}
+	go func() { _ = b.srv.Serve(l) }()
+}
+
+// down closes the listener and every connection: the backend refuses.
+func (b *saslBackend) down() { _ = b.srv.Close() }
+
+// smtpSession is a hand-driven SMTP session, for what swaks cannot send
+// (AUTH PLAIN without an initial response, an unknown mechanism).
+type smtpSession struct {
+	t *testing.T
+	c *textproto.Conn
+}
+
+func dialSMTP(t *testing.T, port int) *smtpSession {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatalf("smtp dial: %v", err)
+	}
+	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+	s := &smtpSession{t: t, c: textproto.NewConn(nc)}
+	t.Cleanup(func() { s.c.Close() })
+	if code, msg := s.reply(); code != 220 {
+		t.Fatalf("banner %d %s", code, msg)
+	}
+	return s
+}
+
+func (s *smtpSession) reply() (int, string) {
+	code, msg, err := s.c.ReadResponse(0)
+	if err != nil {
+		if _, ok := err.(*textproto.Error); !ok {
+			s.t.Fatalf("smtp read: %v", err)
+		}
+	}
+	return code, msg
+}
+
+// cmd sends one line and returns the reply.
+func (s *smtpSession) cmd(line string) (int, string) {
+	s.t.Helper()
+	if err := s.c.PrintfLine("%s", line); err != nil {
+		s.t.Fatalf("smtp write: %v", err)
+	}
+	return s.reply()
+}
+
+func plainResp(user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+}
+
+// login runs EHLO and AUTH PLAIN with an initial response and returns
+// the AUTH reply.
+func login(t *testing.T, port int, user, pass string) (int, string) {
+	s := dialSMTP(t, port)
+	s.cmd("EHLO client.test.invalid")
+	code, msg := s.cmd("AUTH PLAIN " + plainResp(user, pass))
+	s.cmd("QUIT")
+	return code, msg
+}
+
+// swaksAuth runs swaks with --auth MECH and returns its transcript.
+func (pf *postfixInstance) swaksAuth(t *testing.T, port int, mech, user, pass string) string {
+	t.Helper()
+	swaks := requireTool(t, "swaks")
+	out, errOut, _ := run(t, 60*time.Second, swaks, "--server", fmt.Sprintf("127.0.0.1:%d", port), "--helo", "client.test.invalid",
+		"--auth", mech, "--auth-user", user, "--auth-password", pass, "--quit-after", "AUTH", "--timeout", "30")
+	return out + errOut
+}
+
+// saslMainCF is the main.cf of smtpd with SMTP AUTH through shitenno,
+// as the README gives it (path: a unix socket path or inet:host:port).
+func saslMainCF(path string) string {
+	// The connection count limit (50 per client by default) would refuse
+	// the parallel logins, all from 127.0.0.1.
+	return "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\nsmtpd_sasl_path = " + path +
+		"\nsmtpd_client_connection_count_limit = 0\n"
+}
+
+// TestSASLPostfixSMTPD: a private postfix 3.7 smtpd with
+// smtpd_sasl_type = dovecot on shitenno's unix socket, driven by swaks
+// and by hand: PLAIN with and without an initial response, LOGIN, a
+// wrong password (535), an unknown mechanism, backend 500 / hang / down
+// (454, then 235 again in the same smtpd process once the backend is
+// back), and 50 logins at once.
+func TestSASLPostfixSMTPD(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if inCI() {
+			t.Fatal("the private postfix needs root")
+		}
+		t.Skip("the private postfix needs root")
+	}
+	b := newSASLBackend(t)
+	dir := testDir(t)
+	asock := filepath.Join(dir, "auth.sock")
+	d := startDaemonWith(t, dir, "postfix", b.URL(), "", fmt.Sprintf("SASLSocket = %q\n", asock))
+	waitDial(t, "unix", asock)
+	// A second smtpd with maxproc 1: consecutive sessions reach the same
+	// process and its long-lived auth connection (PROTOCOLS.md §8.5).
+	single := freePort(t)
+	pf := startPostfix(t, dir, d.Socket, saslMainCF(asock),
+		fmt.Sprintf("%s127.0.0.1:%d inet n - n - 1 smtpd", masterCFLine, single))
+	checkSASL(t, pf, b, single)
+}
+
+// TestTrixieSASL is TestSASLPostfixSMTPD on postfix 3.10 (Debian 13
+// root) over inet:, where 3.10 reconnects at the next session's start.
+func TestTrixieSASL(t *testing.T) {
+	t.Parallel()
+	root := trixieRoot(t)
+	b := newSASLBackend(t)
+	dir := trixieDir(t, root)
+	inet := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	d := startDaemonWith(t, dir, "postfix", b.URL(), "", fmt.Sprintf("SASLListen = %q\n", inet))
+	waitDial(t, "tcp", inet)
+	single := freePort(t)
+	pf := startTrixiePostfix(t, root, dir, d.Socket, saslMainCF("inet:"+inet),
+		fmt.Sprintf("%s127.0.0.1:%d inet n - n - 1 smtpd", masterCFLine, single))
+	checkSASL(t, pf, b, single)
+}
+
+// checkSASL drives pf's smtpd (port pf.port, and single: one process)
+// through every SMTP AUTH case.
+func checkSASL(t *testing.T, pf *postfixInstance, b *saslBackend, single int) {
+	t.Helper()
+	for _, c := range []struct{ mech, user, pass, want string }{
+		{"PLAIN", "alice@example.org", "right pw", "<-  235 2.7.0 Authentication successful"},
+		{"LOGIN", "alice@example.org", "right pw", "<-  235 2.7.0 Authentication successful"},
+		{"PLAIN", "alice@example.org", "wrong", "<** 535 5.7.8 Error: authentication failed: Invalid user name or password"},
+		{"LOGIN", "nobody@example.org", "x", "<** 535 5.7.8 Error: authentication failed: Invalid user name or password"},
+	} {
+		if out := pf.swaksAuth(t, pf.port, c.mech, c.user, c.pass); !strings.Contains(out, c.want) {
+			t.Errorf("swaks --auth %s %s: want %q in\n%s", c.mech, c.user, c.want, out)
+		}
+	}
+	reqs := b.fb.Requests()
+	if len(reqs) == 0 {
+		t.Fatal("the backend was never asked")
+	}
+	var o map[string]any
+	_ = json.Unmarshal(reqs[0].Object, &o)
+	if o["Mechanism"] != "PLAIN" || o["User"] != "alice@example.org" || o["Password"] != "right pw" || o["Service"] != "smtp" ||
+		o["Client-IP"] != "127.0.0.1" || o["Local-IP"] != "127.0.0.1" || o["Secured"] != false {
+		t.Errorf("backend object %s", reqs[0].Object)
+	}
+
+	// By hand: the mechanisms advertised, PLAIN without an initial
+	// response (334 with an empty challenge), the backend's name for the
+	// user, an unknown mechanism refused by smtpd itself.
+	s := dialSMTP(t, pf.port)
+	if _, msg := s.cmd("EHLO client.test.invalid"); !strings.Contains(msg, "\nAUTH PLAIN LOGIN") {
+		t.Errorf("EHLO: want AUTH PLAIN LOGIN in\n%s", msg)
+	}
+	if code, msg := s.cmd("AUTH PLAIN"); code != 334 || msg != "" {
+		t.Errorf("AUTH PLAIN: %d %q, want 334 and an empty challenge", code, msg)
+	}
+	if code, msg := s.cmd(plainResp("renamed", "pw")); code != 235 {
+		t.Errorf("PLAIN credentials after 334: %d %s", code, msg)
+	}
+	s = dialSMTP(t, pf.port)
+	s.cmd("EHLO client.test.invalid")
+	n := len(b.fb.Requests())
+	if code, msg := s.cmd("AUTH CRAM-MD5"); code != 535 || !strings.Contains(msg, "Invalid authentication mechanism") {
+		t.Errorf("AUTH CRAM-MD5: %d %s", code, msg)
+	}
+	if len(b.fb.Requests()) != n {
+		t.Error("an unknown mechanism reached the backend")
+	}
+
+	// Outages: 454 (temporary) while the backend fails, and 235 at the
+	// first login after it is back, through the same smtpd process.
+	if code, msg := login(t, single, "alice@example.org", "right pw"); code != 235 {
+		t.Fatalf("before the outages: %d %s", code, msg)
+	}
+	for _, o := range []struct {
+		name  string
+		fault func(BackendRequest) (int, string)
+	}{{"http500", backendFaults["http500"]}, {"hang", backendFaults["hang"]}, {"down", nil}} {
+		if o.fault != nil {
+			b.setFault(o.fault)
+		} else {
+			b.down()
+		}
+		for range 2 {
+			if code, msg := login(t, single, "alice@example.org", "right pw"); code != 454 || !strings.HasPrefix(msg, "4.7.0 Temporary authentication failure") {
+				t.Errorf("%s: %d %s, want 454 4.7.0", o.name, code, msg)
+			}
+		}
+		if o.fault != nil {
+			b.setFault(nil)
+		} else {
+			b.up(t)
+		}
+		if code, msg := login(t, single, "alice@example.org", "right pw"); code != 235 {
+			t.Errorf("%s: first login after recovery: %d %s, want 235", o.name, code, msg)
+		}
+	}
+
+	// 50 logins at once, each answered on its own merits.
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			pass, want := "right pw", 235
+			if i%5 == 0 {
+				pass, want = "wrong", 535
+			}
+			if code, msg := login(t, pf.port, "alice@example.org", pass); code != want {
+				t.Errorf("parallel login %d: %d %s, want %d", i, code, msg, want)
+			}
+		})
+	}
+	wg.Wait()
+}
