@@ -115,14 +115,21 @@ service imap-login {
 // the one tested.
 func dovecotDocBlock(t *testing.T, name string) string {
 	t.Helper()
-	doc, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "dovecot.md"))
+	return docBlock(t, "dovecot", name, "")
+}
+
+// docBlock returns the code block (```lang) that follows the marker
+// <!-- DOC:NAME --> in docs/DOC.md.
+func docBlock(t *testing.T, doc, name, lang string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", doc+".md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, after, ok := strings.Cut(string(doc), "<!-- dovecot:"+name+" -->\n```\n")
+	_, after, ok := strings.Cut(string(b), "<!-- "+doc+":"+name+" -->\n```"+lang+"\n")
 	block, _, ok2 := strings.Cut(after, "```\n")
 	if !ok || !ok2 {
-		t.Fatalf("docs/dovecot.md has no code block after <!-- dovecot:%s -->", name)
+		t.Fatalf("docs/%s.md has no ```%s block after <!-- %s:%s -->", doc, lang, doc, name)
 	}
 	return block
 }

@@ -110,16 +110,7 @@ mail {
 // one tested.
 func nginxDocBlock(t *testing.T, name string) string {
 	t.Helper()
-	doc, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "nginx.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, after, ok := strings.Cut(string(doc), "<!-- nginx:"+name+" -->\n```nginx\n")
-	block, _, ok2 := strings.Cut(after, "```\n")
-	if !ok || !ok2 {
-		t.Fatalf("docs/nginx.md has no nginx block after <!-- nginx:%s -->", name)
-	}
-	return block
+	return docBlock(t, "nginx", name, "nginx")
 }
 
 // mailServers is the documented mail{} block's body (docs/nginx.md) with

@@ -98,8 +98,7 @@ func TestPolicyPostfixSMTPD(t *testing.T) {
 	waitDial(t, "unix", psock)
 	pf := startPostfix(t, dir, d.Socket,
 		"virtual_alias_domains =\nvirtual_alias_maps =\nvirtual_mailbox_domains = example.org\nvirtual_mailbox_maps = static:ok\nvirtual_transport = discard\n",
-		fmt.Sprintf("smtpd_recipient_restrictions = check_policy_service unix:%s\n", psock),
-		fmt.Sprintf("smtpd_end_of_data_restrictions = check_policy_service inet:%s\n", inet))
+		policyMainCF(t, "unix:"+psock, "inet:"+inet))
 
 	checkPolicyAnswers(t, pf, p)
 }
@@ -120,9 +119,19 @@ func TestTrixiePolicy(t *testing.T) {
 	waitDial(t, "unix", psock)
 	pf := startTrixiePostfix(t, root, dir, d.Socket,
 		"virtual_alias_domains =\nvirtual_alias_maps =\nvirtual_mailbox_domains = example.org\nvirtual_mailbox_maps = static:ok\nvirtual_transport = discard\n",
-		fmt.Sprintf("smtpd_recipient_restrictions = check_policy_service inet:%s\n", inet),
-		fmt.Sprintf("smtpd_end_of_data_restrictions = check_policy_service unix:%s\n", trixieIn(root, psock)))
+		policyMainCF(t, "inet:"+inet, "unix:"+trixieIn(root, psock)))
 	checkPolicyAnswers(t, pf, p)
+}
+
+// policyMainCF is the README's main.cf for policy delegation
+// (docs/postfix.md) with the test's services at RCPT and END-OF-DATA.
+func policyMainCF(t *testing.T, rcpt, eod string) string {
+	lines := strings.SplitAfter(docBlock(t, "postfix", "policy", ""), "\n")
+	const doc = "unix:private/shitenno-policy"
+	if len(lines) < 3 {
+		t.Fatalf("docs/postfix.md: policy block too short: %q", lines)
+	}
+	return docReplace(t, lines[1], doc, rcpt) + docReplace(t, lines[2], doc, eod)
 }
 
 // checkPolicyAnswers drives pf with swaks through every policy answer.

@@ -141,13 +141,13 @@ func (pf *postfixInstance) swaksAuth(t *testing.T, port int, mech, user, pass st
 	return out + errOut
 }
 
-// saslMainCF is the main.cf of smtpd with SMTP AUTH through shitenno,
-// as the README gives it (path: a unix socket path or inet:host:port).
-func saslMainCF(path string) string {
+// saslMainCF is the README's main.cf for SMTP AUTH (docs/postfix.md)
+// with the test's auth socket path or inet:host:port.
+func saslMainCF(t *testing.T, path string) string {
 	// The connection count limit (50 per client by default) would refuse
 	// the parallel logins, all from 127.0.0.1.
-	return "smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\nsmtpd_sasl_path = " + path +
-		"\nsmtpd_client_connection_count_limit = 0\n"
+	return docReplace(t, docBlock(t, "postfix", "sasl", ""), "private/shitenno-auth", path) +
+		"smtpd_client_connection_count_limit = 0\n"
 }
 
 // TestSASLPostfixSMTPD: a private postfix 3.7 smtpd with
@@ -171,7 +171,7 @@ func TestSASLPostfixSMTPD(t *testing.T) {
 	// A second smtpd with maxproc 1: consecutive sessions reach the same
 	// process and its long-lived auth connection (PROTOCOLS.md §8.5).
 	single := freePort(t)
-	pf := startPostfix(t, dir, d.Socket, saslMainCF(asock),
+	pf := startPostfix(t, dir, d.Socket, saslMainCF(t, asock),
 		fmt.Sprintf("%s127.0.0.1:%d inet n - n - 1 smtpd", masterCFLine, single))
 	checkSASL(t, pf, b, single)
 }
@@ -187,7 +187,7 @@ func TestTrixieSASL(t *testing.T) {
 	d := startDaemonWith(t, dir, "postfix", b.URL(), "", fmt.Sprintf("SASLListen = %q\n", inet))
 	waitDial(t, "tcp", inet)
 	single := freePort(t)
-	pf := startTrixiePostfix(t, root, dir, d.Socket, saslMainCF("inet:"+inet),
+	pf := startTrixiePostfix(t, root, dir, d.Socket, saslMainCF(t, "inet:"+inet),
 		fmt.Sprintf("%s127.0.0.1:%d inet n - n - 1 smtpd", masterCFLine, single))
 	checkSASL(t, pf, b, single)
 }

@@ -22,6 +22,8 @@ SocketPrefix = "$dir/shitenno"
 Timeout = "3s"
 [Postfix]
 Mode = "0666"
+SASLSocket = "$dir/shitenno-auth"
+PolicySocket = "$dir/shitenno-policy"
 [Dovecot]
 Mode = "0666"
 [Nginx]
@@ -54,6 +56,8 @@ shitenno is running (backend http://127.0.0.1:$port/, sockets in $dir). Try:
   postmap -c $dir -q postmaster@example.org socketmap:unix:$dir/shitenno-postfix:virtual
   postmap -c $dir -q nobody@example.org socketmap:unix:$dir/shitenno-postfix:virtual; echo \$?
   ./bin/shitenno-postfix --config $dir/shitenno.conf query virtual sales@example.org
+  echo secret | ./bin/shitenno-postfix --config $dir/shitenno.conf query --sasl alice@example.org
+  ./bin/shitenno-postfix --config $dir/shitenno.conf query --policy sasl_username=alice@example.org recipient=x@example.net
   ./bin/shitenno-dovecot --config $dir/shitenno.conf query passdb alice@example.org
   doveadm dict get proxy:$dir/shitenno-dovecot:somewhere shared/userdb/alice@example.org
   ./bin/shitenno-nginx --config $dir/shitenno.conf query alice@example.org secret imap
@@ -61,7 +65,8 @@ shitenno is running (backend http://127.0.0.1:$port/, sockets in $dir). Try:
        -H 'Auth-Protocol: imap' -H 'Auth-Login-Attempt: 1' -H 'Client-IP: 127.0.0.1' \\
        -D - -o /dev/null http://127.0.0.1:$nginx_port/auth
 
-(docs: README.md; dovecot and nginx configuration snippets there use $dir/shitenno-dovecot
+(docs: README.md; postfix, dovecot and nginx configuration snippets there use
+$dir/shitenno-postfix, $dir/shitenno-auth, $dir/shitenno-policy, $dir/shitenno-dovecot
 and $dir/shitenno-nginx.) Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}"

@@ -122,8 +122,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	switch {
-	case req.Verb == "policy":
-		// Each policy request counts (the quota): never to be reused.
+	case req.Verb == "policy" || req.Verb == "sasl":
+		// Each policy request counts (the quota), and a login must be
+		// checked against the current password: never to be reused.
 		w.Header().Set("Cache-Control", "no-store")
 	case s.maxAge > 0:
 		w.Header().Set("Cache-Control", fmt.Sprintf("max-age=%d", s.maxAge))
@@ -154,6 +155,8 @@ func (s *server) answer(req request) (any, bool, error) {
 		return s.nginx(req.Object)
 	case "policy":
 		return s.policy(req.Object)
+	case "sasl":
+		return s.sasl(req.Object)
 	}
 	var key string
 	if err := json.Unmarshal(req.Object, &key); err != nil {
@@ -184,6 +187,26 @@ func (s *server) nginx(obj json.RawMessage) (any, bool, error) {
 		return nil, false, fmt.Errorf("bad upstream %q", up)
 	}
 	return map[string]string{"Auth-Server": host, "Auth-Port": port}, true, nil
+}
+
+// sasl checks an SMTP AUTH login (shitenno-postfix's SASL listener)
+// against the same users as dovecot and nginx; the canonical name goes
+// back as Data.User, which postfix logs and uses as sasl_username.
+func (s *server) sasl(obj json.RawMessage) (any, bool, error) {
+	var o struct{ User, Password, Authzid string }
+	if err := json.Unmarshal(obj, &o); err != nil {
+		return nil, false, fmt.Errorf("sasl wants {User, Password}")
+	}
+	name := strings.ToLower(o.User)
+	u, ok := s.data.Users[name]
+	if !ok || !checkPassword(u.Password, o.Password) {
+		return nil, false, nil
+	}
+	if o.Authzid != "" && strings.ToLower(o.Authzid) != name {
+		// Nobody may act as another user here.
+		return nil, false, nil
+	}
+	return map[string]string{"User": name}, true, nil
 }
 
 // checkPassword verifies pw against a dovecot-style {SCHEME} string.
