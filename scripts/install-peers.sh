@@ -23,7 +23,7 @@ for a in "$@"; do
 	esac
 done
 
-pkgs=(postfix dovecot-core dovecot-imapd dovecot-pop3d nginx libnginx-mod-mail runit swaks
+pkgs=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd nginx libnginx-mod-mail runit swaks
 	systemd debootstrap ca-certificates psmisc procps util-linux)
 [ $deb -eq 0 ] || pkgs+=(debhelper dpkg-dev fakeroot lintian debootstrap man-db)
 
