@@ -13,8 +13,9 @@ import (
 
 // swaksTo runs swaks against the private postfix for one message from
 // sender to the recipients (comma-separated) and returns its transcript.
-// quitAfter "" sends the whole message, so END-OF-DATA restrictions run.
-func (pf *postfixInstance) swaksTo(t *testing.T, sender, to, quitAfter string) string {
+// quitAfter "" sends the whole message, so END-OF-DATA restrictions run;
+// extra are more swaks options.
+func (pf *postfixInstance) swaksTo(t *testing.T, sender, to, quitAfter string, extra ...string) string {
 	t.Helper()
 	swaks := requireTool(t, "swaks")
 	args := []string{"--server", fmt.Sprintf("127.0.0.1:%d", pf.port), "--helo", "client.test.invalid",
@@ -22,6 +23,7 @@ func (pf *postfixInstance) swaksTo(t *testing.T, sender, to, quitAfter string) s
 	if quitAfter != "" {
 		args = append(args, "--quit-after", quitAfter)
 	}
+	args = append(args, extra...)
 	out, errOut, _ := run(t, 90*time.Second, swaks, args...)
 	return out + errOut
 }
