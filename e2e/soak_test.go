@@ -69,7 +69,6 @@ func TestSoakMailFlow(t *testing.T) {
 	begin := time.Now()
 	dir := testDir(t)
 	fb := newFakeBackend(t, nil)
-	lmtpSock := filepath.Join(dir, "dovecot", "run", "lmtp-soak")
 	pfd := startDaemon(t, dir, "postfix", fb.BaseURL())
 	dvd := startDaemon(t, dir, "dovecot", fb.BaseURL())
 	ngd := startDaemon(t, dir, "nginx", fb.BaseURL())
@@ -81,6 +80,7 @@ service lmtp {
   }
 }
 `)
+	lmtpSock := filepath.Join(dv.dir, "run", "lmtp-soak") // base_dir + the listener's name
 	users := map[string]string{soakMailbox: soakPassword}
 	healthy := soakBackend(lmtpSock,
 		dovecotUsers(users, filepath.Join(dv.dir, "home")),
@@ -126,10 +126,15 @@ service lmtp {
 	})
 	flushed := time.Since(flushBegin)
 
-	for name, d := range map[string]*Daemon{"postfix": pfd, "dovecot": dvd, "nginx": ngd} {
+	// The daemons were started once, by this test: still running means
+	// the same PIDs served from the first message to the last.
+	var pids []string
+	for _, d := range []*Daemon{pfd, dvd, ngd} {
+		name := filepath.Base(d.Cmd.Path)
 		if d.Exited() {
-			t.Errorf("shitenno-%s (pid %d) exited during the soak:\n%s", name, d.Cmd.Process.Pid, d.Output.String())
+			t.Errorf("%s (pid %d) exited during the soak:\n%s", name, d.Cmd.Process.Pid, d.Output.String())
 		}
+		pids = append(pids, fmt.Sprintf("%s %d", name, d.Cmd.Process.Pid))
 	}
 	maillog := func() string {
 		b, _ := os.ReadFile(filepath.Join(pf.dir, "log", "postfix.log"))
@@ -153,10 +158,10 @@ service lmtp {
 	soakCheckMailbox(t, imapPort)
 	read := time.Since(readBegin)
 
-	t.Logf("soak: %d messages (%d via swaks), %d outages of %s (%s); SMTP 4xx resent: %d; postfix deferrals: %d; send %s, flush %s, IMAP read %s, total %s",
+	t.Logf("soak: %d messages (%d via swaks), %d outages of %s (%s); SMTP 4xx resent: %d; postfix deferrals: %d; send %s, flush %s, IMAP read %s, total %s; same daemons throughout: %s",
 		soakMessages, soakMessages/soakSwaksEvery, soakOutages, soakOutageFor, strings.Join(soakOutageKinds[:], ", "),
 		s.tempFails, strings.Count(text, "status=deferred"), sent.Round(time.Millisecond), flushed.Round(time.Millisecond),
-		read.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
+		read.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond), strings.Join(pids, ", "))
 	if s.tempFails < soakOutages {
 		t.Errorf("only %d SMTP temporary failures for %d outages: the outages did not reach postfix", s.tempFails, soakOutages)
 	}
