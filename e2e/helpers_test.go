@@ -267,6 +267,8 @@ type FakeBackend struct {
 	// Hang, when closed channel is nil, makes the backend never answer
 	// until the test ends.
 	hang chan struct{}
+	// ended is set at cleanup, after which Up does nothing.
+	ended bool
 }
 
 // newFakeBackend starts a backend whose replies come from answer.
@@ -274,11 +276,42 @@ func newFakeBackend(t testing.TB, answer func(r BackendRequest) (int, string)) *
 	f := &FakeBackend{Answer: answer, hang: make(chan struct{})}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(func() {
+		f.mu.Lock()
+		f.ended = true
+		f.mu.Unlock()
 		close(f.hang)
 		f.Server.CloseClientConnections()
 		f.Server.Close()
 	})
 	return f
+}
+
+// Down makes the backend unreachable the way a stopped backend process
+// is: its listener closes, so connections are refused, and open ones
+// are cut.
+func (f *FakeBackend) Down() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Server.Listener.Close()
+	f.Server.CloseClientConnections()
+}
+
+// Up listens again on the address Down released, so the daemons'
+// RemoteURL reaches the same backend again.
+func (f *FakeBackend) Up() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ended {
+		return nil
+	}
+	l, err := net.Listen("tcp", f.Server.Listener.Addr().String())
+	if err != nil {
+		return err
+	}
+	// Server.Close closes Listener: the new one, from now on.
+	f.Server.Listener = l
+	go f.Server.Config.Serve(l)
+	return nil
 }
 
 // URL is the base URL to use as RemoteURL.

@@ -16,22 +16,17 @@ import (
 	"time"
 )
 
-// Soak figures (issue #18): messages sent, backend outages during the
-// sending, how long each lasts, and how a message goes out (every
+// Soak figures (issue #18): messages sent, how long each backend outage
+// lasts, and how a message goes out (every
 // soakSwaksEvery-th through swaks, the others through one Go SMTP session).
 const (
 	soakMessages   = 500
-	soakOutages    = 3
 	soakOutageFor  = 3 * time.Second
 	soakSwaksEvery = 25
 	soakAlias      = "soak@example.org"  // what senders write (virtual_alias_maps)
 	soakMailbox    = "alice@example.net" // the dovecot user it is rewritten to
 	soakPassword   = "soak secret"
 )
-
-// soakOutageKinds are the ways the backend is down, one per outage:
-// answering 500, then not answering until shitenno's Timeout, then 500.
-var soakOutageKinds = [soakOutages]string{"http500", "hang", "http500"}
 
 // TestSoakMailFlow runs the cluster the way the README configures it:
 // SMTP into a private postfix whose virtual alias domains, aliases and
@@ -40,7 +35,8 @@ var soakOutageKinds = [soakOutages]string{"http500", "hang", "http500"}
 // README's dovecot files), and IMAP through nginx (the README's mail{}
 // block, auth_http to shitenno-nginx) to read the mail back. One backend
 // serves all three; while soakMessages messages are sent it goes down
-// soakOutages times for soakOutageFor.
+// three times for soakOutageFor: answering 500, answering nothing until
+// shitenno's Timeout, and refusing connections (its listener closed).
 //
 // What counts as lost: postfix must never bounce or reject (5xx) because
 // of an outage, only defer. A message postfix accepted (250 after DATA)
@@ -94,22 +90,37 @@ service lmtp {
 	t.Logf("cluster up in %s", time.Since(begin).Round(time.Millisecond))
 
 	// The outages start when the sending reaches evenly spaced messages,
-	// so each one falls amid the sending and the deliveries it queued.
-	var outages sync.WaitGroup
+	// so each one falls amid the sending and the deliveries it queued;
+	// each is the same backend, on the same address, going away.
+	setAnswer := func(a func(BackendRequest) (int, string)) func() { return func() { fb.SetAnswer(a) } }
+	outages := []struct {
+		kind     string
+		down, up func()
+	}{
+		{"HTTP 500", setAnswer(backendFaults["http500"]), setAnswer(healthy)},
+		{"hang", setAnswer(backendFaults["hang"]), setAnswer(healthy)},
+		{"refused", fb.Down, func() {
+			if err := fb.Up(); err != nil {
+				t.Errorf("backend back up: %v", err)
+			}
+		}},
+	}
+	var outagesOver sync.WaitGroup
 	next := 0
 	sendBegin := time.Now()
 	s := &soakSender{t: t, pf: pf}
 	for i := 1; i <= soakMessages; i++ {
-		if next < soakOutages && i == (next+1)*soakMessages/(soakOutages+1) {
-			fb.SetAnswer(backendFaults[soakOutageKinds[next]])
-			outages.Add(1)
-			time.AfterFunc(soakOutageFor, func() { fb.SetAnswer(healthy); outages.Done() })
+		if next < len(outages) && i == (next+1)*soakMessages/(len(outages)+1) {
+			o := outages[next]
+			o.down()
+			outagesOver.Add(1)
+			time.AfterFunc(soakOutageFor, func() { o.up(); outagesOver.Done() })
 			next++
 		}
 		s.send(i)
 	}
 	s.close()
-	outages.Wait()
+	outagesOver.Wait()
 	sent := time.Since(sendBegin)
 
 	// Flush what the outages deferred (transport lookups, LMTP's userdb
@@ -158,12 +169,16 @@ service lmtp {
 	soakCheckMailbox(t, imapPort)
 	read := time.Since(readBegin)
 
+	var kinds []string
+	for _, o := range outages {
+		kinds = append(kinds, o.kind)
+	}
 	t.Logf("soak: %d messages (%d via swaks), %d outages of %s (%s); SMTP 4xx resent: %d; postfix deferrals: %d; send %s, flush %s, IMAP read %s, total %s; same daemons throughout: %s",
-		soakMessages, soakMessages/soakSwaksEvery, soakOutages, soakOutageFor, strings.Join(soakOutageKinds[:], ", "),
+		soakMessages, soakMessages/soakSwaksEvery, len(outages), soakOutageFor, strings.Join(kinds, ", "),
 		s.tempFails, strings.Count(text, "status=deferred"), sent.Round(time.Millisecond), flushed.Round(time.Millisecond),
 		read.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond), strings.Join(pids, ", "))
-	if s.tempFails < soakOutages {
-		t.Errorf("only %d SMTP temporary failures for %d outages: the outages did not reach postfix", s.tempFails, soakOutages)
+	if s.tempFails < len(outages) {
+		t.Errorf("only %d SMTP temporary failures for %d outages: the outages did not reach postfix", s.tempFails, len(outages))
 	}
 }
 
