@@ -17,8 +17,8 @@ import (
 )
 
 // Soak figures (issue #18): messages sent, how long each backend outage
-// lasts, and how a message goes out (every
-// soakSwaksEvery-th through swaks, the others through one Go SMTP session).
+// lasts, and how a message goes out (every soakSwaksEvery-th through
+// swaks, the others through a Go SMTP session).
 const (
 	soakMessages   = 500
 	soakOutageFor  = 3 * time.Second
@@ -340,16 +340,28 @@ func soakCheckMailbox(t *testing.T, imapPort int) {
 			bodies[l]++
 		}
 	}
+	// One line per kind of trouble, listing the messages, rather than
+	// one per message.
+	var noID, dupID, noBody, dupBody []int
 	for i := 1; i <= soakMessages; i++ {
-		if n := ids[strings.ToLower(soakMessageID(i))]; n != 1 {
-			t.Errorf("message %d: Message-ID read %d times, want once", i, n)
+		switch ids[strings.ToLower(soakMessageID(i))] {
+		case 0:
+			noID = append(noID, i)
+		case 1:
+		default:
+			dupID = append(dupID, i)
 		}
-		if n := bodies[fmt.Sprintf("soak body %d", i)]; n != 1 {
-			t.Errorf("message %d: body read %d times, want once", i, n)
+		switch bodies[fmt.Sprintf("soak body %d", i)] {
+		case 0:
+			noBody = append(noBody, i)
+		case 1:
+		default:
+			dupBody = append(dupBody, i)
 		}
 	}
-	if len(ids) != soakMessages {
-		t.Errorf("%d distinct Message-IDs in the mailbox, want %d", len(ids), soakMessages)
+	if len(noID)+len(dupID)+len(noBody)+len(dupBody) > 0 || len(ids) != soakMessages {
+		t.Errorf("mailbox: %d distinct Message-IDs, want %d; messages missing %v, read more than once %v; bodies missing %v, read more than once %v",
+			len(ids), soakMessages, noID, dupID, noBody, dupBody)
 	}
 	m.send("a5 LOGOUT\r\n")
 	m.tagged("a5")
