@@ -30,8 +30,9 @@ var dovecotSeq atomic.Int32
 // startDovecot writes a self-contained configuration (own base_dir,
 // state_dir, logs, loopback IMAP port; TESTING.md) using sock as the dict
 // socket, starts dovecot in the foreground and waits until IMAP and the
-// auth sockets answer.
-func startDovecot(t *testing.T, dir, sock string) *dovecotInstance {
+// auth sockets answer. extra is appended to dovecot.conf (a later
+// setting replaces an earlier one).
+func startDovecot(t *testing.T, dir, sock string, extra ...string) *dovecotInstance {
 	t.Helper()
 	dovecot := requireTool(t, "dovecot")
 	dv := &dovecotInstance{dir: filepath.Join(dir, "dovecot"), imapPort: freePort(t), doveadm: requireTool(t, "doveadm")}
@@ -77,7 +78,7 @@ service imap-login {
     port = 0
   }
 }
-%[5]s`, dv.dir, os.Getpid(), dovecotSeq.Add(1), dv.imapPort, authBlock)
+%[5]s%[6]s`, dv.dir, os.Getpid(), dovecotSeq.Add(1), dv.imapPort, authBlock, strings.Join(extra, ""))
 	if err := os.WriteFile(dv.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

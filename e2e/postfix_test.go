@@ -294,9 +294,16 @@ postlog   unix-dgram n - n - 1 postlogd
 // rcpt opens an SMTP session and returns the reply code to RCPT TO.
 func (pf *postfixInstance) rcpt(t *testing.T, to string) (int, string) {
 	t.Helper()
-	c, err := smtp.Dial(fmt.Sprintf("127.0.0.1:%d", pf.port))
+	nc, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", pf.port), 10*time.Second)
 	if err != nil {
 		t.Fatalf("smtp dial: %v", err)
+	}
+	// net/smtp sets no deadlines: a stuck smtpd must fail the test.
+	_ = nc.SetDeadline(time.Now().Add(time.Minute))
+	c, err := smtp.NewClient(nc, "127.0.0.1")
+	if err != nil {
+		nc.Close()
+		t.Fatalf("smtp banner: %v", err)
 	}
 	defer c.Close()
 	if err := c.Hello("client.test.invalid"); err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"net/textproto"
 	"os"
 	"path/filepath"
@@ -17,18 +16,15 @@ import (
 
 // saslBackend answers the sasl verb: alice@example.org / "right pw" is
 // accepted as herself, renamed / "pw" under another name; fault, when
-// set, replaces every answer (an outage). It serves on a fixed address
-// that can go down (refuse connections) and come back.
+// set, replaces every answer (an outage).
 type saslBackend struct {
 	fb    *FakeBackend
-	addr  string
 	mu    sync.Mutex
 	fault func(BackendRequest) (int, string)
-	srv   *http.Server
 }
 
 func newSASLBackend(t *testing.T) *saslBackend {
-	b := &saslBackend{addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	b := &saslBackend{}
 	b.fb = newFakeBackend(t, func(r BackendRequest) (int, string) {
 		b.mu.Lock()
 		fault := b.fault
@@ -48,34 +44,14 @@ func newSASLBackend(t *testing.T) *saslBackend {
 		}
 		return 200, okReply(r, "KO", nil)
 	})
-	b.up(t)
-	t.Cleanup(b.down)
 	return b
 }
-
-func (b *saslBackend) URL() string { return "http://" + b.addr + "/" }
 
 func (b *saslBackend) setFault(f func(BackendRequest) (int, string)) {
 	b.mu.Lock()
 	b.fault = f
 	b.mu.Unlock()
 }
-
-// up serves the fake backend on b.addr again.
-func (b *saslBackend) up(t *testing.T) {
-	t.Helper()
-	var l net.Listener
-	waitFor(t, 10*time.Second, "backend address "+b.addr, func() bool {
-		var err error
-		l, err = net.Listen("tcp", b.addr)
-		return err == nil
-	})
-	b.srv = &http.Server{Handler: b.fb.Config.Handler}
-	go func() { _ = b.srv.Serve(l) }()
-}
-
-// down closes the listener and every connection: the backend refuses.
-func (b *saslBackend) down() { _ = b.srv.Close() }
 
 // smtpSession is a hand-driven SMTP session, for what swaks cannot send
 // (AUTH PLAIN without an initial response, an unknown mechanism).
@@ -166,7 +142,7 @@ func TestSASLPostfixSMTPD(t *testing.T) {
 	b := newSASLBackend(t)
 	dir := testDir(t)
 	asock := filepath.Join(dir, "auth.sock")
-	d := startDaemonWith(t, dir, "postfix", b.URL(), "", fmt.Sprintf("SASLSocket = %q\n", asock))
+	d := startDaemonWith(t, dir, "postfix", b.fb.BaseURL(), "", fmt.Sprintf("SASLSocket = %q\n", asock))
 	waitDial(t, "unix", asock)
 	// A second smtpd with maxproc 1: consecutive sessions reach the same
 	// process and its long-lived auth connection (PROTOCOLS.md §8.5).
@@ -184,7 +160,7 @@ func TestTrixieSASL(t *testing.T) {
 	b := newSASLBackend(t)
 	dir := trixieDir(t, root)
 	inet := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	d := startDaemonWith(t, dir, "postfix", b.URL(), "", fmt.Sprintf("SASLListen = %q\n", inet))
+	d := startDaemonWith(t, dir, "postfix", b.fb.BaseURL(), "", fmt.Sprintf("SASLListen = %q\n", inet))
 	waitDial(t, "tcp", inet)
 	single := freePort(t)
 	pf := startTrixiePostfix(t, root, dir, d.Socket, saslMainCF(t, "inet:"+inet),
@@ -252,7 +228,7 @@ func checkSASL(t *testing.T, pf *postfixInstance, b *saslBackend, single int) {
 		if o.fault != nil {
 			b.setFault(o.fault)
 		} else {
-			b.down()
+			b.fb.Down()
 		}
 		for range 2 {
 			if code, msg := login(t, single, "alice@example.org", "right pw"); code != 454 || !strings.HasPrefix(msg, "4.7.0 Temporary authentication failure") {
@@ -262,7 +238,9 @@ func checkSASL(t *testing.T, pf *postfixInstance, b *saslBackend, single int) {
 		if o.fault != nil {
 			b.setFault(nil)
 		} else {
-			b.up(t)
+			if err := b.fb.Up(); err != nil {
+				t.Fatalf("backend up again: %v", err)
+			}
 		}
 		if code, msg := login(t, single, "alice@example.org", "right pw"); code != 235 {
 			t.Errorf("%s: first login after recovery: %d %s, want 235", o.name, code, msg)

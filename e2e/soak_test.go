@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/smtp"
 	"net/textproto"
 	"os"
@@ -220,6 +221,7 @@ type soakSender struct {
 	t         *testing.T
 	pf        *postfixInstance
 	c         *smtp.Client // the open Go SMTP session, nil between sessions
+	nc        net.Conn     // its connection, for deadlines (net/smtp sets none)
 	tempFails int          // 4xx replies, each followed by a resend
 }
 
@@ -258,16 +260,24 @@ func (s *soakSender) send(i int) {
 // smtp sends message i over the Go SMTP session, opening one if needed.
 func (s *soakSender) smtp(i int) error {
 	if s.c == nil {
-		c, err := smtp.Dial(fmt.Sprintf("127.0.0.1:%d", s.pf.port))
+		nc, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.pf.port), 10*time.Second)
 		if err != nil {
+			return err
+		}
+		_ = nc.SetDeadline(time.Now().Add(time.Minute))
+		c, err := smtp.NewClient(nc, "127.0.0.1")
+		if err != nil {
+			nc.Close()
 			return err
 		}
 		if err := c.Hello("client.test.invalid"); err != nil {
 			c.Close()
 			return err
 		}
-		s.c = c
+		s.c, s.nc = c, nc
 	}
+	// A stuck smtpd fails the message (and the test) instead of hanging it.
+	_ = s.nc.SetDeadline(time.Now().Add(time.Minute))
 	if err := s.c.Mail("sender@test.invalid"); err != nil {
 		return err
 	}
