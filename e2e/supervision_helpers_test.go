@@ -24,6 +24,13 @@ import (
 // supProtocols are the three daemons, each supervised on its own.
 var supProtocols = []string{"postfix", "dovecot", "nginx"}
 
+// supFDNames is the FileDescriptorName= of each main socket unit.
+var supFDNames = map[string]string{"postfix": "socketmap", "dovecot": "dovecot", "nginx": "nginx"}
+
+// supPostfixExtraUnits are the socket units of shitenno-postfix's optional
+// listeners (not enabled by default).
+var supPostfixExtraUnits = []string{"shitenno-postfix-sasl.socket", "shitenno-postfix-policy.socket", "shitenno-postfix-tcptable@.socket"}
+
 // supSection is the configuration section of a protocol.
 func supSection(proto string) string {
 	return strings.ToUpper(proto[:1]) + proto[1:]

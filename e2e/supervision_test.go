@@ -27,16 +27,22 @@ func supUnitCopies(t *testing.T, protos []string, sbin func(proto string) string
 	dir := t.TempDir()
 	var files []string
 	for _, p := range protos {
-		for _, ext := range []string{".socket", ".service"} {
-			name := "shitenno-" + p + ext
+		names := []string{"shitenno-" + p + ".socket", "shitenno-" + p + ".service"}
+		if p == "postfix" {
+			names = append(names, supPostfixExtraUnits...)
+		}
+		for _, name := range names {
 			b, err := os.ReadFile(filepath.Join(repoRoot(t), "init/systemd", name))
 			if err != nil {
 				t.Fatal(err)
 			}
 			text := string(b)
-			if ext == ".service" {
+			if strings.HasSuffix(name, ".service") {
 				text = supRewrite(t, name, text, "/usr/local/sbin/shitenno-"+p+" ", sbin(p)+" ")
 			}
+			// systemd-analyze verify cannot load a template itself: check
+			// the instance an administrator would enable.
+			name = strings.Replace(name, "@.socket", "@10041.socket", 1)
 			path := filepath.Join(dir, name)
 			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 				t.Fatal(err)
@@ -100,7 +106,7 @@ func TestSystemdUnitsContent(t *testing.T) {
 		want := map[string]map[string]string{
 			"Socket": {
 				"ListenStream":       cfg.SocketPath(cfg.Section(p)),
-				"FileDescriptorName": p,
+				"FileDescriptorName": supFDNames[p],
 				"SocketUser":         supOwners[p][0],
 				"SocketGroup":        supOwners[p][1],
 				"SocketMode":         "0660",
@@ -156,6 +162,60 @@ func TestSystemdUnitsContent(t *testing.T) {
 	}
 }
 
+// TestSystemdOptionalPostfixUnits: the SASL, policy and tcp_table socket
+// units put their sockets where postfix's chrooted smtpd (and tcp_table
+// clients) look, owned as smtpd needs, and hand them to the one
+// shitenno-postfix service.
+func TestSystemdOptionalPostfixUnits(t *testing.T) {
+	want := map[string]map[string]string{
+		"shitenno-postfix-sasl.socket": {
+			"ListenStream":       "/var/spool/postfix/private/shitenno-auth",
+			"FileDescriptorName": "sasl",
+			"SocketUser":         "postfix",
+			"SocketGroup":        "postfix",
+			"SocketMode":         "0660",
+		},
+		"shitenno-postfix-policy.socket": {
+			"ListenStream":       "/var/spool/postfix/private/shitenno-policy",
+			"FileDescriptorName": "policy",
+			"SocketUser":         "postfix",
+			"SocketGroup":        "postfix",
+			"SocketMode":         "0660",
+		},
+		"shitenno-postfix-tcptable@.socket": {
+			"ListenStream":       "127.0.0.1:%i",
+			"FileDescriptorName": "tcptable",
+		},
+	}
+	if len(want) != len(supPostfixExtraUnits) {
+		t.Fatalf("supPostfixExtraUnits %v and this test disagree", supPostfixExtraUnits)
+	}
+	for _, name := range supPostfixExtraUnits {
+		u := supParseUnit(t, filepath.Join(repoRoot(t), "init/systemd", name))
+		kv := want[name]
+		kv["Service"] = "shitenno-postfix.service"
+		kv["Backlog"] = "1024"
+		for k, v := range kv {
+			if got, ok := u.Get("Socket", k); !ok || got != v {
+				t.Errorf("%s [Socket] %s = %q (set %v), want %q", name, k, got, ok, v)
+			}
+		}
+		if got, _ := u.Get("Install", "WantedBy"); got != "sockets.target" {
+			t.Errorf("%s [Install] WantedBy = %q", name, got)
+		}
+		// postfix's private directory must never be created by systemd
+		// (it would be root's, mode 0755).
+		if strings.HasPrefix(kv["ListenStream"], "/var/spool/postfix/private/") {
+			if got, _ := u.Get("Unit", "AssertPathIsDirectory"); got != "/var/spool/postfix/private" {
+				t.Errorf("%s: AssertPathIsDirectory = %q", name, got)
+			}
+			if _, ok := u.Get("Socket", "DirectoryMode"); ok {
+				t.Errorf("%s sets DirectoryMode", name)
+			}
+		}
+	}
+}
+
 // TestSocketActivation starts each daemon as systemd would, with the
 // listening socket passed as fd 3 and named by LISTEN_FDNAMES, and does a
 // real lookup through it. The daemon must leave the node alone (no
@@ -169,7 +229,11 @@ func TestSocketActivation(t *testing.T) {
 	type tc struct{ proto, fdname string }
 	var cases []tc
 	for _, p := range protos {
-		cases = append(cases, tc{p, p})
+		cases = append(cases, tc{p, supFDNames[p]})
+		if supFDNames[p] != p {
+			// The name the first units used.
+			cases = append(cases, tc{p, p})
+		}
 		// systemd's default name when FileDescriptorName= is not set.
 		cases = append(cases, tc{p, "shitenno-" + p + ".socket"})
 	}

@@ -14,13 +14,17 @@ import (
 )
 
 func main() {
-	daemon.Main(daemon.Program{
-		Name:       "postfix",
-		Build:      build,
-		Query:      query,
-		QueryUsage: "TABLE KEY | query --policy NAME=VALUE... | query --sasl USER (password on stdin)",
-		Extra:      extraEndpoints,
-	})
+	daemon.Main(program)
+}
+
+// program is a variable so that the tests can check the shipped socket
+// units against its listeners.
+var program = daemon.Program{
+	Name:       "postfix",
+	Build:      build,
+	Query:      query,
+	QueryUsage: "TABLE KEY | query --policy NAME=VALUE... | query --sasl USER (password on stdin)",
+	Extra:      extraEndpoints,
 }
 
 // extraEndpoints are the listeners beyond socketmap: SMTP AUTH, policy,

@@ -75,6 +75,7 @@ func policyEndpoints(cfg *config.Config) []daemon.Endpoint {
 			Name:   "tcptable",
 			Listen: t.Listen,
 			Key:    "Postfix.TCPTable.Listen",
+			Unit:   tcpTableUnit,
 			Build: func(env *daemon.Env) (daemon.Server, error) {
 				return &tcptable.Server{
 					Handler:   &bridge.TCPTable{Backend: env.Backend, Verb: t.Verb, Record: env.Record},
@@ -85,5 +86,14 @@ func policyEndpoints(cfg *config.Config) []daemon.Endpoint {
 			},
 		})
 	}
+	if len(pf.TCPTable) == 0 {
+		// No table, no Verb to ask with: a tcptable socket from systemd
+		// alone cannot be served, and the daemon says which key is missing.
+		eps = append(eps, daemon.Endpoint{Name: "tcptable", Key: "Postfix.TCPTable.Listen", Unit: tcpTableUnit})
+	}
 	return eps
 }
+
+// tcpTableUnit is the socket unit template of the tcp_table listeners:
+// one instance per table, named by its port (127.0.0.1:%i).
+const tcpTableUnit = "shitenno-postfix-tcptable@.socket"

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/shitenno/shitenno/pkg/config"
@@ -32,35 +33,82 @@ type Endpoint struct {
 	// Key names the configuration key of Socket/Listen in errors, e.g.
 	// "Postfix.SASLSocket"; empty for the section's Socket.
 	Key string
+	// Unit is the systemd socket unit shipped for this listener
+	// (init/systemd), named in errors and by --check-config. Empty means
+	// shitenno-<program>-<Name>.socket; a template (name@.socket) is
+	// instantiated with the port of the listener's TCP address.
+	Unit string
 	// Build makes the server once the backend client exists (after the
-	// privilege drop).
+	// privilege drop). Nil marks a placeholder: a kind systemd may pass
+	// sockets for that cannot be served without configuration (a
+	// tcp_table needs its Verb), so such a socket is an error naming Key
+	// and Unit rather than an unknown name.
 	Build func(env *Env) (Server, error)
 }
 
 // primaryKinds maps a daemon to the kind of its main listener.
 var primaryKinds = map[string]string{"postfix": "socketmap", "dovecot": "dict", "nginx": "authhttp"}
 
-// endpoints lists every listener the program serves: its main one from
-// the section's Socket and Listen, then p.Extra's that are configured or
-// were passed by systemd.
-func (p Program) endpoints(cfg *config.Config, act Activated) []Endpoint {
+// Endpoints lists every listener the program knows, configured or not:
+// the main one from the section's Socket and Listen first, then
+// p.Extra's, each with its Unit filled in. These are the listeners a
+// systemd socket unit may pass a socket for (tests check the shipped
+// units against them).
+func (p Program) Endpoints(cfg *config.Config) []Endpoint {
 	sec := cfg.Section(p.Name)
 	main := Endpoint{
 		Name:    primaryKinds[p.Name],
 		Aliases: []string{p.Name, "shitenno-" + p.Name, "shitenno-" + p.Name + ".socket"},
 		Socket:  cfg.SocketPath(sec),
 		Listen:  sec.Listen,
+		Unit:    "shitenno-" + p.Name + ".socket",
 		Build:   p.Build,
 	}
 	eps := []Endpoint{main}
 	if p.Extra != nil {
 		for _, e := range p.Extra(cfg) {
-			if e.Socket != "" || e.Listen != "" || act.has(e.names()...) {
-				eps = append(eps, e)
+			if e.Unit == "" {
+				e.Unit = "shitenno-" + p.Name + "-" + e.Name + ".socket"
 			}
+			eps = append(eps, e)
 		}
 	}
 	return eps
+}
+
+// endpoints lists the listeners the program serves: its main one, then
+// the extras that are configured or that systemd passed sockets for. An
+// extra with only a socket from systemd is served with the defaults of
+// its other keys: enabling its socket unit is how an administrator turns
+// it on under systemd, and refusing to start would also take down the
+// main listener (for SMTP AUTH, a missing listener makes every smtpd
+// exit before its banner). Placeholders are kept only when systemd passed
+// them a socket, so that assign can name what is missing.
+func (p Program) endpoints(cfg *config.Config, act Activated) []Endpoint {
+	all := p.Endpoints(cfg)
+	eps := []Endpoint{all[0]}
+	for _, e := range all[1:] {
+		if (e.Build != nil && (e.Socket != "" || e.Listen != "")) || act.has(e.names()...) {
+			eps = append(eps, e)
+		}
+	}
+	return eps
+}
+
+// unit is the socket unit that would pass the endpoint's socket on addr
+// (a template is instantiated with addr's port, or Listen's, else PORT).
+func (e Endpoint) unit(addr net.Addr) string {
+	before, ok := strings.CutSuffix(e.Unit, "@.socket")
+	if !ok {
+		return e.Unit
+	}
+	port := "PORT"
+	if a, ok := addr.(*net.TCPAddr); ok {
+		port = strconv.Itoa(a.Port)
+	} else if _, pt, err := net.SplitHostPort(e.Listen); err == nil {
+		port = pt
+	}
+	return before + "@" + port + ".socket"
 }
 
 func (e Endpoint) names() []string { return append([]string{e.Name}, e.Aliases...) }
@@ -81,7 +129,8 @@ func (a Activated) has(names ...string) bool {
 // as before shitenno had several. Endpoints sharing a name (tcp_table)
 // are told apart by their Listen address. A named socket nobody uses is an
 // error: silently dropping it would leave a peer connecting to nothing.
-func (a Activated) assign(eps []Endpoint) ([][]net.Listener, error) {
+// valid lists, for that error, every name the program knows.
+func (a Activated) assign(eps []Endpoint, valid []string) ([][]net.Listener, error) {
 	out := make([][]net.Listener, len(eps))
 	known := map[string]bool{}
 	for _, e := range eps {
@@ -103,8 +152,8 @@ func (a Activated) assign(eps []Endpoint) ([][]net.Listener, error) {
 		return out, nil
 	}
 	if len(unknown) > 0 {
-		return nil, fmt.Errorf("systemd passed sockets named %s that no configured listener uses (FileDescriptorName= must be one of %s)",
-			strings.Join(unknown, ", "), strings.Join(kinds(eps), ", "))
+		return nil, fmt.Errorf("systemd passed sockets named %s that no listener of this program uses (FileDescriptorName= must be one of %s)",
+			strings.Join(unknown, ", "), strings.Join(valid, ", "))
 	}
 	for n, ls := range a {
 		var idx []int
@@ -113,6 +162,11 @@ func (a Activated) assign(eps []Endpoint) ([][]net.Listener, error) {
 				idx = append(idx, i)
 			}
 		}
+		if len(idx) == 1 && eps[idx[0]].Build == nil {
+			e := eps[idx[0]]
+			return nil, fmt.Errorf("systemd passed a %s socket on %s (%s) but %s is not configured: set it (to that address), or systemctl disable --now %s",
+				n, ls[0].Addr(), e.unit(ls[0].Addr()), e.Key, e.unit(ls[0].Addr()))
+		}
 		if len(idx) == 1 {
 			out[idx[0]] = append(out[idx[0]], ls...)
 			continue
@@ -120,7 +174,9 @@ func (a Activated) assign(eps []Endpoint) ([][]net.Listener, error) {
 		for _, l := range ls {
 			i := matchAddr(eps, idx, l.Addr())
 			if i < 0 {
-				return nil, fmt.Errorf("systemd passed a %s socket on %s that matches no configured %s Listen address", n, l.Addr(), n)
+				e := eps[idx[0]]
+				return nil, fmt.Errorf("systemd passed a %s socket on %s (%s) that matches no configured %s: add it, or systemctl disable --now %s",
+					n, l.Addr(), e.unit(l.Addr()), e.Key, e.unit(l.Addr()))
 			}
 			out[i] = append(out[i], l)
 		}
@@ -201,7 +257,7 @@ func (p Program) listenAll(cfg *config.Config) ([]Endpoint, [][]net.Listener, er
 	eps := p.endpoints(cfg, act)
 	got := make([][]net.Listener, len(eps))
 	if act != nil {
-		if got, err = act.assign(eps); err != nil {
+		if got, err = act.assign(eps, kinds(p.Endpoints(cfg))); err != nil {
 			for _, ls := range act {
 				closeListeners(ls)
 			}
@@ -216,6 +272,11 @@ func (p Program) listenAll(cfg *config.Config) ([]Endpoint, [][]net.Listener, er
 		if err != nil {
 			for _, ls := range got {
 				closeListeners(ls)
+			}
+			if act != nil && e.Socket != "" {
+				// Under systemd the daemon runs unprivileged on a
+				// read-only file system: the socket unit must create it.
+				err = fmt.Errorf("%w (under systemd, systemctl enable --now %s creates it, then restart the service)", err, e.unit(nil))
 			}
 			return nil, nil, err
 		}
@@ -240,12 +301,23 @@ func (p Program) describe(w io.Writer, cfg *config.Config) {
 	if fds := os.Getenv("LISTEN_FDS"); fds != "" {
 		fmt.Fprintf(w, "listen: sockets passed by systemd (LISTEN_FDS=%s), by FileDescriptorName\n", fds)
 	}
-	for _, e := range p.endpoints(cfg, nil) {
-		if e.Socket != "" {
-			fmt.Fprintf(w, "listen: unix:%s (%s, owner %s:%s, mode %04o)\n", e.Socket, e.Name, sec.UID, sec.GID, uint32(sec.Mode))
+	// Every listener the program has, configured or not, so that an
+	// administrator sees what can be turned on and with which key or
+	// socket unit.
+	for _, e := range p.Endpoints(cfg) {
+		configured := e.Build != nil && (e.Socket != "" || e.Listen != "")
+		if e.Socket != "" && configured {
+			fmt.Fprintf(w, "listen: unix:%s (%s, owner %s:%s, mode %04o; systemd: %s)\n", e.Socket, e.Name, sec.UID, sec.GID, uint32(sec.Mode), e.unit(nil))
 		}
-		if e.Listen != "" {
-			fmt.Fprintf(w, "listen: tcp:%s (%s)\n", e.Listen, e.Name)
+		if e.Listen != "" && configured {
+			fmt.Fprintf(w, "listen: tcp:%s (%s; systemd: %s)\n", e.Listen, e.Name, e.unit(nil))
+		}
+		switch {
+		case configured:
+		case e.Build == nil:
+			fmt.Fprintf(w, "listen: %s off (set %s; under systemd also enable %s)\n", e.Name, e.Key, e.unit(nil))
+		default:
+			fmt.Fprintf(w, "listen: %s off (set %s, or under systemd enable %s)\n", e.Name, e.Key, e.unit(nil))
 		}
 	}
 	if sec.HealthListen != "" {

@@ -105,13 +105,14 @@ func tcpListener(t *testing.T) net.Listener {
 // named socket nobody uses is refused.
 func TestActivatedAssign(t *testing.T) {
 	sm, sasl, t1, t2 := tcpListener(t), tcpListener(t), tcpListener(t), tcpListener(t)
+	build := func(*Env) (Server, error) { return nil, nil }
 	eps := []Endpoint{
-		{Name: "socketmap", Aliases: []string{"postfix", "shitenno-postfix.socket"}},
-		{Name: "sasl"},
-		{Name: "tcptable", Listen: t1.Addr().String()},
-		{Name: "tcptable", Listen: t2.Addr().String()},
+		{Name: "socketmap", Aliases: []string{"postfix", "shitenno-postfix.socket"}, Build: build},
+		{Name: "sasl", Build: build},
+		{Name: "tcptable", Listen: t1.Addr().String(), Key: "Postfix.TCPTable.Listen", Unit: "shitenno-postfix-tcptable@.socket", Build: build},
+		{Name: "tcptable", Listen: t2.Addr().String(), Key: "Postfix.TCPTable.Listen", Unit: "shitenno-postfix-tcptable@.socket", Build: build},
 	}
-	got, err := Activated{"shitenno-postfix.socket": {sm}, "sasl": {sasl}, "tcptable": {t2, t1}}.assign(eps)
+	got, err := Activated{"shitenno-postfix.socket": {sm}, "sasl": {sasl}, "tcptable": {t2, t1}}.assign(eps, kinds(eps))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,16 +122,27 @@ func TestActivatedAssign(t *testing.T) {
 			t.Errorf("endpoint %d (%s): got %v, want %v", i, eps[i].Name, got[i], want[i])
 		}
 	}
-	got, err = Activated{"LISTEN_FD_3": {sm}, "LISTEN_FD_4": {sasl}}.assign(eps)
+	got, err = Activated{"LISTEN_FD_3": {sm}, "LISTEN_FD_4": {sasl}}.assign(eps, kinds(eps))
 	if err != nil || len(got[0]) != 2 || len(got[1]) != 0 {
 		t.Errorf("unnamed sockets: %v, %v; want both on the main listener", got, err)
 	}
-	if _, err := (Activated{"postfix": {sm}, "polcy": {sasl}}).assign(eps); err == nil || !strings.Contains(err.Error(), "polcy") {
+	if _, err := (Activated{"postfix": {sm}, "polcy": {sasl}}).assign(eps, kinds(eps)); err == nil || !strings.Contains(err.Error(), "polcy") {
 		t.Errorf("misnamed socket: err = %v, want it named", err)
 	}
 	other := tcpListener(t)
-	if _, err := (Activated{"tcptable": {t1, other}}).assign(eps); err == nil {
+	_, port, _ := net.SplitHostPort(other.Addr().String())
+	if _, err := (Activated{"tcptable": {t1, other}}).assign(eps, kinds(eps)); err == nil {
 		t.Error("tcptable socket on an unconfigured address accepted")
+	} else if !strings.Contains(err.Error(), "Postfix.TCPTable.Listen") || !strings.Contains(err.Error(), "shitenno-postfix-tcptable@"+port+".socket") {
+		t.Errorf("unconfigured tcptable address: %v, want the key and the unit named", err)
+	}
+	// A placeholder (no table configured at all): the name is known, the
+	// error says what to configure and which unit passed the socket.
+	ph := []Endpoint{eps[0], {Name: "tcptable", Key: "Postfix.TCPTable.Listen", Unit: "shitenno-postfix-tcptable@.socket"}}
+	_, err = (Activated{"postfix": {sm}, "tcptable": {other}}).assign(ph, kinds(ph))
+	if err == nil || !strings.Contains(err.Error(), "Postfix.TCPTable.Listen is not configured") ||
+		!strings.Contains(err.Error(), "systemctl disable --now shitenno-postfix-tcptable@"+port+".socket") {
+		t.Errorf("tcptable socket without a table: %v", err)
 	}
 }
 
