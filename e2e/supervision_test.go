@@ -720,6 +720,10 @@ func TestInstallScript(t *testing.T) {
 			}
 		}
 	}
+	for _, u := range supPostfixExtraUnits {
+		mode("usr/lib/systemd/system/"+u, 0o644)
+		mode("usr/share/shitenno/init/systemd/"+u, 0o644)
+	}
 	mode("usr/lib/sysusers.d/shitenno.conf", 0o644)
 	mode("usr/share/shitenno/shitenno.conf", 0o644)
 	if _, err := os.Stat(filepath.Join(repoRoot(t), "conf/dovecot/shitenno.lua")); err == nil {
@@ -734,13 +738,17 @@ func TestInstallScript(t *testing.T) {
 	var units []string
 	udir := t.TempDir()
 	for _, p := range protos {
-		for _, ext := range []string{".socket", ".service"} {
-			b, err := os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/shitenno-"+p+ext))
+		names := []string{"shitenno-" + p + ".socket", "shitenno-" + p + ".service"}
+		if p == "postfix" {
+			names = append(names, supPostfixExtraUnits...)
+		}
+		for _, name := range names {
+			b, err := os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/"+name))
 			if err != nil {
 				t.Fatal(err)
 			}
 			text := strings.ReplaceAll(string(b), "/usr/sbin/", filepath.Join(dest, "usr/sbin")+"/")
-			u := filepath.Join(udir, "shitenno-"+p+ext)
+			u := filepath.Join(udir, strings.Replace(name, "@.socket", "@10041.socket", 1))
 			if err := os.WriteFile(u, []byte(text), 0o644); err != nil {
 				t.Fatal(err)
 			}

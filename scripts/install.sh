@@ -4,7 +4,9 @@
 # Installs, below DESTDIR (empty: the live system):
 #   PREFIX/sbin/shitenno-{postfix,dovecot,nginx}        the daemons (from ./bin, or $BINDIR)
 #   /etc/shitenno/shitenno.conf                          only when absent (never overwritten)
-#   PREFIX/lib/systemd/system/shitenno-*.{socket,service} systemd units (inert until enabled)
+#   PREFIX/lib/systemd/system/shitenno-*.{socket,service} systemd units (inert until enabled), with
+#                                                        the optional listeners' sockets
+#                                                        (shitenno-postfix-sasl.socket, …)
 #   PREFIX/lib/sysusers.d/shitenno.conf                  the shitenno account for systemd-sysusers
 #   /etc/sv/shitenno-*/                                  runit service dirs (inert until linked
 #                                                        into /etc/service; existing files kept)
@@ -90,10 +92,11 @@ else
 fi
 
 # systemd.
+# Every unit, including the optional listeners' sockets
+# (shitenno-postfix-sasl.socket, ...): installed, none enabled.
 units=$destdir$prefix/lib/systemd/system
-for d in $daemons; do
-	put "init/systemd/shitenno-$d.socket" "$units/shitenno-$d.socket" 0644
-	put "init/systemd/shitenno-$d.service" "$units/shitenno-$d.service" 0644
+for u in init/systemd/*.socket init/systemd/*.service; do
+	put "$u" "$units/$(basename "$u")" 0644
 done
 put init/systemd/shitenno.sysusers "$destdir$prefix/lib/sysusers.d/shitenno.conf" 0644
 say "systemd units in $units"
@@ -114,9 +117,10 @@ say "runit services in $destdir/etc/sv"
 # Reference copies and extras.
 mkdir -p "$destdir$share"
 install -m 0644 conf/shitenno.conf "$destdir$share/shitenno.conf"
+for u in init/systemd/*.socket init/systemd/*.service; do
+	put "$u" "$destdir$share/init/systemd/$(basename "$u")" 0644
+done
 for d in $daemons; do
-	put "init/systemd/shitenno-$d.socket" "$destdir$share/init/systemd/shitenno-$d.socket" 0644
-	put "init/systemd/shitenno-$d.service" "$destdir$share/init/systemd/shitenno-$d.service" 0644
 	for f in run finish log/run; do
 		put "init/runit/shitenno-$d/$f" "$destdir$share/init/runit/shitenno-$d/$f" 0755
 	done
