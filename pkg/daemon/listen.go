@@ -124,6 +124,10 @@ type ownedListener struct {
 	path string
 }
 
+// Addr is the socket's final path: the kernel still reports the name it
+// was bound under, inside the private directory that is gone by now.
+func (o *ownedListener) Addr() net.Addr { return &net.UnixAddr{Name: o.path, Net: "unix"} }
+
 func (o *ownedListener) Close() error {
 	err := o.Listener.Close()
 	if rmErr := os.Remove(o.path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) && err == nil {

@@ -252,10 +252,11 @@ func (r *runtime) shutdown() {
 	for _, ls := range r.raw {
 		for _, l := range ls {
 			if o, ok := l.(*ownedListener); ok {
-				if _, err := os.Lstat(o.path); err == nil {
+				if _, err := os.Lstat(o.path); !errors.Is(err, os.ErrNotExist) {
 					// Typically: the daemon dropped to User and may not
-					// write the socket's directory. Harmless (the next
-					// start replaces a stale socket), but say so.
+					// write the socket's directory, or not even look
+					// into it (postfix's private/, mode 0700). Harmless
+					// (the next start replaces a stale socket), but say so.
 					log.Warn("socket file left behind: no permission to remove it after dropping privileges; the next start replaces it", "path", o.path)
 				}
 			}
