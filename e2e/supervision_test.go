@@ -5,7 +5,10 @@ package e2e
 // crash isolation shown, the upstart jobs' syntax, and make install.
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -771,6 +774,85 @@ func TestInstallScript(t *testing.T) {
 		}
 		if !strings.Contains(out, "kept existing "+filepath.Join(dest, rel)) {
 			t.Errorf("reinstall did not say it kept %s:\n%s", rel, out)
+		}
+	}
+}
+
+// TestSocketActivationPostfixListeners passes shitenno-postfix the sockets
+// of all its units at once, as systemd does when the optional units are
+// enabled (FileDescriptorName socketmap, policy, tcptable): each reaches
+// its own listener and answers. The policy socket comes without
+// PolicySocket in the configuration and is served with the defaults; the
+// tcp_table one needs its [[Postfix.TCPTable]], and without it the daemon
+// refuses to start, naming the key and the unit.
+func TestSocketActivationPostfixListeners(t *testing.T) {
+	activate := requireTool(t, "systemd-socket-activate")
+	backend := exampleBackend(t, "--quiet")
+	dir := testDir(t)
+	sm, pol := filepath.Join(dir, "socketmap.sock"), filepath.Join(dir, "policy.sock")
+	port := freePort(t)
+	tcp := fmt.Sprintf("127.0.0.1:%d", port)
+	args := func(conf string) []string {
+		return []string{"-l", sm, "-l", pol, "-l", tcp, "--fdname=socketmap:policy:tcptable",
+			binary(t, "shitenno-postfix"), "--config", conf}
+	}
+
+	conf := daemonConfig(t, dir, "postfix", backend, "", fmt.Sprintf("[[Postfix.TCPTable]]\nListen = %q\nVerb = \"virtual\"\n", tcp))
+	p := start(t, activate, args(conf)...)
+	waitFor(t, 10*time.Second, "activation sockets", func() bool { return supStat(sm).IsSocket && supStat(pol).IsSocket })
+	if err := supLookup("postfix", sm); err != nil {
+		t.Fatalf("socketmap through the activated socket: %v\noutput:\n%s", err, p.Output.String())
+	}
+	exchange := func(network, addr, req string) string {
+		t.Helper()
+		c, err := net.DialTimeout(network, addr, supLookupTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(supLookupTimeout))
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("%s %s: %v (got %q)\noutput:\n%s", network, addr, err, line, p.Output.String())
+		}
+		return line
+	}
+	if got := exchange("unix", pol, "request=smtpd_access_policy\nrecipient=blocked@example.net\n\n"); got != "action=REJECT 5.7.1 this recipient is blocked by policy\n" {
+		t.Errorf("policy through the activated socket: %q", got)
+	}
+	if got := exchange("tcp", tcp, "get postmaster@example.org\n"); got != "200 alice@example.org\n" {
+		t.Errorf("tcp_table through the activated socket: %q", got)
+	}
+	if st := supStat(filepath.Join(dir, "shitenno-postfix")); st.Exists {
+		t.Error("the configured socketmap socket was created under activation")
+	}
+	if err := p.Stop(syscall.SIGTERM, 15*time.Second); err != nil {
+		t.Errorf("exit after SIGTERM: %v\noutput:\n%s", err, p.Output.String())
+	}
+
+	// The same sockets, no table configured: exit 2, with what to do.
+	conf = daemonConfig(t, dir, "postfix", backend, "", "")
+	sm, pol = filepath.Join(dir, "socketmap2.sock"), filepath.Join(dir, "policy2.sock")
+	p = start(t, activate, args(conf)...)
+	// systemd-socket-activate execs the daemon on the first connection.
+	waitFor(t, 10*time.Second, "activation socket "+sm, func() bool {
+		c, err := net.DialTimeout("unix", sm, supLookupTimeout)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	waitFor(t, 10*time.Second, "the daemon to refuse", p.Exited)
+	out := p.Output.String()
+	if code := p.Cmd.ProcessState.ExitCode(); code != 2 {
+		t.Errorf("tcptable socket without a table: exit %d, want 2\n%s", code, out)
+	}
+	for _, want := range []string{"Postfix.TCPTable.Listen", fmt.Sprintf("shitenno-postfix-tcptable@%d.socket", port)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the error does not name %s:\n%s", want, out)
 		}
 	}
 }

@@ -152,7 +152,7 @@ func (a Activated) assign(eps []Endpoint, valid []string) ([][]net.Listener, err
 		return out, nil
 	}
 	if len(unknown) > 0 {
-		return nil, fmt.Errorf("systemd passed sockets named %s that no listener of this program uses (FileDescriptorName= must be one of %s)",
+		return nil, mismatchf("systemd passed sockets named %s that no listener of this program uses (FileDescriptorName= must be one of %s)",
 			strings.Join(unknown, ", "), strings.Join(valid, ", "))
 	}
 	for n, ls := range a {
@@ -164,7 +164,7 @@ func (a Activated) assign(eps []Endpoint, valid []string) ([][]net.Listener, err
 		}
 		if len(idx) == 1 && eps[idx[0]].Build == nil {
 			e := eps[idx[0]]
-			return nil, fmt.Errorf("systemd passed a %s socket on %s (%s) but %s is not configured: set it (to that address), or systemctl disable --now %s",
+			return nil, mismatchf("systemd passed a %s socket on %s (%s) but %s is not configured: set it (to that address), or systemctl disable --now %s",
 				n, ls[0].Addr(), e.unit(ls[0].Addr()), e.Key, e.unit(ls[0].Addr()))
 		}
 		if len(idx) == 1 {
@@ -175,13 +175,25 @@ func (a Activated) assign(eps []Endpoint, valid []string) ([][]net.Listener, err
 			i := matchAddr(eps, idx, l.Addr())
 			if i < 0 {
 				e := eps[idx[0]]
-				return nil, fmt.Errorf("systemd passed a %s socket on %s (%s) that matches no configured %s: add it, or systemctl disable --now %s",
+				return nil, mismatchf("systemd passed a %s socket on %s (%s) that matches no configured %s: add it, or systemctl disable --now %s",
 					n, l.Addr(), e.unit(l.Addr()), e.Key, e.unit(l.Addr()))
 			}
 			out[i] = append(out[i], l)
 		}
 	}
 	return out, nil
+}
+
+// mismatchError is a socket from systemd that the configuration has no
+// listener for: the units and the configuration disagree, which no
+// restart fixes, so the daemon exits with ExitConfig (the units'
+// RestartPreventExitStatus=2) instead of being restarted in a loop.
+type mismatchError struct{ msg string }
+
+func (e *mismatchError) Error() string { return e.msg }
+
+func mismatchf(format string, args ...any) error {
+	return &mismatchError{fmt.Sprintf(format, args...)}
 }
 
 func kinds(eps []Endpoint) []string {

@@ -53,6 +53,9 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 	r.startMetrics()
 	if err := r.listen(); err != nil {
 		log.Error("cannot listen", "err", err)
+		if errors.As(err, new(*mismatchError)) {
+			return ExitConfig
+		}
 		return ExitFailure
 	}
 	if ctl, err := listenControl(ControlSocket(r.env.Config, r.p.Name)); err != nil {
