@@ -179,6 +179,10 @@ for rel in "${releases[@]}"; do
 	log "[$rel] copying $b"
 	cp -a "$b/." "$root/"
 	mount -t proc proc "$root/proc"
+	# postfix creates its queue directories (private/ for the SASL and
+	# policy sockets) on first start; "postfix check" does it here.
+	[ -d "$root/var/spool/postfix/private" ] || in_root postfix check >&2 || true
+	[ -d "$root/var/spool/postfix/private" ] || fail "postfix check did not create /var/spool/postfix/private"
 	before=$(listing)
 
 	cp "$deb" "$root/tmp/shitenno.deb"

@@ -324,12 +324,16 @@ func (p Program) describe(w io.Writer, cfg *config.Config) {
 		if e.Listen != "" && configured {
 			fmt.Fprintf(w, "listen: tcp:%s (%s; systemd: %s)\n", e.Listen, e.Name, e.unit(nil))
 		}
+		key := e.Key
+		if key == "" {
+			key = "[" + p.section() + "] Socket or Listen"
+		}
 		switch {
 		case configured:
 		case e.Build == nil:
-			fmt.Fprintf(w, "listen: %s off (set %s; under systemd also enable %s)\n", e.Name, e.Key, e.unit(nil))
+			fmt.Fprintf(w, "listen: %s off (set %s; under systemd also enable %s)\n", e.Name, key, e.unit(nil))
 		default:
-			fmt.Fprintf(w, "listen: %s off (set %s, or under systemd enable %s)\n", e.Name, e.Key, e.unit(nil))
+			fmt.Fprintf(w, "listen: %s off (set %s, or under systemd enable %s)\n", e.Name, key, e.unit(nil))
 		}
 	}
 	if sec.HealthListen != "" {
