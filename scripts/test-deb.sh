@@ -163,7 +163,10 @@ check_mode() {
 # root without systemd: it creates its socket (owner and mode from the
 # configuration) and switches to user shitenno.
 start() {
-	in_root /usr/sbin/shitenno-"$1" --config /etc/shitenno/shitenno.conf >"$tmp/$1.log" 2>&1 &
+	# chroot itself, not the in_root function: $! must be the daemon
+	# (chroot execs it), or kill would stop a subshell and leave the
+	# daemon running.
+	chroot "$root" /usr/sbin/shitenno-"$1" --config /etc/shitenno/shitenno.conf >"$tmp/$1.log" 2>&1 &
 	pids+=($!)
 	local i
 	for i in $(seq 1 50); do
