@@ -135,15 +135,25 @@ func TestCheckConfigListsEveryListener(t *testing.T) {
 	}
 
 	out = write(base + fmt.Sprintf("Listen = \"127.0.0.1:10027\"\nPolicySocket = %q\nPolicyListen = \"127.0.0.1:10040\"\n", filepath.Join(dir, "policy")) +
+		fmt.Sprintf("SASLSocket = %q\nSASLListen = \"127.0.0.1:10043\"\n", filepath.Join(dir, "auth")) +
 		"[[Postfix.TCPTable]]\nListen = \"127.0.0.1:10041\"\nVerb = \"virtual\"\n" +
 		"[[Postfix.TCPTable]]\nListen = \"127.0.0.1:10042\"\nVerb = \"transport\"\n")
-	for _, want := range []string{
+	wants := []string{
 		"listen: tcp:127.0.0.1:10027 (socketmap; systemd: shitenno-postfix.socket)\n",
 		"listen: unix:" + filepath.Join(dir, "policy") + " (policy, ",
 		"listen: tcp:127.0.0.1:10040 (policy; systemd: shitenno-postfix-policy.socket)\n",
 		"listen: tcp:127.0.0.1:10041 (tcptable; systemd: shitenno-postfix-tcptable@10041.socket)\n",
 		"listen: tcp:127.0.0.1:10042 (tcptable; systemd: shitenno-postfix-tcptable@10042.socket)\n",
-	} {
+	}
+	cfg, err := config.Parse("test.conf", []byte("RemoteURL = \"http://127.0.0.1:1/\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(program.Endpoints(cfg), func(e daemon.Endpoint) bool { return e.Name == "sasl" }) || !pendingKinds["sasl"] {
+		wants = append(wants, "listen: unix:"+filepath.Join(dir, "auth")+" (sasl, ",
+			"listen: tcp:127.0.0.1:10043 (sasl; systemd: shitenno-postfix-sasl.socket)\n")
+	}
+	for _, want := range wants {
 		if !strings.Contains(out, want) {
 			t.Errorf("every listener: output lacks %q:\n%s", want, out)
 		}
