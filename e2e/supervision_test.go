@@ -792,12 +792,20 @@ func TestSocketActivationPostfixListeners(t *testing.T) {
 	sm, pol := filepath.Join(dir, "socketmap.sock"), filepath.Join(dir, "policy.sock")
 	port := freePort(t)
 	tcp := fmt.Sprintf("127.0.0.1:%d", port)
-	args := func(conf string) []string {
-		return []string{"-l", sm, "-l", pol, "-l", tcp, "--fdname=socketmap:policy:tcptable",
-			binary(t, "shitenno-postfix"), "--config", conf}
-	}
-
 	conf := daemonConfig(t, dir, "postfix", backend, "", fmt.Sprintf("[[Postfix.TCPTable]]\nListen = %q\nVerb = \"virtual\"\n", tcp))
+	// The SMTP AUTH listener too, once the daemon has it (it lists every
+	// listener it has).
+	auth := filepath.Join(dir, "auth.sock")
+	out, _, _ := run(t, time.Minute, binary(t, "shitenno-postfix"), "--config", conf, "--check-config")
+	withSASL := strings.Contains(out, "listen: sasl ")
+	args := func(conf string) []string {
+		a := []string{"-l", sm, "-l", pol, "-l", tcp}
+		names := "socketmap:policy:tcptable"
+		if withSASL {
+			a, names = append(a, "-l", auth), names+":sasl"
+		}
+		return append(a, "--fdname="+names, binary(t, "shitenno-postfix"), "--config", conf)
+	}
 	p := start(t, activate, args(conf)...)
 	waitFor(t, 10*time.Second, "activation sockets", func() bool { return supStat(sm).IsSocket && supStat(pol).IsSocket })
 	if err := supLookup("postfix", sm); err != nil {
@@ -826,6 +834,14 @@ func TestSocketActivationPostfixListeners(t *testing.T) {
 	if got := exchange("tcp", tcp, "get postmaster@example.org\n"); got != "200 alice@example.org\n" {
 		t.Errorf("tcp_table through the activated socket: %q", got)
 	}
+	if withSASL {
+		// The first handshake line (PROTOCOLS.md §8.2), no SASLSocket set.
+		if got := exchange("unix", auth, "VERSION\t1\t0\nCPID\t4242\n"); got != "VERSION\t1\t2\n" {
+			t.Errorf("SMTP AUTH through the activated socket: %q", got)
+		}
+	} else {
+		t.Log("shitenno-postfix has no SMTP AUTH listener yet: its socket not tested")
+	}
 	if st := supStat(filepath.Join(dir, "shitenno-postfix")); st.Exists {
 		t.Error("the configured socketmap socket was created under activation")
 	}
@@ -835,7 +851,7 @@ func TestSocketActivationPostfixListeners(t *testing.T) {
 
 	// The same sockets, no table configured: exit 2, with what to do.
 	conf = daemonConfig(t, dir, "postfix", backend, "", "")
-	sm, pol = filepath.Join(dir, "socketmap2.sock"), filepath.Join(dir, "policy2.sock")
+	sm, pol, auth = filepath.Join(dir, "socketmap2.sock"), filepath.Join(dir, "policy2.sock"), filepath.Join(dir, "auth2.sock")
 	p = start(t, activate, args(conf)...)
 	// systemd-socket-activate execs the daemon on the first connection.
 	waitFor(t, 10*time.Second, "activation socket "+sm, func() bool {
@@ -846,7 +862,7 @@ func TestSocketActivationPostfixListeners(t *testing.T) {
 		return err == nil
 	})
 	waitFor(t, 10*time.Second, "the daemon to refuse", p.Exited)
-	out := p.Output.String()
+	out = p.Output.String()
 	if code := p.Cmd.ProcessState.ExitCode(); code != 2 {
 		t.Errorf("tcptable socket without a table: exit %d, want 2\n%s", code, out)
 	}
