@@ -62,7 +62,18 @@ type smtpSession struct {
 
 func dialSMTP(t *testing.T, port int) *smtpSession {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	return dialSMTPFrom(t, "", port)
+}
+
+// dialSMTPFrom is dialSMTP from a loopback source address other than
+// 127.0.0.1 ("" for the default), so smtpd sees another client network.
+func dialSMTPFrom(t *testing.T, src string, port int) *smtpSession {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	nc, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatalf("smtp dial: %v", err)
 	}
@@ -101,7 +112,12 @@ func plainResp(user, pass string) string {
 // login runs EHLO and AUTH PLAIN with an initial response and returns
 // the AUTH reply.
 func login(t *testing.T, port int, user, pass string) (int, string) {
-	s := dialSMTP(t, port)
+	return loginFrom(t, "", port, user, pass)
+}
+
+// loginFrom is login from the source address src.
+func loginFrom(t *testing.T, src string, port int, user, pass string) (int, string) {
+	s := dialSMTPFrom(t, src, port)
 	s.cmd("EHLO client.test.invalid")
 	code, msg := s.cmd("AUTH PLAIN " + plainResp(user, pass))
 	s.cmd("QUIT")
@@ -261,4 +277,59 @@ func checkSASL(t *testing.T, pf *postfixInstance, b *saslBackend, single int) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestSASLBruteForce: through a real smtpd, after MaxFailures distinct
+// wrong passwords from 127.0.0.2 a login from there gets 535 with the
+// "try again later" reason even with the right password, and the backend
+// is not asked; 127.0.0.1 still logs in, and `shitenno-postfix blocked`
+// and `unblock` reach the running daemon.
+func TestSASLBruteForce(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if inCI() {
+			t.Fatal("the private postfix needs root")
+		}
+		t.Skip("the private postfix needs root")
+	}
+	b := newSASLBackend(t)
+	dir := testDir(t)
+	asock := filepath.Join(dir, "auth.sock")
+	// AllowNets empty: by default loopback is never counted.
+	d := startDaemonWith(t, dir, "postfix", b.fb.BaseURL(), "[BruteForce]\nMaxFailures = 3\nAllowNets = []\n",
+		fmt.Sprintf("SASLSocket = %q\n", asock))
+	waitDial(t, "unix", asock)
+	pf := startPostfix(t, dir, d.Socket, saslMainCF(t, asock))
+
+	const wrong = "535 5.7.8 Error: authentication failed: Invalid user name or password"
+	// A repeated stale password counts once, then two distinct ones.
+	for _, pass := range []string{"stale", "stale", "wrong1", "wrong2"} {
+		if code, msg := loginFrom(t, "127.0.0.2", pf.port, "alice@example.org", pass); fmt.Sprint(code, " ", msg) != wrong {
+			t.Fatalf("password %q: %d %s", pass, code, msg)
+		}
+	}
+	before := len(b.fb.Requests())
+	code, msg := loginFrom(t, "127.0.0.2", pf.port, "alice@example.org", "right pw")
+	if code != 535 || msg != "5.7.8 Error: authentication failed: Too many failed logins, try again later" {
+		t.Fatalf("blocked login: %d %s", code, msg)
+	}
+	if n := len(b.fb.Requests()); n != before {
+		t.Fatalf("backend asked %d times for a blocked network", n-before)
+	}
+	if code, msg := login(t, pf.port, "alice@example.org", "right pw"); code != 235 {
+		t.Fatalf("another network: %d %s", code, msg)
+	}
+	if out := d.Proc.Output.String(); !strings.Contains(out, "network=127.0.0.2/32") || strings.Contains(out, "wrong1") {
+		t.Errorf("want one block line and no password in the log:\n%s", out)
+	}
+	bin := binary(t, "shitenno-postfix")
+	out, errOut, rc := run(t, 10*time.Second, bin, "--config", d.Config, "blocked")
+	if rc != 0 || !strings.Contains(out, "127.0.0.2/32 failures=3") {
+		t.Fatalf("blocked: %d %q %q", rc, out, errOut)
+	}
+	if _, errOut, rc := run(t, 10*time.Second, bin, "--config", d.Config, "unblock", "127.0.0.2"); rc != 0 {
+		t.Fatalf("unblock: %d %q", rc, errOut)
+	}
+	if code, msg := loginFrom(t, "127.0.0.2", pf.port, "alice@example.org", "right pw"); code != 235 {
+		t.Fatalf("after unblock: %d %s", code, msg)
+	}
 }
