@@ -798,9 +798,12 @@ func TestSocketActivationPostfixListeners(t *testing.T) {
 	auth := filepath.Join(dir, "auth.sock")
 	out, _, _ := run(t, time.Minute, binary(t, "shitenno-postfix"), "--config", conf, "--check-config")
 	withSASL := strings.Contains(out, "listen: sasl ")
+	// The brute-force control socket as its unit makes it, at the path
+	// the commands use.
+	ctl := filepath.Join(dir, "shitenno-postfix-control")
 	args := func(conf string) []string {
-		a := []string{"-l", sm, "-l", pol, "-l", tcp}
-		names := "socketmap:policy:tcptable"
+		a := []string{"-l", sm, "-l", pol, "-l", tcp, "-l", ctl}
+		names := "socketmap:policy:tcptable:control"
 		if withSASL {
 			a, names = append(a, "-l", auth), names+":sasl"
 		}
@@ -845,6 +848,11 @@ func TestSocketActivationPostfixListeners(t *testing.T) {
 	if st := supStat(filepath.Join(dir, "shitenno-postfix")); st.Exists {
 		t.Error("the configured socketmap socket was created under activation")
 	}
+	// The control socket systemd passed is served (a daemon binding its
+	// own would find the path taken and leave this one unanswered).
+	if out, errOut, code := run(t, 20*time.Second, binary(t, "shitenno-postfix"), "--config", conf, "blocked"); code != 0 || out != "" {
+		t.Errorf("blocked through the activated control socket: exit %d %q %q\noutput:\n%s", code, out, errOut, p.Output.String())
+	}
 	if err := p.Stop(syscall.SIGTERM, 15*time.Second); err != nil {
 		t.Errorf("exit after SIGTERM: %v\noutput:\n%s", err, p.Output.String())
 	}
@@ -852,6 +860,7 @@ func TestSocketActivationPostfixListeners(t *testing.T) {
 	// The same sockets, no table configured: exit 2, with what to do.
 	conf = daemonConfig(t, dir, "postfix", backend, "", "")
 	sm, pol, auth = filepath.Join(dir, "socketmap2.sock"), filepath.Join(dir, "policy2.sock"), filepath.Join(dir, "auth2.sock")
+	ctl = filepath.Join(dir, "control2.sock")
 	p = start(t, activate, args(conf)...)
 	// systemd-socket-activate execs the daemon on the first connection.
 	waitFor(t, 10*time.Second, "activation socket "+sm, func() bool {

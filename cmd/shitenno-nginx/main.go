@@ -23,6 +23,7 @@ func main() {
 		Query:       query,
 		QueryUsage:  "USER PASSWORD [PROTOCOL]",
 		Credentials: true,
+		Logins:      true,
 	})
 }
 

@@ -25,6 +25,7 @@ var program = daemon.Program{
 	Query:      query,
 	QueryUsage: "TABLE KEY | query --policy NAME=VALUE... | query --sasl USER (password on stdin)",
 	Extra:      extraEndpoints,
+	Logins:     true,
 }
 
 // extraEndpoints are the listeners beyond socketmap: SMTP AUTH, policy,

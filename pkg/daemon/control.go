@@ -22,6 +22,10 @@ import (
 // the daemon's own uid are served. A local user therefore can neither
 // list nor release anything, even if the file mode were changed.
 
+// ControlFDName is the FileDescriptorName of the control socket unit
+// (shitenno-NAME-control.socket: root's, mode 0600, made by systemd).
+const ControlFDName = "control"
+
 // controlTimeout bounds one control exchange.
 const controlTimeout = 5 * time.Second
 

@@ -95,6 +95,9 @@ type Program struct {
 	// Stdin is where query reads a password (never from argv, which
 	// other local users can see); nil means os.Stdin.
 	Stdin io.Reader
+	// Logins marks programs that check passwords (nginx, postfix's SMTP
+	// AUTH): they run the brute-force limiter and its control socket.
+	Logins bool
 }
 
 // Main runs the program and exits.
@@ -121,7 +124,9 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 		if p.Query != nil {
 			fmt.Fprintf(stderr, "       %s [--config PATH] query %s\n", bin, p.QueryUsage)
 		}
-		fmt.Fprintf(stderr, "       %s [--config PATH] blocked | unblock NETWORK\n", bin)
+		if p.Logins {
+			fmt.Fprintf(stderr, "       %s [--config PATH] blocked | unblock NETWORK\n", bin)
+		}
 		fmt.Fprintf(stderr, "\nServes the %s lookup protocol from the HTTP+JSON backend named by RemoteURL.\n\n", p.Name)
 		fs.PrintDefaults()
 	}
@@ -141,6 +146,10 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 	}
 	rest := fs.Args()
 	isControl := len(rest) > 0 && (rest[0] == "blocked" || rest[0] == "unblock")
+	if isControl && !p.Logins {
+		fmt.Fprintf(stderr, "%s: %s: this daemon checks no logins and has no brute-force limiter\n", bin, rest[0])
+		return ExitConfig
+	}
 	if len(rest) > 0 && !isControl && (rest[0] != "query" || p.Query == nil) {
 		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", bin, rest[0])
 		fs.Usage()

@@ -111,6 +111,20 @@ func (e Endpoint) unit(addr net.Addr) string {
 	return before + "@" + port + ".socket"
 }
 
+// takeControl removes and returns the brute-force control socket systemd
+// passed (FileDescriptorName=control): it is no protocol listener.
+func (a Activated) takeControl() (Activated, []net.Listener) {
+	ls := a[ControlFDName]
+	if ls == nil {
+		return a, nil
+	}
+	delete(a, ControlFDName)
+	if len(a) == 0 {
+		a = nil
+	}
+	return a, ls
+}
+
 func (e Endpoint) names() []string { return append([]string{e.Name}, e.Aliases...) }
 
 // has reports whether systemd passed a socket under one of names.
@@ -260,12 +274,10 @@ func (e Endpoint) keyErr(err error) error {
 
 // listenAll opens every endpoint's sockets, or takes systemd's: an
 // endpoint systemd passed sockets for uses only those; the others open
-// what the configuration says. On error nothing stays open.
-func (p Program) listenAll(cfg *config.Config) ([]Endpoint, [][]net.Listener, error) {
-	act, err := TakeActivated()
-	if err != nil {
-		return nil, nil, err
-	}
+// what the configuration says. On error nothing stays open. act is what
+// systemd passed (nil: not socket-activated), the control socket taken out.
+func (p Program) listenAll(cfg *config.Config, act Activated) ([]Endpoint, [][]net.Listener, error) {
+	var err error
 	eps := p.endpoints(cfg, act)
 	got := make([][]net.Listener, len(eps))
 	if act != nil {

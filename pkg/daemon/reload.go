@@ -63,7 +63,9 @@ func (r *runtime) applyReload() ([]string, error) {
 	// Nothing can fail from here on.
 	_ = r.out.SetLevel(cfg.LogLevel) // validated by config.Load
 	r.backend.commit(st)
-	r.env.Limiter.SetLimits(bruteforce.FromConfig(cfg.BruteForce)) // counts and blocks stay
+	if r.env.Limiter != nil {
+		r.env.Limiter.SetLimits(bruteforce.FromConfig(cfg.BruteForce)) // counts and blocks stay
+	}
 	for _, l := range r.limits {
 		l.max.Store(int64(sec.MaxConnections))
 	}

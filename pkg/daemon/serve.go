@@ -41,6 +41,8 @@ type runtime struct {
 	probes  [][]*probeListener
 	servers []Server
 	wg      sync.WaitGroup
+	// ctl is the control socket systemd passed (shitenno-NAME-control.socket).
+	ctl []net.Listener
 }
 
 // serve runs the daemon until a signal or a serving failure: the steps
@@ -58,13 +60,8 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 		}
 		return ExitFailure
 	}
-	if ctl, err := listenControl(ControlSocket(r.env.Config, r.p.Name)); err != nil {
-		// Brute-force protection works without it; only the CLI cannot
-		// reach the daemon.
-		log.Warn("no brute-force control socket", "err", err)
-	} else {
-		defer ctl.Close()
-		go r.serveControl(ctl)
+	if r.p.Logins {
+		defer r.startControl()()
 	}
 	if err := r.startHealth(); err != nil {
 		log.Error("cannot listen for health checks", "err", err)
@@ -87,6 +84,28 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 	return status
 }
 
+// startControl serves the brute-force control socket: systemd's (under
+// systemd the daemon never runs as root and cannot create a root-owned
+// socket itself), else one bound now, before the privilege drop. It
+// returns the function that closes it.
+func (r *runtime) startControl() func() {
+	ls := r.ctl
+	if len(ls) == 0 {
+		l, err := listenControl(ControlSocket(r.env.Config, r.p.Name))
+		if err != nil {
+			// Brute-force protection works without it; only the CLI
+			// cannot reach the daemon.
+			r.env.Logger.Warn("no brute-force control socket", "err", err)
+			return func() {}
+		}
+		ls = []net.Listener{l}
+	}
+	for _, l := range ls {
+		go r.serveControl(l)
+	}
+	return func() { closeListeners(ls) }
+}
+
 // startMetrics creates the metrics and the per-lookup recorder.
 func (r *runtime) startMetrics() {
 	r.met = metrics.New(r.p.Name, Version)
@@ -95,12 +114,19 @@ func (r *runtime) startMetrics() {
 		func() float64 { return float64(r.out.Stats().Dropped) })
 	r.env.ConnState = r.met.ConnDelta
 	r.env.Record = recorder(r.env.Logger, r.met)
-	r.startLimiter()
+	if r.p.Logins {
+		r.startLimiter()
+	}
 }
 
 // listen opens every endpoint's sockets and wraps them for the watchdog.
 func (r *runtime) listen() error {
-	eps, raw, err := r.p.listenAll(r.env.Config)
+	act, err := TakeActivated()
+	if err != nil {
+		return err
+	}
+	act, r.ctl = act.takeControl()
+	eps, raw, err := r.p.listenAll(r.env.Config, act)
 	if err != nil {
 		return err
 	}
