@@ -4,7 +4,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/textproto"
 	"os"
 	"path/filepath"
@@ -158,7 +160,8 @@ func TestSASLPostfixSMTPD(t *testing.T) {
 	b := newSASLBackend(t)
 	dir := testDir(t)
 	asock := filepath.Join(dir, "auth.sock")
-	d := startDaemonWith(t, dir, "postfix", b.fb.BaseURL(), "", fmt.Sprintf("SASLSocket = %q\n", asock))
+	hp := freePort(t)
+	d := startDaemonWith(t, dir, "postfix", b.fb.BaseURL(), "", fmt.Sprintf("SASLSocket = %q\nHealthListen = \"127.0.0.1:%d\"\n", asock, hp))
 	waitDial(t, "unix", asock)
 	// A second smtpd with maxproc 1: consecutive sessions reach the same
 	// process and its long-lived auth connection (PROTOCOLS.md §8.5).
@@ -166,6 +169,30 @@ func TestSASLPostfixSMTPD(t *testing.T) {
 	pf := startPostfix(t, dir, d.Socket, saslMainCF(t, asock),
 		fmt.Sprintf("%s127.0.0.1:%d inet n - n - 1 smtpd", masterCFLine, single))
 	checkSASL(t, pf, b, single)
+
+	// Logins are counted under the SMTP AUTH listener, by outcome.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", hp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, o := range []string{"found", "not_found", "failed"} {
+		if !strings.Contains(string(body), `shitenno_lookups_total{listener="sasl",outcome="`+o+`",verb="sasl"} `) {
+			t.Errorf("metrics lack the sasl listener's %s logins:\n%s", o, grepLines(string(body), "lookups_total"))
+		}
+	}
+}
+
+// grepLines keeps the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // TestTrixieSASL is TestSASLPostfixSMTPD on postfix 3.10 (Debian 13

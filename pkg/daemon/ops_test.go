@@ -356,9 +356,9 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 	_, body := httpGet(t, addr+"/metrics")
 	for _, want := range []string{
-		`shitenno_lookups_total{outcome="found",verb="virtual"} 1`,
-		`shitenno_lookups_total{outcome="not_found",verb="virtual"} 1`,
-		`shitenno_lookups_total{outcome="failed",verb="virtual"} 1`,
+		`shitenno_lookups_total{listener="socketmap",outcome="found",verb="virtual"} 1`,
+		`shitenno_lookups_total{listener="socketmap",outcome="not_found",verb="virtual"} 1`,
+		`shitenno_lookups_total{listener="socketmap",outcome="failed",verb="virtual"} 1`,
 		`shitenno_client_connections 1`,
 		`shitenno_backend_request_duration_seconds_count{result="ok"} 2`,
 		`shitenno_backend_request_duration_seconds_count{result="error"} 1`,
@@ -656,7 +656,7 @@ func TestStalledLogReceiverDoesNotSlowLookups(t *testing.T) {
 		}
 	}
 	_, body := httpGet(t, "http://"+healthAddr+"/metrics")
-	if !strings.Contains(body, fmt.Sprintf(`shitenno_lookups_total{outcome="not_found",verb="virtual"} %d`, lookups)) {
+	if !strings.Contains(body, fmt.Sprintf(`shitenno_lookups_total{listener="socketmap",outcome="not_found",verb="virtual"} %d`, lookups)) {
 		t.Errorf("lookups not all counted:\n%s", grepLines(body, "lookups_total"))
 	}
 	m := regexp.MustCompile(`(?m)^shitenno_log_records_dropped_total (\d+)$`).FindStringSubmatch(body)

@@ -30,7 +30,7 @@ func (p Program) query(cfg *config.Config, sec *config.Service, args []string, s
 	}
 	env := &Env{
 		Config: cfg, Section: sec, Logger: logger, Backend: backend, Stdout: stdout, Stderr: stderr,
-		ConnState: func(int) {}, Record: recorder(logger, nil), Stdin: p.Stdin,
+		ConnState: func(int) {}, Record: recorder(logger, nil, ""), Stdin: p.Stdin,
 	}
 	if env.Stdin == nil {
 		env.Stdin = os.Stdin

@@ -113,7 +113,7 @@ func (r *runtime) startMetrics() {
 		"Log records lost because the log receiver was slow or unreachable.",
 		func() float64 { return float64(r.out.Stats().Dropped) })
 	r.env.ConnState = r.met.ConnDelta
-	r.env.Record = recorder(r.env.Logger, r.met)
+	r.env.Record = recorder(r.env.Logger, r.met, primaryKinds[r.p.Name])
 	if r.p.Logins {
 		r.startLimiter()
 	}
@@ -192,7 +192,10 @@ func (r *runtime) buildServers() int {
 	r.probeBackend.Store(backend)
 	env.Backend = backend
 	for _, e := range r.eps {
-		srv, err := e.Build(env)
+		// Each listener's lookups are counted under its kind.
+		eenv := *env
+		eenv.Record = recorder(log, r.met, e.Name)
+		srv, err := e.Build(&eenv)
 		if err != nil {
 			log.Error("cannot build server", "listener", e.Name, "err", err)
 			return ExitFailure
@@ -314,10 +317,10 @@ func shutdownHealth(s *metrics.Server) {
 // recorder counts every lookup in m (when set) and logs one debug line
 // per lookup and one warning per failure, with the verb and the cause
 // only: never the key's data, a password or the backend's reply.
-func recorder(log *slog.Logger, m *metrics.Metrics) bridge.Recorder {
+func recorder(log *slog.Logger, m *metrics.Metrics, listener string) bridge.Recorder {
 	return func(verb string, outcome bridge.Outcome, err error) {
 		if m != nil {
-			m.Lookup(verb, string(outcome))
+			m.Lookup(listener, verb, string(outcome))
 		}
 		if err != nil {
 			args := []any{"msgid", "lookup", "verb", verb, "err", err}

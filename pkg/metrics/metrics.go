@@ -88,8 +88,8 @@ func New(daemon, version string) *Metrics {
 	}
 	m.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Name: "lookups_total",
-		Help: "Lookups answered, by verb and outcome (found, not_found, failed).",
-	}, []string{"verb", "outcome"})
+		Help: "Lookups answered, by listener (socketmap, sasl, policy, tcptable, dict, authhttp), verb and outcome (found, not_found, failed).",
+	}, []string{"listener", "verb", "outcome"})
 	m.backendSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: Namespace, Name: "backend_request_duration_seconds",
 		Help:    "Duration of HTTP exchanges with the backend, by result (ok, error).",
@@ -171,15 +171,16 @@ func (m *Metrics) RegisterGaugeFunc(name, help string, f func() float64) error {
 	}, f))
 }
 
-// Lookup counts one answered lookup. outcome is OutcomeFound,
-// OutcomeNotFound or OutcomeFailed; anything else counts as failed.
-func (m *Metrics) Lookup(verb, outcome string) {
+// Lookup counts one answered lookup of a listener (its kind, a fixed
+// set). outcome is OutcomeFound, OutcomeNotFound or OutcomeFailed;
+// anything else counts as failed.
+func (m *Metrics) Lookup(listener, verb, outcome string) {
 	switch outcome {
 	case OutcomeFound, OutcomeNotFound, OutcomeFailed:
 	default:
 		outcome = OutcomeFailed
 	}
-	m.lookups.WithLabelValues(m.verbs.label(verb), outcome).Inc()
+	m.lookups.WithLabelValues(listener, m.verbs.label(verb), outcome).Inc()
 }
 
 // ConnRefused counts a connection closed because listener (a listener

@@ -47,17 +47,17 @@ func newTest(t *testing.T) (*Metrics, *clock) {
 
 func TestLookupsCounter(t *testing.T) {
 	m, _ := newTest(t)
-	m.Lookup("virtual", OutcomeFound)
-	m.Lookup("virtual", OutcomeFound)
-	m.Lookup("virtual", OutcomeNotFound)
-	m.Lookup("passdb", OutcomeFailed)
-	m.Lookup("passdb", "weird")
+	m.Lookup("socketmap", "virtual", OutcomeFound)
+	m.Lookup("socketmap", "virtual", OutcomeFound)
+	m.Lookup("socketmap", "virtual", OutcomeNotFound)
+	m.Lookup("socketmap", "passdb", OutcomeFailed)
+	m.Lookup("socketmap", "passdb", "weird")
 	want := `
-# HELP shitenno_lookups_total Lookups answered, by verb and outcome (found, not_found, failed).
+# HELP shitenno_lookups_total Lookups answered, by listener (socketmap, sasl, policy, tcptable, dict, authhttp), verb and outcome (found, not_found, failed).
 # TYPE shitenno_lookups_total counter
-shitenno_lookups_total{outcome="failed",verb="passdb"} 2
-shitenno_lookups_total{outcome="found",verb="virtual"} 2
-shitenno_lookups_total{outcome="not_found",verb="virtual"} 1
+shitenno_lookups_total{listener="socketmap",outcome="failed",verb="passdb"} 2
+shitenno_lookups_total{listener="socketmap",outcome="found",verb="virtual"} 2
+shitenno_lookups_total{listener="socketmap",outcome="not_found",verb="virtual"} 1
 `
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "shitenno_lookups_total"); err != nil {
 		t.Error(err)
@@ -67,18 +67,18 @@ shitenno_lookups_total{outcome="not_found",verb="virtual"} 1
 func TestVerbLabelsBounded(t *testing.T) {
 	m, _ := newTest(t)
 	for i := range 1000 {
-		m.Lookup(fmt.Sprintf("verb%d", i), OutcomeFound)
+		m.Lookup("socketmap", fmt.Sprintf("verb%d", i), OutcomeFound)
 	}
-	m.Lookup("\xff\x00bad", OutcomeFound) // must not panic the registry
-	m.Lookup("", OutcomeFound)
+	m.Lookup("socketmap", "\xff\x00bad", OutcomeFound) // must not panic the registry
+	m.Lookup("socketmap", "", OutcomeFound)
 	n := testutil.CollectAndCount(m.lookups)
 	if n > maxVerbs+1 {
 		t.Errorf("%d series for lookups, want at most %d", n, maxVerbs+1)
 	}
-	if got := testutil.ToFloat64(m.lookups.WithLabelValues(OtherLabel, OutcomeFound)); got < 1000-maxVerbs {
+	if got := testutil.ToFloat64(m.lookups.WithLabelValues("socketmap", OtherLabel, OutcomeFound)); got < 1000-maxVerbs {
 		t.Errorf("_other counted %v", got)
 	}
-	if got := testutil.ToFloat64(m.lookups.WithLabelValues("verb3", OutcomeFound)); got != 1 {
+	if got := testutil.ToFloat64(m.lookups.WithLabelValues("socketmap", "verb3", OutcomeFound)); got != 1 {
 		t.Errorf("early verb counted %v", got)
 	}
 }
@@ -294,14 +294,14 @@ func TestHealthzAndMetricsEndpoint(t *testing.T) {
 	if code, body := fetch("/healthz"); code != 503 || !strings.Contains(body, "stalled") {
 		t.Errorf("wedged /healthz %d %q", code, body)
 	}
-	m.Lookup("virtual", OutcomeFound)
+	m.Lookup("socketmap", "virtual", OutcomeFound)
 	m.ConnDelta(1)
 	code, body := fetch("/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics %d", code)
 	}
 	for _, want := range []string{
-		`shitenno_lookups_total{outcome="found",verb="virtual"} 1`,
+		`shitenno_lookups_total{listener="socketmap",outcome="found",verb="virtual"} 1`,
 		`shitenno_client_connections 1`,
 		`shitenno_build_info{daemon="postfix",version="test"} 1`,
 		`shitenno_cache_hits_total 0`,
@@ -331,7 +331,7 @@ func BenchmarkLookup(b *testing.B) {
 	m := New("postfix", "bench")
 	b.ReportAllocs()
 	for b.Loop() {
-		m.Lookup("virtual", OutcomeFound)
+		m.Lookup("socketmap", "virtual", OutcomeFound)
 		m.BackendDone("virtual", time.Millisecond, nil)
 	}
 }
