@@ -92,6 +92,18 @@ func inCI() bool { return !allowSkip() }
 // missing peer.
 func allowSkip() bool { return os.Getenv("SHITENNO_ALLOW_SKIP") == "1" }
 
+// needRoot fails (in CI, which runs the e2e suite as root) or skips a
+// test when not root; what names what needs it.
+func needRoot(t testing.TB, what string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if inCI() {
+			t.Fatal(what + " needs root")
+		}
+		t.Skip(what + " needs root")
+	}
+}
+
 // requireTool returns the path of a peer program, failing (see inCI) and
 // skipping only with SHITENNO_ALLOW_SKIP=1, when it is missing.
 func requireTool(t testing.TB, name string, dirs ...string) string {

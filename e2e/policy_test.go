@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -83,12 +82,7 @@ func newPolicyBackend(t *testing.T) *policyBackend {
 // DEFER, DUNNO and a per-sender quota; an outage gives the fail action
 // (a 4xx), and every request reaches the backend (never cached).
 func TestPolicyPostfixSMTPD(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if inCI() {
-			t.Fatal("the private postfix needs root")
-		}
-		t.Skip("the private postfix needs root")
-	}
+	needRoot(t, "the private postfix")
 	p := newPolicyBackend(t)
 	dir := testDir(t)
 	port := freePort(t)

@@ -327,12 +327,7 @@ func (pf *postfixInstance) rcpt(t *testing.T, to string) (int, string) {
 // TestPostfixSMTPD runs a private postfix whose smtpd validates
 // recipients through proxy:socketmap → shitenno → backend.
 func TestPostfixSMTPD(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if inCI() {
-			t.Fatal("the private postfix needs root")
-		}
-		t.Skip("the private postfix needs root")
-	}
+	needRoot(t, "the private postfix")
 	fb := newFakeBackend(t, nil)
 	aliases := map[string]string{"alice@example.org": "alice@example.net"}
 	fb.SetAnswer(func(r BackendRequest) (int, string) {

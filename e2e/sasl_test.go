@@ -8,12 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // saslBackend answers the sasl verb: alice@example.org / "right pw" is
@@ -151,12 +152,7 @@ func saslMainCF(t *testing.T, path string) string {
 // (454, then 235 again in the same smtpd process once the backend is
 // back), and 50 logins at once.
 func TestSASLPostfixSMTPD(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if inCI() {
-			t.Fatal("the private postfix needs root")
-		}
-		t.Skip("the private postfix needs root")
-	}
+	needRoot(t, "the private postfix")
 	b := newSASLBackend(t)
 	dir := testDir(t)
 	asock := filepath.Join(dir, "auth.sock")
@@ -179,20 +175,9 @@ func TestSASLPostfixSMTPD(t *testing.T) {
 	resp.Body.Close()
 	for _, o := range []string{"found", "not_found", "failed"} {
 		if !strings.Contains(string(body), `shitenno_lookups_total{listener="sasl",outcome="`+o+`",verb="sasl"} `) {
-			t.Errorf("metrics lack the sasl listener's %s logins:\n%s", o, grepLines(string(body), "lookups_total"))
+			t.Errorf("metrics lack the sasl listener's %s logins:\n%s", o, testutil.GrepLines(string(body), "lookups_total"))
 		}
 	}
-}
-
-// grepLines keeps the lines of s that contain sub.
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // TestTrixieSASL is TestSASLPostfixSMTPD on postfix 3.10 (Debian 13
@@ -312,12 +297,7 @@ func checkSASL(t *testing.T, pf *postfixInstance, b *saslBackend, single int) {
 // is not asked; 127.0.0.1 still logs in, and `shitenno-postfix blocked`
 // and `unblock` reach the running daemon.
 func TestSASLBruteForce(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if inCI() {
-			t.Fatal("the private postfix needs root")
-		}
-		t.Skip("the private postfix needs root")
-	}
+	needRoot(t, "the private postfix")
 	b := newSASLBackend(t)
 	dir := testDir(t)
 	asock := filepath.Join(dir, "auth.sock")

@@ -32,12 +32,7 @@ const nobodyID = 65534 // Debian's nobody and nogroup
 // switch users. CI runs as root (.ci/run installs packages).
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if inCI() {
-			t.Fatal("this test needs root; CI runs the e2e suite as root")
-		}
-		t.Skip("needs root")
-	}
+	needRoot(t, "this test")
 	if uid, gid, ok := supIDs("nobody", "nogroup"); !ok || uid != nobodyID || gid != nobodyID {
 		if inCI() {
 			t.Fatalf("nobody:nogroup are not %d:%d on the CI image", nobodyID, nobodyID)

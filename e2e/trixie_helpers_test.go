@@ -39,12 +39,7 @@ const trixieBuildTimeout = 15 * time.Minute
 // skipped elsewhere.
 func trixieRoot(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if inCI() {
-			t.Fatal("Debian 13 tests need root (debootstrap, chroot)")
-		}
-		t.Skip("Debian 13 tests need root (debootstrap, chroot)")
-	}
+	needRoot(t, "Debian 13 tests (debootstrap, chroot)")
 	requireTool(t, "debootstrap")
 	requireTool(t, "chroot")
 	trixie.once.Do(func() {

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // TestMaxConnections: past [Postfix] MaxConnections a new connection is
@@ -46,7 +48,7 @@ func TestMaxConnections(t *testing.T) {
 	}
 	_, body := httpGet(t, addr+"/metrics")
 	if !strings.Contains(body, `shitenno_client_connections_refused_total{listener="socketmap"} 3`) {
-		t.Errorf("/metrics: %s", grepLines(body, "refused"))
+		t.Errorf("/metrics: %s", testutil.GrepLines(body, "refused"))
 	}
 	c2.c.Close()
 	freed := false

@@ -295,7 +295,7 @@ func TestNotifyAndReload(t *testing.T) {
 	}
 	if _, body := httpGet(t, addr+"/metrics"); !strings.Contains(body, `shitenno_config_reloads_total{result="error"} 1`) ||
 		!strings.Contains(body, "shitenno_config_last_reload_successful 0") {
-		t.Errorf("failed reload not in metrics:\n%s", grepLines(body, "reload"))
+		t.Errorf("failed reload not in metrics:\n%s", testutil.GrepLines(body, "reload"))
 	}
 
 	// A good one switches backend and log level on the same socket and
@@ -324,16 +324,6 @@ func TestNotifyAndReload(t *testing.T) {
 		t.Errorf("exit status %d", code)
 	}
 	n.expect(t, "STOPPING=1")
-}
-
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 func TestHealthAndMetrics(t *testing.T) {
@@ -657,7 +647,7 @@ func TestStalledLogReceiverDoesNotSlowLookups(t *testing.T) {
 	}
 	_, body := httpGet(t, "http://"+healthAddr+"/metrics")
 	if !strings.Contains(body, fmt.Sprintf(`shitenno_lookups_total{listener="socketmap",outcome="not_found",verb="virtual"} %d`, lookups)) {
-		t.Errorf("lookups not all counted:\n%s", grepLines(body, "lookups_total"))
+		t.Errorf("lookups not all counted:\n%s", testutil.GrepLines(body, "lookups_total"))
 	}
 	m := regexp.MustCompile(`(?m)^shitenno_log_records_dropped_total (\d+)$`).FindStringSubmatch(body)
 	if m == nil || m[1] == "0" {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/dict"
 	"github.com/shitenno/shitenno/pkg/mailauth"
@@ -106,7 +107,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 			}
 			for _, secret := range []string{clientPass, dataMark, backendPW} {
 				if strings.Contains(logs, secret) {
-					t.Errorf("%s leaked into the log:\n%s", secret, grepLines(logs, secret))
+					t.Errorf("%s leaked into the log:\n%s", secret, testutil.GrepLines(logs, secret))
 				}
 			}
 		})
