@@ -225,6 +225,17 @@ for rel in "${releases[@]}"; do
 		[ ! -e "$root/etc/systemd/system/multi-user.target.wants/shitenno-$d.service" ] ||
 			fail "shitenno-$d.service is enabled (sockets start it)"
 	done
+	# The brute-force control sockets go with the daemons that check
+	# logins: root's, 0600, made by systemd (the daemon runs unprivileged).
+	for d in postfix nginx; do
+		check_mode 644 root:root "/usr/lib/systemd/system/shitenno-$d-control.socket"
+		[ -L "$root/etc/systemd/system/sockets.target.wants/shitenno-$d-control.socket" ] ||
+			fail "shitenno-$d-control.socket is not enabled"
+		grep -q '^SocketMode=0600$' "$root/usr/lib/systemd/system/shitenno-$d-control.socket" ||
+			fail "shitenno-$d-control.socket is not mode 0600"
+	done
+	[ ! -e "$root/usr/lib/systemd/system/shitenno-dovecot-control.socket" ] ||
+		fail "shitenno-dovecot has no logins to guard, yet a control socket"
 	# The optional listeners' sockets: installed, never enabled by the
 	# package (postfix must be configured to use them first).
 	for u in "${optional_units[@]}"; do
