@@ -10,41 +10,46 @@ import (
 
 // Cache bounds. Replies are already at most MaxReplySize (1 MiB by
 // default), but 10000 such entries would be 10 GiB: a cached entry is
-// limited to maxEntryData bytes of Data and the whole cache to
-// maxCacheBytes, so the worst case stays far below a daemon's memory
-// whatever the backend sends. Real replies (an alias, a passdb row) are a
-// few hundred bytes.
+// limited to maxEntryData bytes of Data and the whole cache to a byte
+// budget (MaxCacheBytes at most), so the worst case stays far below a
+// daemon's memory whatever the backend sends. Real replies (an alias, a
+// passdb row) are a few hundred bytes.
 const (
 	maxEntryData  = 64 << 10
-	maxCacheBytes = 64 << 20
+	maxCacheBytes = MaxCacheBytes
 	// entryOverhead approximates the memory an entry costs beyond its Data
-	// (entry struct, 32-byte key string, map slot), so that many tiny
-	// entries count too.
+	// (entry struct, 32-byte key string, map slot, memo), so that many
+	// tiny entries count too. BenchmarkCacheMemory measures it.
 	entryOverhead = 192
 	// maxDelta is RFC 9111 §1.2.2's cap on delta-seconds (2^31 s).
 	maxDelta = 1 << 31
 )
 
+// MaxCacheBytes is the largest byte budget a cache accepts, and the one
+// NewCache uses.
+const MaxCacheBytes = 64 << 20
+
 // Cache holds backend replies in memory, bounded by a number of entries
-// (least recently used evicted first) and by bytes. It honours the
-// backend's Cache-Control and Expires as a shared cache in the sense of
-// RFC 9111 (one shitenno serves every user of the mail system): see
-// parseCachePolicy. Its methods are safe for concurrent use; a nil *Cache
-// caches nothing. A cached Result's Data is shared by every lookup it
-// answers: callers read it, never modify it.
+// and by bytes, whichever is reached first. Eviction is W-TinyLFU
+// (tinylfu.go): a lookup that would evict an entry looked up more often
+// than itself is not admitted, so a scan over more keys than the cache
+// holds keeps part of them cached instead of evicting each one before
+// its next use, as an LRU does. It honours the backend's Cache-Control
+// and Expires as a shared cache in the sense of RFC 9111 (one shitenno
+// serves every user of the mail system): see parseCachePolicy. Its
+// methods are safe for concurrent use; a nil *Cache caches nothing. A
+// cached Result's Data is shared by every lookup it answers: callers read
+// it, never modify it.
 type Cache struct {
-	max         int
+	maxEntries  int
+	maxBytes    int64
 	defaultTTL  time.Duration
 	negativeTTL time.Duration
 
 	mu    sync.Mutex
 	items map[string]*cacheEntry
-	// root is the sentinel of a circular doubly linked list: root.next is
-	// the most recently used entry, root.prev the least. An intrusive list
-	// instead of container/list saves an allocation and an interface
-	// conversion per entry.
-	root  cacheEntry
-	bytes int64
+	bytes int64 // size() of every entry held
+	tinyLFU
 }
 
 type cacheEntry struct {
@@ -55,26 +60,42 @@ type cacheEntry struct {
 	// (stale-if-error). staleUntil >= expires.
 	expires    time.Time
 	staleUntil time.Time
+	// hash feeds the frequency sketch; kept so that admission does not
+	// rehash the key.
+	hash       uint64
 	prev, next *cacheEntry
+	region     region
 }
 
 func (e *cacheEntry) size() int64 { return int64(len(e.res.Data)) + entryOverhead }
 
-// NewCache returns a cache of at most maxEntries replies, or nil (no
-// cache) when maxEntries <= 0. defaultTTL is the lifetime of an OK reply,
-// negativeTTL that of a KO reply, when the backend states none; 0 means
-// such replies are not cached.
+// NewCache returns a cache of at most maxEntries replies and MaxCacheBytes
+// bytes, or nil (no cache) when maxEntries <= 0. defaultTTL is the
+// lifetime of an OK reply, negativeTTL that of a KO reply, when the
+// backend states none; 0 means such replies are not cached.
 func NewCache(maxEntries int, defaultTTL, negativeTTL time.Duration) *Cache {
-	if maxEntries <= 0 {
+	return NewBoundedCache(maxEntries, MaxCacheBytes, defaultTTL, negativeTTL)
+}
+
+// NewBoundedCache is NewCache with a byte budget: the entries held never
+// cost more than maxBytes together (clamped to MaxCacheBytes), each
+// counted as its Data plus a fixed overhead. It returns nil when
+// maxEntries or maxBytes is <= 0.
+func NewBoundedCache(maxEntries int, maxBytes int64, defaultTTL, negativeTTL time.Duration) *Cache {
+	if maxEntries <= 0 || maxBytes <= 0 {
 		return nil
 	}
+	maxBytes = min(maxBytes, MaxCacheBytes)
 	c := &Cache{
-		max:         maxEntries,
+		maxEntries:  maxEntries,
+		maxBytes:    maxBytes,
 		defaultTTL:  max(defaultTTL, 0),
 		negativeTTL: max(negativeTTL, 0),
 		items:       make(map[string]*cacheEntry, min(maxEntries, 1024)),
 	}
-	c.root.next, c.root.prev = &c.root, &c.root
+	// The sketch is sized for the entries that can be held at once, which
+	// the byte budget may make fewer than maxEntries.
+	c.setBounds(maxEntries, maxBytes, int(min(int64(maxEntries), maxBytes/entryOverhead)))
 	return c
 }
 
@@ -86,6 +107,16 @@ func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.items)
+}
+
+// Bytes reports what the entries held cost against the byte budget.
+func (c *Cache) Bytes() int64 {
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
 }
 
 // cachePolicy is what the backend's headers allow for one reply.
@@ -260,19 +291,22 @@ func cacheKey(body []byte) string {
 	return string(s[:])
 }
 
-// get returns a fresh entry.
+// get returns a fresh entry. Every call counts as a use of key for
+// admission, found or not.
 func (c *Cache) get(key string, now time.Time) (Result, bool) {
 	if c == nil {
 		return Result{}, false
 	}
+	h := keyHash(key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.sketch.add(h)
 	e := c.items[key]
 	if e == nil {
 		return Result{}, false
 	}
 	if now.Before(e.expires) {
-		c.moveToFront(e)
+		c.touch(e)
 		return e.res, true
 	}
 	if !now.Before(e.staleUntil) {
@@ -282,7 +316,8 @@ func (c *Cache) get(key string, now time.Time) (Result, bool) {
 }
 
 // stale returns an entry still within its stale-if-error window; the
-// caller uses it only after the backend failed.
+// caller uses it only after the backend failed. The lookup was already
+// counted by get.
 func (c *Cache) stale(key string, now time.Time) (Result, bool) {
 	if c == nil {
 		return Result{}, false
@@ -297,13 +332,15 @@ func (c *Cache) stale(key string, now time.Time) (Result, bool) {
 		c.remove(e)
 		return Result{}, false
 	}
-	c.moveToFront(e)
+	c.touch(e)
 	return e.res, true
 }
 
 // put stores a definitive reply as its policy allows. A reply that may not
 // be stored still drops an older entry for the same request: the newest
 // answer wins, and an old one must not come back through stale-if-error.
+// A new entry may be refused admission (see Cache); a replaced one keeps
+// its place.
 func (c *Cache) put(key string, r Result, p cachePolicy, now time.Time) {
 	if c == nil {
 		return
@@ -320,22 +357,19 @@ func (c *Cache) put(key string, r Result, p cachePolicy, now time.Time) {
 	}
 	r.Stale = false
 	r.memo = &memo{} // a new reply: nothing derived from it yet
+	h := keyHash(key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.items[key]; e != nil {
-		c.bytes -= e.size()
-		e.res, e.expires, e.staleUntil = r, expires, staleUntil
-		c.bytes += e.size()
-		c.moveToFront(e)
+		c.resize(e, func() { e.res, e.expires, e.staleUntil = r, expires, staleUntil })
+		c.touch(e)
 	} else {
-		e = &cacheEntry{key: key, res: r, expires: expires, staleUntil: staleUntil}
+		e = &cacheEntry{key: key, res: r, expires: expires, staleUntil: staleUntil, hash: h}
 		c.items[key] = e
 		c.bytes += e.size()
-		c.pushFront(e)
+		c.insert(e)
 	}
-	for len(c.items) > c.max || c.bytes > maxCacheBytes {
-		c.remove(c.root.prev)
-	}
+	c.evict(now)
 }
 
 // expiry is when a reply stops being fresh, and whether it may be stored
@@ -359,24 +393,4 @@ func (c *Cache) expiry(r Result, p cachePolicy) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return p.received.Add(ttl), true
-}
-
-func (c *Cache) pushFront(e *cacheEntry) {
-	e.prev, e.next = &c.root, c.root.next
-	e.prev.next, e.next.prev = e, e
-}
-
-func (c *Cache) moveToFront(e *cacheEntry) {
-	if c.root.next == e {
-		return
-	}
-	e.prev.next, e.next.prev = e.next, e.prev
-	c.pushFront(e)
-}
-
-func (c *Cache) remove(e *cacheEntry) {
-	e.prev.next, e.next.prev = e.next, e.prev
-	e.prev, e.next = nil, nil
-	delete(c.items, e.key)
-	c.bytes -= e.size()
 }

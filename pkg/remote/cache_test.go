@@ -509,14 +509,12 @@ func TestCacheBoundedUnderMillionKeys(t *testing.T) {
 	if c.Len() != maxEntries {
 		t.Fatalf("%d entries, want %d", c.Len(), maxEntries)
 	}
-	// The most recent keys are the ones kept.
-	for _, i := range []int{keys - 1, keys - maxEntries} {
-		if _, ok := c.get(key(i), t0); !ok {
-			t.Fatalf("recent key %d evicted", i)
-		}
-	}
-	if _, ok := c.get(key(keys-maxEntries-1), t0); ok {
-		t.Fatal("old key kept")
+	// The newest key is in the admission window. Which older keys are
+	// kept is W-TinyLFU's choice, not LRU order: none was ever looked up,
+	// so every candidate ties with its victim and is not admitted (scan
+	// resistance, TestCacheCyclicScan).
+	if _, ok := c.get(key(keys-1), t0); !ok {
+		t.Fatal("newest key evicted")
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)

@@ -1,0 +1,342 @@
+package remote
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// scanKey is the cache key of the i-th distinct lookup, shaped as
+// LookupRaw makes it.
+func scanKey(i int) string {
+	return cacheKey(EncodeRequest(nil, "virtual", []byte(fmt.Sprintf("%q", fmt.Sprintf("user%d@example.org", i)))))
+}
+
+// checkInvariants walks the regions: every entry is in the list of its
+// region, the counts and byte sums agree with the map and c.bytes, and
+// both bounds hold.
+func checkInvariants(t testing.TB, c *Cache) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, total := 0, int64(0)
+	for r := range c.lists {
+		l := &c.lists[r]
+		ln, lb := 0, int64(0)
+		for e := l.root.next; e != &l.root; e = e.next {
+			if e.region != region(r) || c.items[e.key] != e {
+				t.Fatalf("entry in list %d: region %d, in map %v", r, e.region, c.items[e.key] == e)
+			}
+			ln++
+			lb += e.size()
+		}
+		if ln != l.n || lb != l.bytes {
+			t.Fatalf("list %d: %d entries %d bytes, counted %d %d", r, ln, lb, l.n, l.bytes)
+		}
+		n += ln
+		total += lb
+	}
+	if n != len(c.items) || total != c.bytes {
+		t.Fatalf("lists hold %d entries %d bytes; map %d, bytes %d", n, total, len(c.items), c.bytes)
+	}
+	if len(c.items) > c.maxEntries || c.bytes > c.maxBytes {
+		t.Fatalf("%d entries, %d bytes: bounds %d, %d", len(c.items), c.bytes, c.maxEntries, c.maxBytes)
+	}
+}
+
+// lruRef is the LRU the cache used before W-TinyLFU, for comparison.
+type lruRef struct {
+	max   int
+	items map[string]*list.Element
+	order list.List
+}
+
+func (l *lruRef) lookup(k string) bool {
+	if e, ok := l.items[k]; ok {
+		l.order.MoveToFront(e)
+		return true
+	}
+	l.items[k] = l.order.PushFront(k)
+	if l.order.Len() > l.max {
+		delete(l.items, l.order.Remove(l.order.Back()).(string))
+	}
+	return false
+}
+
+// TestCacheCyclicScan is issue #21's requirement: 20000 distinct keys
+// looked up over and over, in the same order, with a cache of 10000
+// entries: at least 40% hits, where an LRU has none. The count is
+// deterministic (the sketch hash is fixed).
+func TestCacheCyclicScan(t *testing.T) {
+	const keys, capacity, passes = 20000, 10000, 5
+	t0 := time.Unix(1e9, 0)
+	p := policyFor(t0, "Cache-Control", "max-age=3600")
+	res := Result{Status: Found, Data: []byte(`"alias@example.org"`)}
+	c := NewCache(capacity, 0, 0)
+	ref := &lruRef{max: capacity, items: map[string]*list.Element{}}
+	k := make([]string, keys)
+	for i := range k {
+		k[i] = scanKey(i)
+	}
+	hits, lruHits, lookups := 0, 0, 0
+	for pass := range passes {
+		for _, key := range k {
+			_, ok := c.get(key, t0)
+			if !ok {
+				c.put(key, res, p, t0)
+			}
+			lru := ref.lookup(key)
+			if pass == 0 { // the first pass can only miss
+				continue
+			}
+			lookups++
+			if ok {
+				hits++
+			}
+			if lru {
+				lruHits++
+			}
+		}
+		checkInvariants(t, c)
+	}
+	ratio := float64(hits) / float64(lookups)
+	t.Logf("passes 2-%d: W-TinyLFU %d/%d hits (%.1f%%), LRU %d (%.1f%%); %d entries held",
+		passes, hits, lookups, 100*ratio, lruHits, 100*float64(lruHits)/float64(lookups), c.Len())
+	if ratio < 0.40 {
+		t.Fatalf("hit ratio %.3f, want >= 0.40", ratio)
+	}
+	if lruHits != 0 {
+		t.Fatalf("the reference LRU hit %d times on a cyclic scan", lruHits)
+	}
+	if c.Len() != capacity {
+		t.Fatalf("%d entries, want a full cache of %d", c.Len(), capacity)
+	}
+}
+
+// TestCacheHotKeysSurviveScan: keys asked all the time stay cached while
+// a scan of one-off keys (a dictionary attack, a bulk postmap) passes
+// through, which would have flushed an LRU.
+func TestCacheHotKeysSurviveScan(t *testing.T) {
+	t0 := time.Unix(1e9, 0)
+	p := policyFor(t0, "Cache-Control", "max-age=3600")
+	res := Result{Status: Found}
+	c := NewCache(1000, 0, 0)
+	lookup := func(key string) bool {
+		if _, ok := c.get(key, t0); ok {
+			return true
+		}
+		c.put(key, res, p, t0)
+		return false
+	}
+	for range 3 {
+		for i := range 500 {
+			lookup(scanKey(i))
+		}
+	}
+	misses := 0
+	for j := range 100_000 {
+		lookup(scanKey(1_000_000 + j))
+		if j%100 == 0 {
+			for i := range 500 {
+				if !lookup(scanKey(i)) {
+					misses++
+				}
+			}
+		}
+	}
+	checkInvariants(t, c)
+	if misses > 0 {
+		t.Fatalf("hot keys missed %d times during the scan", misses)
+	}
+}
+
+// TestCacheByteBound: with MaxBytes the binding bound, the entries held
+// never cost more than it, whatever their sizes, and the cache still
+// fills to it.
+func TestCacheByteBound(t *testing.T) {
+	t0 := time.Unix(1e9, 0)
+	p := policyFor(t0, "Cache-Control", "max-age=3600")
+	const maxBytes = 256 << 10
+	c := NewBoundedCache(100_000, maxBytes, 0, 0)
+	if c.maxBytes != maxBytes {
+		t.Fatalf("maxBytes %d", c.maxBytes)
+	}
+	buf := make([]byte, 20000)
+	for i := range 20000 {
+		key := scanKey(i % 3000)
+		size := (i * 7919) % 20000 // 0 to 20 kB, mixed
+		if _, ok := c.get(key, t0); !ok {
+			c.put(key, Result{Status: Found, Data: buf[:size]}, p, t0)
+		}
+		if c.Bytes() > maxBytes {
+			t.Fatalf("after %d puts: %d bytes", i, c.Bytes())
+		}
+		if i%997 == 0 {
+			checkInvariants(t, c)
+		}
+	}
+	checkInvariants(t, c)
+	if b := c.Bytes(); b < maxBytes-20000-entryOverhead {
+		t.Fatalf("only %d of %d bytes used", b, maxBytes)
+	}
+	// A replaced entry that grows keeps the bound too.
+	for i := range 200 {
+		c.put(scanKey(i), Result{Status: Found, Data: buf}, p, t0)
+		checkInvariants(t, c)
+	}
+	if c := NewBoundedCache(10, 0, 0, 0); c != nil {
+		t.Fatal("MaxBytes 0 must turn the cache off")
+	}
+	if c := NewBoundedCache(10, 1<<40, 0, 0); c.maxBytes != MaxCacheBytes {
+		t.Fatalf("maxBytes %d not clamped to %d", c.maxBytes, MaxCacheBytes)
+	}
+}
+
+// TestCacheMaxEntriesStillBounds: with room in bytes, MaxEntries is the
+// bound, under lookups (hits promote) and plain puts alike.
+func TestCacheMaxEntriesStillBounds(t *testing.T) {
+	t0 := time.Unix(1e9, 0)
+	p := policyFor(t0, "Cache-Control", "max-age=3600")
+	for _, max := range []int{1, 2, 3, 10, 100, 1000} {
+		c := NewBoundedCache(max, MaxCacheBytes, 0, 0)
+		for i := range 20 * max {
+			key := scanKey(i % (3 * max))
+			if i%3 == 0 {
+				c.get(key, t0)
+			}
+			c.put(key, Result{Status: Found, Data: []byte(`"x"`)}, p, t0)
+			if c.Len() > max {
+				t.Fatalf("max %d: %d entries", max, c.Len())
+			}
+		}
+		checkInvariants(t, c)
+		if c.Len() != max {
+			t.Fatalf("max %d: only %d entries", max, c.Len())
+		}
+	}
+}
+
+// TestCacheExpiredVictimMakesRoom: an entry past its stale window is
+// evicted for a newcomer whatever its frequency, so a cache full of dead
+// popular entries takes new ones.
+func TestCacheExpiredVictimMakesRoom(t *testing.T) {
+	t0 := time.Unix(1e9, 0)
+	short := policyFor(t0, "Cache-Control", "max-age=10")
+	c := NewCache(100, 0, 0)
+	for range 5 {
+		for i := range 100 {
+			if _, ok := c.get(scanKey(i), t0); !ok {
+				c.put(scanKey(i), Result{Status: Found}, short, t0)
+			}
+		}
+	}
+	t1 := t0.Add(time.Minute)
+	long := policyFor(t1, "Cache-Control", "max-age=3600")
+	for i := range 100 {
+		key := scanKey(1000 + i)
+		c.get(key, t1)
+		c.put(key, Result{Status: Found}, long, t1)
+	}
+	checkInvariants(t, c)
+	kept := 0
+	for i := range 100 {
+		if _, ok := c.get(scanKey(1000+i), t1); ok {
+			kept++
+		}
+	}
+	if kept < 95 {
+		t.Fatalf("only %d of 100 new entries admitted over dead ones", kept)
+	}
+}
+
+// TestSketchAging: counters saturate at 15 and halve every resetAt
+// additions.
+func TestSketchAging(t *testing.T) {
+	var s sketch
+	s.init(16)
+	h := keyHash("hot")
+	for range 40 {
+		s.add(h)
+	}
+	if n := s.estimate(h); n != 15 {
+		t.Fatalf("estimate %d, want 15 (saturated)", n)
+	}
+	for i := range s.resetAt {
+		s.add(keyHash(fmt.Sprint(i)))
+	}
+	if n := s.estimate(h); n > 7 {
+		t.Fatalf("estimate %d after a reset, want <= 7", n)
+	}
+}
+
+// --- benchmarks of the cache alone ---
+
+// BenchmarkCacheGet: a hit on a full cache of 10000 entries.
+func BenchmarkCacheGet(b *testing.B) {
+	t0 := time.Now()
+	p := policyFor(t0, "Cache-Control", "max-age=3600")
+	c := NewCache(10000, 0, 0)
+	k := make([]string, 10000)
+	for i := range k {
+		k[i] = scanKey(i)
+		c.put(k[i], Result{Status: Found, Data: []byte(`"alias@example.org"`)}, p, t0)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok := c.get(k[i%len(k)], t0); !ok {
+			b.Fatal("miss")
+		}
+		i++
+	}
+}
+
+// BenchmarkCachePut: a new reply stored in a full cache (admission and
+// one eviction each time), the miss path of a scan.
+func BenchmarkCachePut(b *testing.B) {
+	t0 := time.Now()
+	p := policyFor(t0, "Cache-Control", "max-age=3600")
+	c := NewCache(10000, 0, 0)
+	k := make([]string, 1<<16)
+	for i := range k {
+		k[i] = scanKey(i)
+	}
+	res := Result{Status: Found, Data: []byte(`"alias@example.org"`)}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		key := k[i&(len(k)-1)]
+		c.get(key, t0)
+		c.put(key, res, p, t0)
+		i++
+	}
+}
+
+// BenchmarkCacheMemory reports the heap an entry of a typical reply
+// (a 40-byte Data) costs, to compare with entryOverhead.
+func BenchmarkCacheMemory(b *testing.B) {
+	t0 := time.Now()
+	p := policyFor(t0, "Cache-Control", "max-age=3600")
+	const n = 10000
+	k := make([][sha256.Size]byte, n)
+	for i := range k {
+		k[i] = sha256.Sum256([]byte(fmt.Sprint(i)))
+	}
+	var before, after runtime.MemStats
+	for b.Loop() {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c := NewCache(n, 0, 0)
+		for i := range k {
+			data := []byte(`{"maildir":"/var/mail/example.org/u1234"}`)
+			c.put(string(k[i][:]), Result{Status: Found, Data: data}, p, t0)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/entry")
+		runtime.KeepAlive(c)
+	}
+}
