@@ -184,3 +184,22 @@ func TestSecretFileWarnings(t *testing.T) {
 		t.Errorf("warnings:\n%s", w2)
 	}
 }
+
+// TestCacheMaxBytes: [Cache] MaxBytes defaults to DefaultCacheBytes and
+// must be within 1..MaxCacheBytes, reported at its line.
+func TestCacheMaxBytes(t *testing.T) {
+	c, err := Parse("x.conf", []byte("RemoteURL = \"http://a/\"\n"))
+	if err != nil || c.Cache.MaxBytes != DefaultCacheBytes {
+		t.Fatalf("default: %v, %d", err, c.Cache.MaxBytes)
+	}
+	c, err = Parse("x.conf", []byte("RemoteURL = \"http://a/\"\n[Cache]\nMaxBytes = 1048576\n"))
+	if err != nil || c.Cache.MaxBytes != 1<<20 || c.Cache.MaxEntries != DefaultCacheEntries {
+		t.Fatalf("set: %v, %+v", err, c.Cache)
+	}
+	for _, v := range []string{"0", "-1", strconv.Itoa(MaxCacheBytes + 1)} {
+		_, err := Parse("x.conf", []byte("RemoteURL = \"http://a/\"\n[Cache]\nMaxEntries = 5\nMaxBytes = "+v+"\n"))
+		if err == nil || !strings.HasPrefix(err.Error(), "x.conf:4: Cache.MaxBytes: must be between 1 and") {
+			t.Errorf("%s: got %v", v, err)
+		}
+	}
+}

@@ -91,7 +91,7 @@ func (b *Backend) build(cfg *config.Config, old *backendState) (*backendState, e
 		if b.credentials {
 			ttl, negTTL = 0, 0
 		}
-		cache = remote.NewCache(cfg.Cache.MaxEntries, ttl, negTTL)
+		cache = remote.NewBoundedCache(cfg.Cache.MaxEntries, cfg.Cache.MaxBytes, ttl, negTTL)
 	}
 	o := remote.Options{
 		URLs:           cfg.RemoteURL,

@@ -20,7 +20,7 @@ const (
 	// entryOverhead approximates the memory an entry costs beyond its Data
 	// (entry struct, 32-byte key string, map slot, memo), so that many
 	// tiny entries count too. BenchmarkCacheMemory measures it.
-	entryOverhead = 192
+	entryOverhead = 256
 	// maxDelta is RFC 9111 §1.2.2's cap on delta-seconds (2^31 s).
 	maxDelta = 1 << 31
 )
