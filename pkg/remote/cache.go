@@ -2,6 +2,7 @@ package remote
 
 import (
 	"crypto/sha256"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -50,6 +51,7 @@ type Cache struct {
 	items map[string]*cacheEntry
 	bytes int64 // size() of every entry held
 	tinyLFU
+	seed uint64 // of keyHash; set once at creation
 }
 
 type cacheEntry struct {
@@ -92,6 +94,7 @@ func NewBoundedCache(maxEntries int, maxBytes int64, defaultTTL, negativeTTL tim
 		defaultTTL:  max(defaultTTL, 0),
 		negativeTTL: max(negativeTTL, 0),
 		items:       make(map[string]*cacheEntry, min(maxEntries, 1024)),
+		seed:        rand.Uint64(),
 	}
 	// The sketch is sized for the entries that can be held at once, which
 	// the byte budget may make fewer than maxEntries.
@@ -297,7 +300,7 @@ func (c *Cache) get(key string, now time.Time) (Result, bool) {
 	if c == nil {
 		return Result{}, false
 	}
-	h := keyHash(key)
+	h := keyHash(c.seed, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sketch.add(h)
@@ -357,7 +360,7 @@ func (c *Cache) put(key string, r Result, p cachePolicy, now time.Time) {
 	}
 	r.Stale = false
 	r.memo = &memo{} // a new reply: nothing derived from it yet
-	h := keyHash(key)
+	h := keyHash(c.seed, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.items[key]; e != nil {

@@ -258,9 +258,11 @@ func (s *sketch) estimate(h uint64) uint64 {
 
 // keyHash spreads a key over 64 bits for the sketch. Real keys are
 // SHA-256 digests already; the mixing is for any other string (tests).
-// It is deterministic, so admission decisions are reproducible.
-func keyHash(s string) uint64 {
-	h := uint64(len(s)) ^ 0x9e3779b97f4a7c15
+// The seed is random per cache (Cache.seed), so that requests cannot be
+// chosen whose counters collide with those of popular ones, to win
+// admission with few lookups; tests fix it to make counts reproducible.
+func keyHash(seed uint64, s string) uint64 {
+	h := seed ^ uint64(len(s)) ^ 0x9e3779b97f4a7c15
 	for len(s) >= 8 {
 		h = mix64(h ^ (uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
 			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56))

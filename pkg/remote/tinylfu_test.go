@@ -76,6 +76,7 @@ func TestCacheCyclicScan(t *testing.T) {
 	p := policyFor(t0, "Cache-Control", "max-age=3600")
 	res := Result{Status: Found, Data: []byte(`"alias@example.org"`)}
 	c := NewCache(capacity, 0, 0)
+	c.seed = 0 // the same count on every run
 	ref := &lruRef{max: capacity, items: map[string]*list.Element{}}
 	k := make([]string, keys)
 	for i := range k {
@@ -113,6 +114,36 @@ func TestCacheCyclicScan(t *testing.T) {
 	}
 	if c.Len() != capacity {
 		t.Fatalf("%d entries, want a full cache of %d", c.Len(), capacity)
+	}
+}
+
+// TestCacheScanSeeds: the cyclic scan's hit ratio does not depend on
+// the sketch's random seed.
+func TestCacheScanSeeds(t *testing.T) {
+	t0 := time.Unix(1e9, 0)
+	p := policyFor(t0, "Cache-Control", "max-age=3600")
+	k := make([]string, 4000)
+	for i := range k {
+		k[i] = scanKey(i)
+	}
+	for seed := range uint64(8) {
+		c := NewCache(2000, 0, 0)
+		c.seed = seed * 0x9e3779b97f4a7c15
+		hits := 0
+		for pass := range 3 {
+			for _, key := range k {
+				if _, ok := c.get(key, t0); ok {
+					if pass > 0 {
+						hits++
+					}
+				} else {
+					c.put(key, Result{Status: Found}, p, t0)
+				}
+			}
+		}
+		if r := float64(hits) / float64(2*len(k)); r < 0.45 {
+			t.Errorf("seed %#x: hit ratio %.3f", c.seed, r)
+		}
 	}
 }
 
@@ -257,7 +288,7 @@ func TestCacheExpiredVictimMakesRoom(t *testing.T) {
 func TestSketchAging(t *testing.T) {
 	var s sketch
 	s.init(16)
-	h := keyHash("hot")
+	h := keyHash(0, "hot")
 	for range 40 {
 		s.add(h)
 	}
@@ -265,7 +296,7 @@ func TestSketchAging(t *testing.T) {
 		t.Fatalf("estimate %d, want 15 (saturated)", n)
 	}
 	for i := range s.resetAt {
-		s.add(keyHash(fmt.Sprint(i)))
+		s.add(keyHash(0, fmt.Sprint(i)))
 	}
 	if n := s.estimate(h); n > 7 {
 		t.Fatalf("estimate %d after a reset, want <= 7", n)
