@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -281,6 +282,41 @@ func TestCacheExpiredVictimMakesRoom(t *testing.T) {
 	if kept < 95 {
 		t.Fatalf("only %d of 100 new entries admitted over dead ones", kept)
 	}
+}
+
+// TestCacheConcurrentChurn: gets, puts, stale reads and no-store drops
+// from several goroutines over a small cache leave consistent regions
+// (run under -race).
+func TestCacheConcurrentChurn(t *testing.T) {
+	t0 := time.Unix(1e9, 0)
+	keep := policyFor(t0, "Cache-Control", "max-age=60, stale-if-error=60")
+	drop := policyFor(t0, "Cache-Control", "no-store")
+	c := NewBoundedCache(300, 64<<10, 0, 0)
+	k := make([]string, 1000)
+	for i := range k {
+		k[i] = scanKey(i)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 20000 {
+				key := k[(i*(g+1)*7919)%len(k)]
+				now := t0.Add(time.Duration(i%90) * time.Second)
+				switch i % 7 {
+				case 0:
+					c.put(key, Result{Status: Found}, drop, now)
+				case 1:
+					c.stale(key, now)
+				default:
+					if _, ok := c.get(key, now); !ok {
+						c.put(key, Result{Status: Found, Data: make([]byte, i%300)}, keep, t0)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checkInvariants(t, c)
 }
 
 // TestSketchAging: counters saturate at 15 and halve every resetAt
