@@ -146,7 +146,10 @@ func TestCacheScanPostmap(t *testing.T) {
 
 // TestCacheIdleRSS: with the default bounds (MaxEntries 10000, MaxBytes
 // 1.5 MiB), a daemon whose cache was filled by 20000 distinct lookups
-// stays under 20 MiB of RSS once idle (binary pages included).
+// stays small once idle: 18-19.5 MiB of RSS measured here (binary pages
+// included; docs/cache.md). The assertion allows 22 MiB, a tenth over
+// the 20 MiB target, for another kernel's page accounting; a cache bound
+// that stopped working would pass it by far more.
 func TestCacheIdleRSS(t *testing.T) {
 	const keys = 20000
 	s := startScanDaemon(t, "[Cache]\nDefaultTTL = \"1h\"\n")
@@ -161,7 +164,7 @@ func TestCacheIdleRSS(t *testing.T) {
 	if hits < 5000 {
 		t.Fatalf("only %.0f hits: the cache was not full", hits)
 	}
-	if rss >= 20<<10 {
-		t.Fatalf("idle RSS %d KiB, want < 20 MiB", rss)
+	if rss >= 22<<10 {
+		t.Fatalf("idle RSS %d KiB, want < 22 MiB (20 MiB target)", rss)
 	}
 }
