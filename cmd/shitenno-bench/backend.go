@@ -97,6 +97,18 @@ func (b *fastBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out = append(out, `,"Status":"OK","Data":"`...)
 		out = append(out, virtualValue(idx)...)
 		out = append(out, `"}`...)
+	case verb == saslVerb:
+		// The canonical name, as a real backend (and the example one)
+		// sends it: shitenno checks and forwards it as user=.
+		out = append(out, `,"Status":"OK","Data":{"User":"`...)
+		out = append(out, benchKey(idx)...)
+		out = append(out, `"}}`...)
+	case verb == policyVerb:
+		out = append(out, `,"Status":"OK","Data":"`...)
+		out = append(out, policyAction(idx)...)
+		out = append(out, `"}`...)
+	case verb == nginxVerb:
+		out = append(out, `,"Status":"OK","Data":{"Auth-Server":"`+nginxServer+`","Auth-Port":`+strconv.Itoa(nginxPort)+`}}`...)
 	default:
 		out = append(out, `,"Status":"OK","Data":`...)
 		out = append(out, passdbData(idx)...)
@@ -116,8 +128,15 @@ func (b *fastBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Object to echo. The fast path matches the exact compact encoding
 // shitenno and the direct client send; anything else goes through
 // encoding/json, so a differently formatted but valid request still works.
+//
+// For the login verbs the index is -1 as well when the password is wrong
+// (sasl, nginx), so -1 always means "answer KO".
 func parseBackendRequest(verb string, body []byte) (int, []byte, bool) {
-	if verb != postfixVerb && verb != dovecotVerb {
+	switch verb {
+	case saslVerb, policyVerb, nginxVerb:
+		return parseLoginRequest(verb, body)
+	case postfixVerb, dovecotVerb:
+	default:
 		return 0, nil, false
 	}
 	pre := `{"Verb":"` + verb + `","Object":`
@@ -177,4 +196,127 @@ func unquoteSimple(q []byte) []byte {
 		return nil
 	}
 	return in
+}
+
+// loginFields are the Object members the built-in backend reads for each
+// login verb (the first names the key), the rest being information it
+// only checks for shape.
+var loginFields = map[string][]string{
+	saslVerb:   {"User", "Password", "Mechanism"},
+	policyVerb: {"recipient"},
+	nginxVerb:  {"Auth-User", "Auth-Pass", "Auth-Method"},
+}
+
+// parseLoginRequest checks a sasl, policy or nginx request: Object is a
+// flat JSON object (of strings only, but for sasl's Secured) holding the
+// loginFields, and answers as parseBackendRequest.
+func parseLoginRequest(verb string, body []byte) (int, []byte, bool) {
+	names := loginFields[verb]
+	var vals [3][]byte
+	pre := `{"Verb":"` + verb + `","Object":`
+	obj, ok := []byte(nil), false
+	if bytes.HasPrefix(body, []byte(pre)) && len(body) > len(pre) && body[len(body)-1] == '}' {
+		obj = body[len(pre) : len(body)-1]
+		ok = scanFlatObject(obj, verb == saslVerb, names, vals[:len(names)])
+	}
+	if !ok {
+		// Anything the fast path does not know: decode it properly.
+		var req struct {
+			Verb   string
+			Object map[string]any
+		}
+		var raw struct{ Object json.RawMessage }
+		if json.Unmarshal(body, &req) != nil || req.Verb != verb || req.Object == nil || json.Unmarshal(body, &raw) != nil {
+			return 0, nil, false
+		}
+		obj = raw.Object
+		for k, v := range req.Object {
+			if _, isBool := v.(bool); isBool && verb == saslVerb && k == "Secured" {
+				continue
+			}
+			if _, isString := v.(string); !isString {
+				return 0, nil, false
+			}
+		}
+		for j, n := range names {
+			v, ok := req.Object[n].(string)
+			if !ok {
+				return 0, nil, false
+			}
+			vals[j] = []byte(v)
+		}
+	}
+	for j := range names {
+		if vals[j] == nil {
+			return 0, nil, false
+		}
+	}
+	i, known := keyIndex(vals[0])
+	switch {
+	case !known:
+		i = -1
+	case verb == saslVerb && (string(vals[1]) != loginPassword(i) || string(vals[2]) != "PLAIN"),
+		verb == nginxVerb && (string(vals[1]) != loginPassword(i) || string(vals[2]) != "plain"):
+		i = -1
+	}
+	return i, obj, true
+}
+
+// scanFlatObject reads obj as {"name":"value",...} with no escapes and no
+// nesting (booleans allowed when bools is set) and stores the values of
+// names in vals (nil for a name absent). It reports false for anything
+// else, which the caller then decodes with encoding/json.
+func scanFlatObject(obj []byte, bools bool, names []string, vals [][]byte) bool {
+	if len(obj) < 2 || obj[0] != '{' || obj[len(obj)-1] != '}' {
+		return false
+	}
+	p := obj[1 : len(obj)-1]
+	str := func() ([]byte, bool) {
+		if len(p) == 0 || p[0] != '"' {
+			return nil, false
+		}
+		e := bytes.IndexByte(p[1:], '"')
+		if e < 0 {
+			return nil, false
+		}
+		s := p[1 : 1+e]
+		if bytes.IndexByte(s, '\\') >= 0 {
+			return nil, false
+		}
+		p = p[e+2:]
+		return s, true
+	}
+	for len(p) > 0 {
+		k, ok := str()
+		if !ok || len(p) == 0 || p[0] != ':' {
+			return false
+		}
+		p = p[1:]
+		var v []byte
+		switch {
+		case bools && bytes.HasPrefix(p, []byte("true")):
+			p = p[4:]
+		case bools && bytes.HasPrefix(p, []byte("false")):
+			p = p[5:]
+		default:
+			if v, ok = str(); !ok {
+				return false
+			}
+		}
+		for j, n := range names {
+			if string(k) == n && vals[j] == nil {
+				vals[j] = v
+				if v == nil {
+					return false // a boolean where a string is read
+				}
+			}
+		}
+		if len(p) > 0 {
+			if p[0] != ',' || len(p) == 1 {
+				return false
+			}
+			p = p[1:]
+		}
+	}
+	return true
 }

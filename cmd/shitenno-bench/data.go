@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"strconv"
@@ -126,5 +127,113 @@ func writeExampleData(w io.Writer) error {
 				benchKey(i), passdbPassword(i), i)
 		}
 	}
+	// SMTP AUTH and nginx logins check the Users' passwords; nginx
+	// proxies IMAP to the fixed upstream, policy answers per recipient.
+	fmt.Fprintf(bw, "\n[Nginx]\nimap = %q\n\n[Policy.Actions]\n", nginxServer+":"+strconv.Itoa(nginxPort))
+	for i := 0; i < numKeys; i++ {
+		if known(i) {
+			fmt.Fprintf(bw, "%q = %q\n", benchKey(i), policyAction(i))
+		}
+	}
 	return bw.Flush()
+}
+
+// The login and policy protocols (issue #17, #19) use the same keys: key
+// i logs in with loginPassword(i) (the dovecot password without its
+// scheme, so the example backend's data file serves both), a policy
+// request has recipient key i. Unknown keys are refused (KO).
+const (
+	saslVerb    = "sasl"
+	policyVerb  = "policy"
+	nginxVerb   = "nginx"
+	nginxServer = "127.0.0.1" // Auth-Server of every accepted nginx login
+	nginxPort   = 10143       // Auth-Port of every accepted nginx login
+)
+
+// loginPassword is the SMTP AUTH and nginx password of key i.
+func loginPassword(i int) string { return "pw-" + strconv.Itoa(i) }
+
+// policyAction is the backend's policy answer for recipient i: a real
+// access(5) action that names the key, so a reply for the wrong request
+// is caught.
+func policyAction(i int) string { return "PREPEND X-Bench-Key: " + benchKey(i) }
+
+// nginxClientIP is the Client-IP of key i's nginx logins: 4096 distinct
+// addresses outside the limiter's default AllowNets (loopback), so the
+// brute-force limiter checks and records every one of them.
+func nginxClientIP(i int) string {
+	return "10.1." + strconv.Itoa(i>>8) + "." + strconv.Itoa(i&0xff)
+}
+
+// policyAttrs are the attributes postfix 3.7's smtpd sends at RCPT time
+// (SMTPD_POLICY_README, in smtpd_check.c's order), for recipient i: about
+// 30 of them, most empty for a plain unauthenticated session.
+func policyAttrs(i int) [][2]string {
+	return [][2]string{
+		{"request", "smtpd_access_policy"}, {"protocol_state", "RCPT"}, {"protocol_name", "ESMTP"},
+		{"helo_name", "client.bench.example"}, {"queue_id", ""}, {"sender", "sender@bench.example"},
+		{"recipient", benchKey(i)}, {"recipient_count", "0"}, {"client_address", "192.0.2.1"},
+		{"client_name", "client.bench.example"}, {"reverse_client_name", "client.bench.example"},
+		{"instance", "1a2b.6745c3d1.9f0e1.0"}, {"sasl_method", ""}, {"sasl_username", ""}, {"sasl_sender", ""},
+		{"size", "0"}, {"ccert_subject", ""}, {"ccert_issuer", ""}, {"ccert_fingerprint", ""},
+		{"ccert_pubkey_fingerprint", ""}, {"encryption_protocol", ""}, {"encryption_cipher", ""},
+		{"encryption_keysize", "0"}, {"etrn_domain", ""}, {"stress", ""}, {"client_port", "50000"},
+		{"policy_context", ""}, {"server_address", "127.0.0.1"}, {"server_port", "25"},
+		{"compatibility_level", "3.6"}, {"mail_version", "3.7.11"},
+	}
+}
+
+// saslWire: the AUTH line of key i after its id (postfix's smtpd sends
+// "AUTH\t<id>" then this), and the reply after "OK\t<id>" for a known key
+// ("" for an unknown one: any FAIL\t<id> is right).
+func saslWire() (authTail, okTail [][]byte) {
+	for i := 0; i < numKeys; i++ {
+		resp := base64.StdEncoding.EncodeToString([]byte("\x00" + benchKey(i) + "\x00" + loginPassword(i)))
+		authTail = append(authTail, []byte("\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1\tresp="+resp+"\n"))
+		if known(i) {
+			okTail = append(okTail, []byte("\tuser="+benchKey(i)+"\n"))
+		} else {
+			okTail = append(okTail, nil)
+		}
+	}
+	return authTail, okTail
+}
+
+// policyWire: request i as name=value lines and its empty line, replies
+// "action=<policyAction(i)>" or, for an unknown recipient (KO),
+// "action=DUNNO", each followed by an empty line.
+func policyWire() wire {
+	var w wire
+	for i := 0; i < numKeys; i++ {
+		var b []byte
+		for _, a := range policyAttrs(i) {
+			b = append(append(append(append(b, a[0]...), '='), a[1]...), '\n')
+		}
+		w.req = append(w.req, append(b, '\n'))
+		act := "DUNNO"
+		if known(i) {
+			act = policyAction(i)
+		}
+		w.reply = append(w.reply, []byte("action="+act+"\n\n"))
+		w.want = append(w.want, w.reply[i])
+	}
+	return w
+}
+
+// nginxWire: request i as nginx 1.22+ sends it
+// (ngx_mail_auth_http_create_request: HTTP/1.0, one connection per
+// request, Host first, then the Auth-* headers of a PLAIN IMAP login),
+// and the Auth-* header lines expected back, sorted.
+func nginxWire() (req [][]byte, want [][]string) {
+	for i := 0; i < numKeys; i++ {
+		req = append(req, []byte("GET /auth HTTP/1.0\r\nHost: localhost\r\nAuth-Method: plain\r\n"+
+			"Auth-User: "+benchKey(i)+"\r\nAuth-Pass: "+loginPassword(i)+"\r\nAuth-Protocol: imap\r\n"+
+			"Auth-Login-Attempt: 1\r\nClient-IP: "+nginxClientIP(i)+"\r\n\r\n"))
+		if known(i) {
+			want = append(want, []string{"Auth-Port: " + strconv.Itoa(nginxPort), "Auth-Server: " + nginxServer, "Auth-Status: OK"})
+		} else {
+			want = append(want, []string{"Auth-Status: Invalid login or password", "Auth-Wait: 3"})
+		}
+	}
+	return req, want
 }

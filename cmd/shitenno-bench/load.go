@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,21 +264,60 @@ type httpClient struct {
 func dialHTTP(base, proto string) (dialFunc, func()) {
 	tr := remote.NewTransport(nil, 0)
 	hc := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	verb := postfixVerb
-	if proto == "dovecot" {
-		verb = dovecotVerb
-	}
+	verb := protoVerb(proto)
 	bodies := make([][]byte, numKeys)
 	for i := range bodies {
-		obj := remote.AppendJSONString(nil, benchKey(i))
-		if proto == "dovecot" {
-			obj = append(append([]byte(`{"Context":"shared","Object":`), obj...), '}')
-		}
-		bodies[i] = remote.EncodeRequest(nil, verb, obj)
+		bodies[i] = remote.EncodeRequest(nil, verb, directObject(proto, i))
 	}
 	return func() (client, error) {
 		return &httpClient{hc: hc, url: base + verb, proto: proto, bodies: bodies}, nil
 	}, tr.CloseIdleConnections
+}
+
+// protoVerb is the backend verb a protocol's requests use.
+func protoVerb(proto string) string {
+	switch proto {
+	case "dovecot":
+		return dovecotVerb
+	case "sasl":
+		return saslVerb
+	case "policy":
+		return policyVerb
+	case "nginx":
+		return nginxVerb
+	}
+	return postfixVerb
+}
+
+// directObject is the Object shitenno sends the backend for request i of
+// proto, byte for byte: bridge.SASLObject's member order, every policy
+// attribute in the order received, and nginx's headers as a JSON object
+// with sorted keys (encoding/json of a map).
+func directObject(proto string, i int) []byte {
+	str := remote.AppendJSONString
+	switch proto {
+	case "dovecot":
+		return append(str([]byte(`{"Context":"shared","Object":`), benchKey(i)), '}')
+	case "sasl":
+		b := str([]byte(`{"Mechanism":"PLAIN","User":`), benchKey(i))
+		b = str(append(b, `,"Password":`...), loginPassword(i))
+		return append(b, `,"Service":"smtp","Client-IP":"127.0.0.1","Local-IP":"127.0.0.1","Secured":false}`...)
+	case "policy":
+		b := []byte{'{'}
+		for j, a := range policyAttrs(i) {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = str(append(str(b, a[0]), ':'), a[1])
+		}
+		return append(b, '}')
+	case "nginx":
+		b := []byte(`{"Auth-Login-Attempt":"1","Auth-Method":"plain","Auth-Pass":`)
+		b = str(b, loginPassword(i))
+		b = str(append(b, `,"Auth-Protocol":"imap","Auth-User":`...), benchKey(i))
+		return append(str(append(b, `,"Client-IP":`...), nginxClientIP(i)), '}')
+	}
+	return str(nil, benchKey(i))
 }
 
 func (h *httpClient) lookup(i int, _ time.Time) error {
@@ -312,15 +352,32 @@ func (h *httpClient) lookup(i int, _ time.Time) error {
 	if res.Status != remote.Found {
 		return errors.New("not found, want found")
 	}
-	if h.proto == "postfix" {
-		var s string
-		if json.Unmarshal(res.Data, &s) != nil || s != virtualValue(i) {
-			return fmt.Errorf("backend Data %q, want %q", clip(res.Data), virtualValue(i))
-		}
-		return nil
+	return checkDirectData(h.proto, i, res.Data)
+}
+
+// checkDirectData checks the Data of a found reply the way the bridge
+// reads it.
+func checkDirectData(proto string, i int, data []byte) error {
+	var s string
+	var m map[string]any
+	var ok bool
+	switch proto {
+	case "postfix":
+		ok = json.Unmarshal(data, &s) == nil && s == virtualValue(i)
+	case "policy":
+		ok = json.Unmarshal(data, &s) == nil && s == policyAction(i)
+	case "sasl":
+		ok = json.Unmarshal(data, &m) == nil && m["User"] == benchKey(i)
+	case "nginx":
+		// Auth-Port may be a number or a string of digits.
+		ok = json.Unmarshal(data, &m) == nil && m["Auth-Server"] == nginxServer &&
+			(m["Auth-Port"] == float64(nginxPort) || m["Auth-Port"] == strconv.Itoa(nginxPort))
+	default:
+		want := passdbData(i)
+		ok = string(data) == want || jsonEqual(data, []byte(want))
 	}
-	if want := passdbData(i); string(res.Data) != want && !jsonEqual(res.Data, []byte(want)) {
-		return fmt.Errorf("backend Data %q, want %q", clip(res.Data), want)
+	if !ok {
+		return fmt.Errorf("backend Data %q is not the answer for %s", clip(data), benchKey(i))
 	}
 	return nil
 }
@@ -377,3 +434,204 @@ func clip(b []byte) string {
 	}
 	return string(b)
 }
+
+// saslClient speaks the dovecot auth client protocol as postfix's smtpd
+// does (xsasl_dovecot_server.c): VERSION and CPID, the server's handshake
+// up to DONE, then one AUTH at a time with the PLAIN initial response, on
+// a connection kept for the process's life.
+type saslClient struct {
+	deadliner
+	br       *bufio.Reader
+	id       int
+	buf      []byte
+	authTail [][]byte
+	okTail   [][]byte
+}
+
+// saslCPID numbers the connections as the smtpd processes they stand for.
+var saslCPID atomic.Int64
+
+func dialSASL(network, addr string, authTail, okTail [][]byte) dialFunc {
+	return func() (client, error) {
+		c, err := net.DialTimeout(network, addr, opTimeout)
+		if err != nil {
+			return nil, err
+		}
+		_ = c.SetDeadline(time.Now().Add(opTimeout))
+		s := &saslClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), buf: make([]byte, 0, 256),
+			authTail: authTail, okTail: okTail}
+		if err := s.handshake(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return s, nil
+	}
+}
+
+// handshake sends the client's VERSION and CPID without waiting, as
+// postfix does, and reads the server's lines up to DONE: it must speak
+// major version 1 and offer PLAIN.
+func (s *saslClient) handshake() error {
+	hello := fmt.Appendf(nil, "VERSION\t1\t0\nCPID\t%d\n", 10000+saslCPID.Add(1))
+	if _, err := s.c.Write(hello); err != nil {
+		return err
+	}
+	version, plain := false, false
+	for {
+		line, err := s.br.ReadSlice('\n')
+		if err != nil {
+			return fmt.Errorf("handshake: %w", err)
+		}
+		switch {
+		case bytes.Equal(line, []byte("DONE\n")):
+			if !version || !plain {
+				return fmt.Errorf("handshake without VERSION 1 or MECH PLAIN")
+			}
+			return nil
+		case bytes.HasPrefix(line, []byte("VERSION\t1\t")):
+			version = true
+		case bytes.HasPrefix(line, []byte("MECH\tPLAIN\t")) || bytes.Equal(line, []byte("MECH\tPLAIN\n")):
+			plain = true
+		}
+	}
+}
+
+func (s *saslClient) lookup(i int, now time.Time) error {
+	s.arm(now)
+	s.id++
+	b := append(s.buf[:0], "AUTH\t"...)
+	b = strconv.AppendInt(b, int64(s.id), 10)
+	idEnd := len(b)
+	b = append(b, s.authTail[i]...)
+	s.buf = b
+	if _, err := s.c.Write(b); err != nil {
+		return err
+	}
+	line, err := s.br.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	// The reply names the same id: "OK\t<id>..." or "FAIL\t<id>...".
+	id := b[len("AUTH\t"):idEnd]
+	if known(i) {
+		if len(line) == 3+len(id)+len(s.okTail[i]) && string(line[:3]) == "OK\t" &&
+			bytes.Equal(line[3:3+len(id)], id) && bytes.Equal(line[3+len(id):], s.okTail[i]) {
+			return nil
+		}
+		return fmt.Errorf("reply %q, want OK\\t%s%q", clip(line), id, s.okTail[i])
+	}
+	if r, ok := bytes.CutPrefix(line, []byte("FAIL\t")); ok {
+		if r, ok = bytes.CutPrefix(r, id); ok && len(r) > 0 && (r[0] == '\t' || r[0] == '\n') {
+			return nil
+		}
+	}
+	return fmt.Errorf("reply %q, want FAIL\\t%s", clip(line), id)
+}
+
+func (s *saslClient) close() { s.c.Close() }
+
+// policyClient speaks postfix's policy delegation protocol as smtpd
+// does: a request of name=value lines and an empty line, then the reply
+// "action=...\n\n", one at a time on a kept connection.
+type policyClient struct {
+	deadliner
+	br *bufio.Reader
+	w  *wire
+}
+
+func dialPolicy(network, addr string, w *wire) dialFunc {
+	return func() (client, error) {
+		c, err := net.DialTimeout(network, addr, opTimeout)
+		if err != nil {
+			return nil, err
+		}
+		return &policyClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), w: w}, nil
+	}
+}
+
+func (p *policyClient) lookup(i int, now time.Time) error {
+	p.arm(now)
+	if _, err := p.c.Write(p.w.req[i]); err != nil {
+		return err
+	}
+	want := p.w.want[i]
+	line, err := p.br.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(line, want[:len(want)-1]) {
+		return fmt.Errorf("reply %q, want %q", clip(line), clip(want))
+	}
+	if line, err = p.br.ReadSlice('\n'); err != nil {
+		return err
+	}
+	if len(line) != 1 {
+		return fmt.Errorf("reply not ended by an empty line: %q", clip(line))
+	}
+	return nil
+}
+
+func (p *policyClient) close() { p.c.Close() }
+
+// nginxClient sends auth_http requests as nginx's mail proxy does: a new
+// connection per login, an HTTP/1.0 GET with the Auth-* headers, the
+// reply read to the end. The Auth-* headers of the reply must be exactly
+// the expected ones.
+type nginxClient struct {
+	network, addr string
+	req           [][]byte
+	want          [][]string
+	buf           bytes.Buffer
+	got           []string
+}
+
+func dialNginx(network, addr string, req [][]byte, want [][]string) dialFunc {
+	return func() (client, error) {
+		return &nginxClient{network: network, addr: addr, req: req, want: want}, nil
+	}
+}
+
+func (n *nginxClient) lookup(i int, now time.Time) error {
+	c, err := net.DialTimeout(n.network, n.addr, opTimeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(now.Add(opTimeout))
+	if _, err := c.Write(n.req[i]); err != nil {
+		return err
+	}
+	n.buf.Reset()
+	// HTTP/1.0 without keep-alive: the server closes after the reply.
+	if _, err := n.buf.ReadFrom(io.LimitReader(c, 16<<10)); err != nil {
+		return err
+	}
+	return n.check(n.buf.Bytes(), n.want[i])
+}
+
+// check parses an HTTP response head and compares its Auth-* headers.
+func (n *nginxClient) check(resp []byte, want []string) error {
+	head, _, ok := bytes.Cut(resp, []byte("\r\n\r\n"))
+	if !ok {
+		return fmt.Errorf("incomplete HTTP response %q", clip(resp))
+	}
+	status, rest, _ := bytes.Cut(head, []byte("\r\n"))
+	if !bytes.HasPrefix(status, []byte("HTTP/1.")) || !bytes.HasPrefix(status[min(len(status), 8):], []byte(" 200 ")) {
+		return fmt.Errorf("status line %q", clip(status))
+	}
+	n.got = n.got[:0]
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		if bytes.HasPrefix(line, []byte("Auth-")) {
+			n.got = append(n.got, string(line))
+		}
+	}
+	slices.Sort(n.got)
+	if !slices.Equal(n.got, want) {
+		return fmt.Errorf("reply headers %q, want %q", n.got, want)
+	}
+	return nil
+}
+
+func (n *nginxClient) close() {}
