@@ -10,6 +10,10 @@
 //  3. uncached: through shitenno, every lookup reaching the backend;
 //  4. cached: through shitenno, answered from its cache.
 //
+// SMTP AUTH logins (sasl), policy requests (policy) and nginx auth_http
+// requests (nginx) are uncached by design: they are measured direct and
+// uncached, and nginx also with the brute-force limiter on (limiter).
+//
 // `make bench` runs it through scripts/bench.sh. Subcommands:
 //
 //	shitenno-bench run [flags]            start everything, measure, report
@@ -23,6 +27,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +40,7 @@ func main() {
 }
 
 const usage = `usage: shitenno-bench run [--bin DIR] [--work DIR] [--backend builtin|example]
+                          [--protocols postfix,dovecot,sasl,policy,nginx]
                           [--conns 1,8,64] [--duration 2s] [--warmup 500ms] [--repeat 3]
                           [--repeat-at 8] [--out FILE] [--append FILE]...
        shitenno-bench backend --listen ADDR [--max-age N]
@@ -90,10 +96,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func cmdRun(fs *pflag.FlagSet, args []string, stdout io.Writer) error {
 	self, _ := os.Executable()
-	bin := fs.String("bin", filepath.Dir(self), "directory holding shitenno-postfix, shitenno-dovecot, shitenno-example-backend")
+	bin := fs.String("bin", filepath.Dir(self), "directory holding shitenno-postfix, shitenno-dovecot, shitenno-nginx, shitenno-example-backend")
 	work := fs.String("work", "", "scratch directory for configs, sockets and logs (default: a new temp dir, removed afterwards)")
 	backend := fs.String("backend", "builtin", "backend: builtin (minimal, counts requests) or example (shitenno-example-backend)")
-	protos := fs.String("protocols", "postfix,dovecot", "protocols to measure")
+	protos := fs.String("protocols", strings.Join(allProtocols, ","), "protocols to measure: "+strings.Join(allProtocols, ", "))
 	conns := fs.String("conns", "1,8,64", "concurrent connections per run")
 	dur := fs.Duration("duration", 2*time.Second, "measured time per run")
 	repeat := fs.Int("repeat", 3, "rounds of every scenario at the --repeat-at concurrencies (ratios are medians over rounds)")
@@ -112,8 +118,11 @@ func cmdRun(fs *pflag.FlagSet, args []string, stdout io.Writer) error {
 		return fmt.Errorf("--backend must be builtin or example")
 	}
 	for _, p := range strings.Split(*protos, ",") {
-		if p != "postfix" && p != "dovecot" {
-			return fmt.Errorf("--protocols: unknown protocol %q", p)
+		if !slices.Contains(allProtocols, p) {
+			return fmt.Errorf("--protocols: unknown protocol %q (known: %s)", p, strings.Join(allProtocols, ", "))
+		}
+		if slices.Contains(o.Protocols, p) {
+			continue
 		}
 		o.Protocols = append(o.Protocols, p)
 	}

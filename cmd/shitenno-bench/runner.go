@@ -20,7 +20,7 @@ type runOptions struct {
 	Bin       string        // directory holding the shitenno binaries
 	Work      string        // scratch directory: configs, sockets, logs
 	Backend   string        // "builtin" or "example"
-	Protocols []string      // "postfix", "dovecot"
+	Protocols []string      // "postfix", "dovecot", "sasl", "policy", "nginx"
 	Conns     []int         // concurrent connections per run
 	Repeat    int           // rounds of every scenario at the RepeatAt concurrencies
 	RepeatAt  []int         // concurrencies measured Repeat times (the targets')
@@ -39,9 +39,44 @@ const (
 	scDirect   = "direct"
 	scUncached = "uncached"
 	scCached   = "cached"
+	// scLimiter is shitenno-nginx uncached with the brute-force limiter
+	// on (issue #19); its uncached run has it off.
+	scLimiter = "limiter"
 )
 
-var scenarios = []string{scNull, scDirect, scUncached, scCached}
+// allScenarios orders the rows of the report.
+var allScenarios = []string{scNull, scDirect, scUncached, scCached, scLimiter}
+
+// allProtocols are what --protocols accepts: the two lookup protocols,
+// then SMTP AUTH and policy (served by shitenno-postfix) and nginx
+// auth_http (issue #17, #19).
+var allProtocols = []string{"postfix", "dovecot", "sasl", "policy", "nginx"}
+
+// scenariosOf lists the scenarios measured for proto. Logins and policy
+// requests are uncached by design, so they have no cached scenario, and
+// no null responder: their reference is the direct HTTP hop.
+func scenariosOf(proto string) []string {
+	switch proto {
+	case "sasl", "policy":
+		return []string{scDirect, scUncached}
+	case "nginx":
+		return []string{scDirect, scUncached, scLimiter}
+	}
+	return []string{scNull, scDirect, scUncached, scCached}
+}
+
+// daemonOf names the daemon serving proto: shitenno-<daemonOf>.
+func daemonOf(proto string) string {
+	switch proto {
+	case "sasl", "policy":
+		return "postfix"
+	}
+	return proto
+}
+
+// lookupProto reports whether proto is one of the cached lookup
+// protocols (socketmap, dict), which have the issue-6 targets.
+func lookupProto(proto string) bool { return proto == "postfix" || proto == "dovecot" }
 
 // row is one measured run.
 type row struct {
@@ -91,15 +126,15 @@ func benchRun(o runOptions) error {
 		return err
 	}
 	for _, p := range o.Protocols {
-		if err := r.startNull(p); err != nil {
-			return err
-		}
-		for _, cached := range []bool{false, true} {
-			if err := r.startDaemon(p, cached); err != nil {
-				if !errors.Is(err, errNoBinary) {
-					return err
-				}
+		if lookupProto(p) {
+			if err := r.startNull(p); err != nil {
+				return err
 			}
+		}
+	}
+	for _, d := range r.daemonsNeeded() {
+		if err := r.startDaemon(d[0], d[1]); err != nil && !errors.Is(err, errNoBinary) {
+			return err
 		}
 	}
 	// The scenarios compared in a ratio run back to back (same protocol,
@@ -113,7 +148,14 @@ func benchRun(o runOptions) error {
 				rounds = max(1, o.Repeat)
 			}
 			for round := range rounds {
-				for _, sc := range scenarios {
+				scs := scenariosOf(p)
+				if p == "nginx" && round%2 == 1 {
+					// Limiter on before off every other round, so that
+					// a drift of the machine's load during a round does
+					// not always favour the same side of the on/off ratio.
+					scs = []string{scDirect, scLimiter, scUncached}
+				}
+				for _, sc := range scs {
 					rw := r.measure(p, sc, n)
 					rw.Round = round
 					rows = append(rows, rw)
@@ -126,7 +168,7 @@ func benchRun(o runOptions) error {
 		if c := slices.Index(o.Protocols, a.Proto) - slices.Index(o.Protocols, b.Proto); c != 0 {
 			return c
 		}
-		if c := slices.Index(scenarios, a.Scenario) - slices.Index(scenarios, b.Scenario); c != 0 {
+		if c := slices.Index(allScenarios, a.Scenario) - slices.Index(allScenarios, b.Scenario); c != 0 {
 			return c
 		}
 		if c := a.Conns - b.Conns; c != 0 {
@@ -227,25 +269,62 @@ func (r *runner) startNull(proto string) error {
 	return nil
 }
 
-// startDaemon writes a configuration and starts shitenno-<proto> against
-// the uncached or the cached backend. A daemon that is not built yet is
-// noted and its scenarios skipped.
-func (r *runner) startDaemon(proto string, cached bool) error {
-	bin := filepath.Join(r.o.Bin, "shitenno-"+proto)
-	if _, err := os.Stat(bin); err != nil {
-		note := fmt.Sprintf("%s not found: %s scenarios 3 and 4 skipped", bin, proto)
-		if !cached {
-			r.notes = append(r.notes, note)
+// daemonsNeeded lists the daemons the protocols need, as (daemon,
+// kind) pairs: kind is a scenario name (uncached, cached, limiter).
+func (r *runner) daemonsNeeded() [][2]string {
+	var out [][2]string
+	for _, p := range r.o.Protocols {
+		for _, sc := range scenariosOf(p) {
+			if sc == scNull || sc == scDirect {
+				continue
+			}
+			d := [2]string{daemonOf(p), sc}
+			if !slices.Contains(out, d) {
+				out = append(out, d)
+			}
 		}
+	}
+	return out
+}
+
+// startDaemon writes a configuration and starts shitenno-<daemon> of one
+// kind: uncached (no cache, no brute-force limiter), cached (the cache
+// on, against the cached backend) or limiter (uncached with [BruteForce]
+// at its defaults). A daemon that is not built yet is noted and its
+// scenarios skipped.
+func (r *runner) startDaemon(daemon, kind string) error {
+	bin := filepath.Join(r.o.Bin, "shitenno-"+daemon)
+	if _, err := os.Stat(bin); err != nil {
+		r.notes = append(r.notes, fmt.Sprintf("%s not found: its %s scenarios skipped", bin, kind))
 		return errNoBinary
 	}
-	kind := "uncached"
+	cached := kind == scCached
 	entries := 0 // the uncached daemon caches nothing, whatever the backend says
 	if cached {
-		kind, entries = "cached", 10000
+		entries = 10000
 	}
 	prefix := filepath.Join(r.o.Work, kind)
-	conf := filepath.Join(r.o.Work, kind+"-"+proto+".conf")
+	conf := filepath.Join(r.o.Work, kind+"-"+daemon+".conf")
+	// The listeners beyond socketmap, relative to SocketPrefix like the
+	// main socket: <work>/uncached-sasl, <work>/uncached-policy.
+	var extra string
+	sockets := []string{prefix + "-" + daemon}
+	if daemon == "postfix" && kind == scUncached {
+		for _, l := range [][2]string{{"sasl", "SASLSocket"}, {"policy", "PolicySocket"}} {
+			if slices.Contains(r.o.Protocols, l[0]) {
+				extra += fmt.Sprintf("%s = %q\n", l[1], l[0])
+				sockets = append(sockets, prefix+"-"+l[0])
+			}
+		}
+	}
+	// The limiter is off but where it is measured, so that the other
+	// scenarios measure the same work as before it existed; AllowNets
+	// stays the default (loopback), which the nginx clients' Client-IPs
+	// are outside of.
+	bf := "MaxFailures = 0\n"
+	if kind == scLimiter {
+		bf = "# defaults: MaxFailures = 10, Window = 15m, AllowNets = loopback\n"
+	}
 	text := fmt.Sprintf(`# Generated by shitenno-bench.
 RemoteURL = %q
 SocketPrefix = %q
@@ -255,47 +334,64 @@ LogLevel = "warn"
 MaxEntries = %d
 [Postfix]
 Mode = "0600"
-[Dovecot]
+%s[Dovecot]
 Mode = "0600"
 [Nginx]
 Mode = "0600"
-`, r.urls[cached], prefix, entries)
+[BruteForce]
+%s`, r.urls[cached], prefix, entries, extra, bf)
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		return err
 	}
-	p, err := r.start(proto+"-"+kind, bin, "--config", conf)
+	p, err := r.start(daemon+"-"+kind, bin, "--config", conf)
 	if err != nil {
 		return err
 	}
-	if err := p.waitReady("unix", prefix+"-"+proto); err != nil {
-		return err
+	for _, sock := range sockets {
+		if err := p.waitReady("unix", sock); err != nil {
+			return err
+		}
 	}
-	r.daemons[proto+"/"+kind] = p
+	r.daemons[daemon+"/"+kind] = p
 	return nil
 }
 
 // target returns how to reach the server of one scenario.
 func (r *runner) target(proto, sc string) (target, error) {
-	w := postfixWire()
-	dial := dialSocketmap
-	if proto == "dovecot" {
-		w = dovecotWire()
-		dial = dialDict
-	}
 	switch sc {
 	case scNull:
-		return target{dial: dial("unix", filepath.Join(r.o.Work, "null-"+proto), &w), server: r.nulls[proto]}, nil
+		return target{dial: dialProto(proto, filepath.Join(r.o.Work, "null-"+proto)), server: r.nulls[proto]}, nil
 	case scDirect:
 		d, cleanup := dialHTTP(r.urls[false], proto)
 		return target{dial: d, server: r.backends[false], backend: r.backends[false], url: r.urls[false], cleanup: cleanup}, nil
 	}
 	cached := sc == scCached
-	p := r.daemons[proto+"/"+sc]
+	p := r.daemons[daemonOf(proto)+"/"+sc]
 	if p == nil {
 		return target{}, errNoBinary
 	}
-	return target{dial: dial("unix", filepath.Join(r.o.Work, sc)+"-"+proto, &w), server: p,
+	return target{dial: dialProto(proto, filepath.Join(r.o.Work, sc)+"-"+proto), server: p,
 		backend: r.backends[cached], url: r.urls[cached]}, nil
+}
+
+// dialProto returns proto's load client for the unix socket at path.
+func dialProto(proto, path string) dialFunc {
+	switch proto {
+	case "dovecot":
+		w := dovecotWire()
+		return dialDict("unix", path, &w)
+	case "sasl":
+		authTail, okTail := saslWire()
+		return dialSASL("unix", path, authTail, okTail)
+	case "policy":
+		w := policyWire()
+		return dialPolicy("unix", path, &w)
+	case "nginx":
+		req, want := nginxWire()
+		return dialNginx("unix", path, req, want)
+	}
+	w := postfixWire()
+	return dialSocketmap("unix", path, &w)
 }
 
 // measure runs one scenario at one concurrency and collects the process
@@ -385,7 +481,7 @@ func progressLine(rw row) string {
 	if rw.Skipped != "" {
 		return fmt.Sprintf("%-8s %-9s %3d conns: skipped (%s)", rw.Proto, rw.Scenario, rw.Conns, rw.Skipped)
 	}
-	s := fmt.Sprintf("%-8s %-9s %3d conns: %9.0f lookups/s  p50 %-9s p99 %-9s errors %d  RSS %s",
+	s := fmt.Sprintf("%-8s %-9s %3d conns: %9.0f req/s  p50 %-9s p99 %-9s errors %d  RSS %s",
 		rw.Proto, rw.Scenario, rw.Conns, rw.Res.Rate(), fmtDur(rw.Res.Quantile(0.5)), fmtDur(rw.Res.Quantile(0.99)),
 		rw.Res.Errors, fmtBytes(rw.RSS))
 	if rw.Res.FirstErr != "" {
