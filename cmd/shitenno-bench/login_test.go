@@ -265,3 +265,13 @@ func TestNginxLimiterLetsTheMixThrough(t *testing.T) {
 }
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// TestLimiterCost: the limiter's bookkeeping is measured at all, and
+// costs something more when on than off.
+func TestLimiterCost(t *testing.T) {
+	on, off := limiterCost()
+	if on <= 0 || off <= 0 || on <= off {
+		t.Fatalf("limiter bookkeeping on %v, off %v per login", on, off)
+	}
+	t.Logf("limiter bookkeeping: on %v, off %v per login", on, off)
+}

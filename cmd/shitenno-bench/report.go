@@ -28,6 +28,9 @@ type report struct {
 	Rows  []row
 	Notes []string
 	Date  time.Time
+	// LimiterOn and LimiterOff are the limiter's bookkeeping per login,
+	// measured in-process (limiterCost); 0 when nginx was not measured.
+	LimiterOn, LimiterOff time.Duration
 }
 
 type rendered struct {
@@ -239,6 +242,16 @@ func (r report) writeLoginTables(b *strings.Builder) {
 			}
 			return s, true
 		})
+		r.targetRow(b, []string{"nginx"}, "limiter bookkeeping per login (in-process) < 5 % of shitenno-nginx's CPU per login", func(p string) (string, bool) {
+			c := r.find(p, scUncached, targetConns)
+			if r.LimiterOn <= 0 || c == nil || c.ServerCPU <= 0 {
+				return "", false
+			}
+			extra := float64(r.LimiterOn-r.LimiterOff) / float64(time.Microsecond)
+			frac := extra / c.ServerCPU
+			return fmt.Sprintf("%s on %s, off %s: +%.2f µs = %.2f %% of %.0f µs", mark(frac < targetLimiterCost),
+				fmtNs(r.LimiterOn), fmtNs(r.LimiterOff), extra, 100*frac, c.ServerCPU), true
+		})
 	}
 	b.WriteString("\n## SMTP AUTH, policy, nginx auth_http\n\n")
 	b.WriteString("| protocol | conns | requests/s through shitenno / direct | shitenno p50 | shitenno p99 |")
@@ -347,6 +360,11 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
 	}
+}
+
+// fmtNs prints a sub-microsecond duration.
+func fmtNs(d time.Duration) string {
+	return fmt.Sprintf("%.2f µs", float64(d)/float64(time.Microsecond))
 }
 
 func fmtBytes(n int64) string {

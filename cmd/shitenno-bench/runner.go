@@ -177,6 +177,9 @@ func benchRun(o runOptions) error {
 		return a.Round - b.Round
 	})
 	rep := report{Opts: o, Rows: rows, Notes: r.notes, Date: time.Now().UTC()}
+	if slices.Contains(o.Protocols, "nginx") {
+		rep.LimiterOn, rep.LimiterOff = limiterCost()
+	}
 	md := rep.markdown()
 	fmt.Fprintln(o.Stdout)
 	fmt.Fprint(o.Stdout, md.summary)
