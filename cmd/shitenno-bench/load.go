@@ -70,70 +70,90 @@ func (r loadResult) Quantile(q float64) time.Duration {
 // share a key: shitenno's coalescing of identical in-flight lookups cannot
 // make the uncached scenario look better than the backend allows.
 func runLoad(dial dialFunc, conns int, warm, dur time.Duration) loadResult {
+	return runLoadN([]dialFunc{dial}, conns, warm, dur)[0]
+}
+
+// runLoadN is runLoad over several servers at once, interleaved request
+// by request: each worker holds a connection to every server and sends
+// each key to all of them in turn, starting with a different one each
+// time. Every server then sees the same requests under the same machine
+// load, down to the millisecond, which is what an A/B comparison of two
+// daemons on a shared machine needs (a drift between two runs made one
+// after the other is larger than the few per cent to tell apart).
+func runLoadN(dials []dialFunc, conns int, warm, dur time.Duration) []loadResult {
+	n := len(dials)
 	var (
 		phase    atomic.Int32 // 0 warm-up, 1 measuring, 2 stop
 		wg       sync.WaitGroup
 		mu       sync.Mutex
-		res      loadResult
-		firstErr error
+		res      = make([]loadResult, n)
+		firstErr = make([]error, n)
 	)
 	for w := 0; w < conns; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat := make([]time.Duration, 0, 1<<14)
-			var c client
-			var total, errs int64
-			var werr error
-			fail := func(err error) {
-				errs++
-				if werr == nil {
-					werr = err
+			lat := make([][]time.Duration, n)
+			cs := make([]client, n)
+			total, errs := make([]int64, n), make([]int64, n)
+			werr := make([]error, n)
+			fail := func(t int, err error) {
+				errs[t]++
+				if werr[t] == nil {
+					werr[t] = err
 				}
 			}
 			i := w % numKeys
-			for {
-				ph := phase.Load()
-				if ph == 2 {
-					break
-				}
-				if c == nil {
-					var err error
-					if c, err = dial(); err != nil {
-						fail(fmt.Errorf("connect: %w", err))
-						c = nil
-						time.Sleep(10 * time.Millisecond)
+			for step := 0; ; step++ {
+				for k := range n {
+					t := (k + step) % n
+					ph := phase.Load()
+					if ph == 2 {
+						break
+					}
+					if cs[t] == nil {
+						var err error
+						if cs[t], err = dials[t](); err != nil {
+							fail(t, fmt.Errorf("connect: %w", err))
+							cs[t] = nil
+							time.Sleep(10 * time.Millisecond)
+							continue
+						}
+					}
+					t0 := time.Now()
+					err := cs[t].lookup(i, t0)
+					d := time.Since(t0)
+					if err != nil {
+						// The stream may be out of step: start over on a new connection.
+						fail(t, fmt.Errorf("%s: %w", benchKey(i), err))
+						cs[t].close()
+						cs[t] = nil
 						continue
 					}
+					total[t]++
+					if ph == 1 {
+						lat[t] = append(lat[t], d)
+					}
 				}
-				t0 := time.Now()
-				err := c.lookup(i, t0)
-				d := time.Since(t0)
-				if err != nil {
-					// The stream may be out of step: start over on a new connection.
-					fail(fmt.Errorf("%s: %w", benchKey(i), err))
-					c.close()
-					c = nil
-					continue
-				}
-				total++
-				if ph == 1 {
-					lat = append(lat, d)
+				if phase.Load() == 2 {
+					break
 				}
 				i = (i + conns) % numKeys
 			}
-			if c != nil {
-				c.close()
-			}
 			mu.Lock()
-			res.Ops += int64(len(lat))
-			res.Total += total
-			res.Errors += errs
-			res.Lat = append(res.Lat, lat...)
-			if firstErr == nil {
-				firstErr = werr
+			defer mu.Unlock()
+			for t, c := range cs {
+				if c != nil {
+					c.close()
+				}
+				res[t].Ops += int64(len(lat[t]))
+				res[t].Total += total[t]
+				res[t].Errors += errs[t]
+				res[t].Lat = append(res[t].Lat, lat[t]...)
+				if firstErr[t] == nil {
+					firstErr[t] = werr[t]
+				}
 			}
-			mu.Unlock()
 		}()
 	}
 	time.Sleep(warm)
@@ -141,13 +161,30 @@ func runLoad(dial dialFunc, conns int, warm, dur time.Duration) loadResult {
 	start := time.Now()
 	time.Sleep(dur)
 	phase.Store(2)
-	res.Window = time.Since(start)
+	window := time.Since(start)
 	wg.Wait()
-	slices.Sort(res.Lat)
-	if firstErr != nil {
-		res.FirstErr = firstErr.Error()
+	for t := range res {
+		res[t].Window = window
+		slices.Sort(res[t].Lat)
+		if firstErr[t] != nil {
+			res[t].FirstErr = firstErr[t].Error()
+		}
 	}
 	return res
+}
+
+// MeanLatency is the mean latency of the measured lookups: over the same
+// window and connections, the inverse of a server's throughput (Little's
+// law), so two servers measured interleaved compare by it.
+func (r loadResult) MeanLatency() time.Duration {
+	if len(r.Lat) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range r.Lat {
+		sum += d
+	}
+	return sum / time.Duration(len(r.Lat))
 }
 
 // deadliner refreshes a connection deadline at most once a second: a

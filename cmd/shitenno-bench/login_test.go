@@ -275,3 +275,56 @@ func TestLimiterCost(t *testing.T) {
 	}
 	t.Logf("limiter bookkeeping: on %v, off %v per login", on, off)
 }
+
+// TestRunLoadNInterleaves: two servers measured together get the same
+// requests (within one per connection), and a failing one is charged
+// its own errors, not the other's.
+func TestRunLoadNInterleaves(t *testing.T) {
+	pw := postfixWire()
+	good := dialSocketmap("unix", startNull(t, "postfix"), &pw)
+	res := runLoadN([]dialFunc{good, good}, 3, 0, 100*time.Millisecond)
+	if d := res[0].Ops - res[1].Ops; res[0].Errors+res[1].Errors != 0 || res[0].Ops == 0 || d < -3 || d > 3 {
+		t.Fatalf("ops %d and %d, errors %d and %d", res[0].Ops, res[1].Ops, res[0].Errors, res[1].Errors)
+	}
+	if res[0].Window != res[1].Window || res[0].MeanLatency() <= 0 {
+		t.Fatalf("windows %v %v, mean latency %v", res[0].Window, res[1].Window, res[0].MeanLatency())
+	}
+	dw := dovecotWire()
+	wrong := dialDict("unix", startNull(t, "postfix"), &dw) // dict requests to a socketmap server
+	res = runLoadN([]dialFunc{good, wrong}, 2, 0, 100*time.Millisecond)
+	if res[0].Errors != 0 || res[0].Ops == 0 || res[1].Errors == 0 || res[1].Ops != 0 {
+		t.Fatalf("good: %d ops %d errors; wrong: %d ops %d errors", res[0].Ops, res[0].Errors, res[1].Ops, res[1].Errors)
+	}
+}
+
+// TestLimiterReport: the on/off ratios come from each interleaved run's
+// two halves, and the target fails when the limiter costs 10 %.
+func TestLimiterReport(t *testing.T) {
+	lat := func(d time.Duration) loadResult {
+		return loadResult{Ops: 2, Total: 2, Window: time.Second, Lat: []time.Duration{d, d}}
+	}
+	mk := func(round int, on, off time.Duration, cpuOn, cpuOff float64) row {
+		return row{Proto: "nginx", Scenario: scLimiter, Conns: targetConns, Round: round, Res: lat(on), ServerCPU: cpuOn,
+			Pair: &pairRun{Res: lat(off), ServerCPU: cpuOff}}
+	}
+	o := runOptions{Protocols: []string{"nginx"}, Conns: []int{targetConns}}
+	r := report{Opts: o, Rows: []row{mk(0, 110, 100, 110, 100), mk(1, 111, 100, 112, 100), mk(2, 100, 100, 100, 100)}}
+	med, lo, hi, ok := r.limiterRatio("nginx", targetConns, limiterSpeed)
+	if !ok || lo != 100.0/111 || med != 100.0/110 || hi != 1 {
+		t.Fatalf("speed %v %v %v %v", med, lo, hi, ok)
+	}
+	if med, _, _, _ := r.limiterRatio("nginx", targetConns, limiterCPU); med != 1.1 {
+		t.Fatalf("CPU ratio %v", med)
+	}
+	var b strings.Builder
+	r.writeLoginTables(&b)
+	if !strings.Contains(b.String(), "❌ 0.91× (0.90–1.00)") {
+		t.Fatalf("a 10 %% cost passes:\n%s", b.String())
+	}
+	r.Rows = []row{mk(0, 101, 100, 101, 100)}
+	b.Reset()
+	r.writeLoginTables(&b)
+	if !strings.Contains(b.String(), "✅ 0.99×") {
+		t.Fatalf("a 1 %% cost fails:\n%s", b.String())
+	}
+}

@@ -126,7 +126,10 @@ func (r report) markdown() rendered {
 			"auth_http requests to shitenno-nginx as nginx sends them (HTTP/1.0 GET, a new unix-socket connection per login, " +
 			"Client-IP one of 4096 addresses in 10.1.0.0/20), *uncached* with the brute-force limiter off (`MaxFailures = 0`), " +
 			"**limiter** with it on at its defaults; every request is a login, 15 in 16 right, 1 in 16 an unknown user " +
-			"(a KO the limiter counts, never enough to block anyone); every other round runs *limiter* before *uncached*. " +
+			"(a KO the limiter counts, never enough to block anyone). *limiter* runs interleaved with a limiter-off daemon, request by " +
+			"request on the same connections (each worker sends a key to both in turn), so both halves see the same machine load; " +
+			"its on / off ratios are the off half's mean latency over the on half's (throughput, by Little's law) and the two " +
+			"daemons' CPU per request. " +
 			"The other daemons run with `MaxFailures = 0`\n")
 	}
 	b.WriteString("- peak RSS: VmHWM of the process answering the client (null responder, backend, daemon), reset before each run; " +
@@ -231,13 +234,13 @@ func (r report) writeLoginTables(b *strings.Builder) {
 		b.WriteString("\n## Brute-force limiter (issue #19)\n\n| target | nginx |\n|---|---|\n")
 		name := fmt.Sprintf("limiter costs < %.0f %% @%d conns: on / off ≥ %.2f×", 100*targetLimiterCost, targetConns, 1-targetLimiterCost)
 		r.targetRow(b, []string{"nginx"}, name, func(p string) (string, bool) {
-			med, lo, hi, ok := r.ratio(p, scLimiter, scUncached, targetConns)
+			med, lo, hi, ok := r.limiterRatio(p, targetConns, limiterSpeed)
 			if !ok {
 				return "", false
 			}
 			good := med >= 1-targetLimiterCost && r.errors(p, scLimiter, targetConns) == 0
 			s := fmt.Sprintf("%s %s", mark(good), fmtRatio(med, lo, hi))
-			if cm, clo, chi, ok := r.ratioOf(p, scLimiter, scUncached, targetConns, serverCPU); ok {
+			if cm, clo, chi, ok := r.limiterRatio(p, targetConns, limiterCPU); ok {
 				s += fmt.Sprintf("; shitenno-nginx CPU per request on / off %s", fmtRatio(cm, clo, chi))
 			}
 			return s, true
@@ -278,10 +281,10 @@ func (r report) writeLoginTables(b *strings.Builder) {
 			fmt.Fprintf(b, "| %s | %d | %s | %s | %s |", p, n, ud, p50, p99)
 			if nginx {
 				on, cpu := "—", "—"
-				if med, lo, hi, ok := r.ratio(p, scLimiter, scUncached, n); ok {
+				if med, lo, hi, ok := r.limiterRatio(p, n, limiterSpeed); ok {
 					on = fmtRatio(med, lo, hi)
 				}
-				if med, lo, hi, ok := r.ratioOf(p, scLimiter, scUncached, n, serverCPU); ok {
+				if med, lo, hi, ok := r.limiterRatio(p, n, limiterCPU); ok {
 					cpu = fmtRatio(med, lo, hi)
 				}
 				fmt.Fprintf(b, " %s | %s |", on, cpu)
@@ -291,8 +294,41 @@ func (r report) writeLoginTables(b *strings.Builder) {
 	}
 }
 
-// serverCPU is a run's CPU per request in the process answering.
-func serverCPU(rw *row) float64 { return rw.ServerCPU }
+// limiterRatio is the median over rounds of f on the interleaved
+// limiter runs (each round's on and off halves were measured together),
+// with the smallest and largest.
+func (r report) limiterRatio(proto string, conns int, f func(*row) float64) (med, lo, hi float64, ok bool) {
+	var qs []float64
+	for _, rw := range r.runs(proto, scLimiter, conns) {
+		if q := f(rw); rw.Pair != nil && q > 0 {
+			qs = append(qs, q)
+		}
+	}
+	if len(qs) == 0 {
+		return 0, 0, 0, false
+	}
+	slices.Sort(qs)
+	return qs[(len(qs)-1)/2], qs[0], qs[len(qs)-1], true
+}
+
+// limiterSpeed is the on/off throughput ratio of an interleaved run:
+// both halves sent the same number of requests over the same window, so
+// the one that takes longer per request is the slower (Little's law).
+func limiterSpeed(rw *row) float64 {
+	on, off := rw.Res.MeanLatency(), rw.Pair.Res.MeanLatency()
+	if on <= 0 || off <= 0 {
+		return 0
+	}
+	return float64(off) / float64(on)
+}
+
+// limiterCPU is the on/off ratio of shitenno-nginx's CPU per request.
+func limiterCPU(rw *row) float64 {
+	if rw.ServerCPU <= 0 || rw.Pair.ServerCPU <= 0 {
+		return 0
+	}
+	return rw.ServerCPU / rw.Pair.ServerCPU
+}
 
 // writeRuns writes every run, then the first error of each failed one.
 func (r report) writeRuns(b *strings.Builder) {
@@ -315,6 +351,16 @@ func (r report) writeRuns(b *strings.Builder) {
 			rw.Res.Errors, fmtBytes(rw.RSS), fmtCPU(rw.ServerCPU), fmtCPU(rw.BackendCPU), fmtCPU(rw.ClientCPU), per)
 		if rw.Res.FirstErr != "" {
 			errs = append(errs, fmt.Sprintf("- %s %s %d conns, round %d: %s", rw.Proto, rw.Scenario, rw.Conns, rw.Round+1, rw.Res.FirstErr))
+		}
+		if p := rw.Pair; p != nil {
+			// The limiter-off half of the same run; the shared figures
+			// (RSS aside) are on the row above.
+			fmt.Fprintf(b, "| %s | %s, off half | %d | %d | %.0f | %s | %s | %d | — | %s / — / — | — |\n",
+				rw.Proto, rw.Scenario, rw.Conns, rw.Round+1, p.Res.Rate(), fmtDur(p.Res.Quantile(0.5)), fmtDur(p.Res.Quantile(0.99)),
+				p.Res.Errors, fmtCPU(p.ServerCPU))
+			if p.Res.FirstErr != "" {
+				errs = append(errs, fmt.Sprintf("- %s %s (off half) %d conns, round %d: %s", rw.Proto, rw.Scenario, rw.Conns, rw.Round+1, p.Res.FirstErr))
+			}
 		}
 	}
 	if len(errs) > 0 {
@@ -414,6 +460,9 @@ func (r report) errors(proto, sc string, conns int) int64 {
 	var n int64
 	for _, rw := range r.runs(proto, sc, conns) {
 		n += rw.Res.Errors
+		if rw.Pair != nil {
+			n += rw.Pair.Res.Errors
+		}
 	}
 	return n
 }

@@ -91,6 +91,18 @@ type row struct {
 	ClientCPU       float64 // µs per lookup in this load generator
 	BackendPer      float64 // backend requests per lookup (-1 unknown)
 	Skipped         string  // why the run did not happen
+	// Pair is the other half of an interleaved A/B run (scLimiter: the
+	// limiter-off daemon, request by request with this one); nil for a
+	// run of one server. Backend and client CPU and BackendPer then
+	// cover both halves.
+	Pair *pairRun
+}
+
+// pairRun is the second server of an interleaved run.
+type pairRun struct {
+	Server    string
+	Res       loadResult
+	ServerCPU float64 // µs of CPU per request in that process (-1 unknown)
 }
 
 // target is one process a scenario talks to.
@@ -148,14 +160,7 @@ func benchRun(o runOptions) error {
 				rounds = max(1, o.Repeat)
 			}
 			for round := range rounds {
-				scs := scenariosOf(p)
-				if p == "nginx" && round%2 == 1 {
-					// Limiter on before off every other round, so that
-					// a drift of the machine's load during a round does
-					// not always favour the same side of the on/off ratio.
-					scs = []string{scDirect, scLimiter, scUncached}
-				}
-				for _, sc := range scs {
+				for _, sc := range scenariosOf(p) {
 					rw := r.measure(p, sc, n)
 					rw.Round = round
 					rows = append(rows, rw)
@@ -410,6 +415,16 @@ func (r *runner) measure(proto, sc string, conns int) row {
 		defer t.cleanup()
 	}
 	rw.Server = t.server.name
+	// The limiter-on daemon is measured interleaved with the limiter-off
+	// one (runLoadN): their ratio must resolve a few per cent, which
+	// runs made one after the other on a shared machine cannot.
+	var pt target
+	if sc == scLimiter {
+		if pt, err = r.target(proto, scUncached); err != nil {
+			rw.Skipped = "daemon not built"
+			return rw
+		}
+	}
 	if sc == scCached {
 		// Fill the cache with every key once, so the measured window sees
 		// hits only (as long as max-age outlives the run).
@@ -423,13 +438,27 @@ func (r *runner) measure(proto, sc string, conns int) row {
 		bcpu0 = procCPU(t.backend.pid())
 	}
 	req0, bad0, statsOK := backendStats(t.url)
-	rw.Res = runLoad(t.dial, conns, r.o.Warmup, r.o.Duration)
+	total := 0.0
+	if pt.dial != nil {
+		ppid := pt.server.pid()
+		pcpu0 := procCPU(ppid)
+		res := runLoadN([]dialFunc{t.dial, pt.dial}, conns, r.o.Warmup, r.o.Duration)
+		rw.Res = res[0]
+		rw.Pair = &pairRun{Server: pt.server.name, Res: res[1], ServerCPU: -1}
+		if pcpu1 := procCPU(ppid); pcpu0 >= 0 && pcpu1 >= 0 && res[1].Total > 0 {
+			rw.Pair.ServerCPU = float64((pcpu1 - pcpu0).Microseconds()) / float64(res[1].Total)
+		}
+		total = float64(res[1].Total)
+	} else {
+		rw.Res = runLoad(t.dial, conns, r.o.Warmup, r.o.Duration)
+	}
 	cpu1, self1 := procCPU(pid), selfCPU()
 	rw.RSS = peakRSS(pid)
-	total := float64(rw.Res.Total)
-	if total > 0 {
+	own := float64(rw.Res.Total)
+	total += own
+	if own > 0 {
 		if cpu0 >= 0 && cpu1 >= 0 {
-			rw.ServerCPU = float64((cpu1 - cpu0).Microseconds()) / total
+			rw.ServerCPU = float64((cpu1 - cpu0).Microseconds()) / own
 		}
 		rw.ClientCPU = float64((self1 - self0).Microseconds()) / total
 		if t.backend != nil && t.backend != t.server {
