@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # make bench: lookups/s and latency of shitenno against the physical limit
-# of this machine (issue 6). Builds what is needed, runs the codec/bridge
-# microbenchmarks and the 1,000,000-lookup leak check, then starts the
-# backends, the null responders and the daemons (generated configuration in
-# a temp dir) and measures every scenario. Prints the tables and writes
-# bench/RESULTS.md. Takes about two and a half minutes.
+# of this machine (issue 6), SMTP AUTH logins/s and policy requests/s
+# against the direct HTTP hop (issue 17), and nginx auth_http requests/s
+# with the brute-force limiter on against off (issue 19). Builds what is
+# needed, runs the codec/bridge microbenchmarks and the 1,000,000-lookup
+# leak check, then starts the backends, the null responders and the
+# daemons (generated configuration in a temp dir) and measures every
+# scenario. Prints the tables and writes bench/RESULTS.md. Takes about
+# four minutes.
 #
 # Knobs (environment): BENCH_DURATION (measured time per run, default
 # 2s), BENCH_CONNS (default 1,8,64), BENCH_REPEAT (rounds at 8 connections,
 # default 3), BENCH_BACKEND (builtin | example),
-# BENCH_PROTOCOLS (default postfix,dovecot), BENCH_OUT (default
-# bench/RESULTS.md), BENCH_MICRO=0 / BENCH_LEAK=0 to skip those parts.
+# BENCH_PROTOCOLS (default postfix,dovecot,sasl,policy,nginx), BENCH_OUT
+# (default bench/RESULTS.md), BENCH_MICRO=0 / BENCH_LEAK=0 to skip those
+# parts. A quick look: BENCH_DURATION=1s BENCH_CONNS=8 BENCH_REPEAT=1
+# BENCH_MICRO=0 BENCH_LEAK=0 make bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
@@ -26,7 +31,7 @@ trap cleanup EXIT
 bin="$tmp/bin"
 mkdir -p "$bin"
 pkgs=()
-for c in shitenno-postfix shitenno-dovecot shitenno-example-backend shitenno-bench; do
+for c in shitenno-postfix shitenno-dovecot shitenno-nginx shitenno-example-backend shitenno-bench; do
 	[ -d "cmd/$c" ] && pkgs+=("./cmd/$c")
 done
 echo "== build: ${pkgs[*]}"
@@ -79,7 +84,7 @@ echo "== scenarios"
 	--bin "$bin" \
 	--work "$tmp" \
 	--backend "${BENCH_BACKEND:-builtin}" \
-	--protocols "${BENCH_PROTOCOLS:-postfix,dovecot}" \
+	--protocols "${BENCH_PROTOCOLS:-postfix,dovecot,sasl,policy,nginx}" \
 	--conns "${BENCH_CONNS:-1,8,64}" \
 	--duration "${BENCH_DURATION:-2s}" \
 	--repeat "${BENCH_REPEAT:-3}" \
