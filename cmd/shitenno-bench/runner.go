@@ -519,5 +519,12 @@ func progressLine(rw row) string {
 	if rw.Res.FirstErr != "" {
 		s += "\n    first error: " + rw.Res.FirstErr
 	}
+	if p := rw.Pair; p != nil {
+		s += fmt.Sprintf("\n%-8s %-9s %3d conns: %9.0f req/s  p50 %-9s p99 %-9s errors %d  (limiter off, interleaved)",
+			"", "", rw.Conns, p.Res.Rate(), fmtDur(p.Res.Quantile(0.5)), fmtDur(p.Res.Quantile(0.99)), p.Res.Errors)
+		if p.Res.FirstErr != "" {
+			s += "\n    first error: " + p.Res.FirstErr
+		}
+	}
 	return s
 }
