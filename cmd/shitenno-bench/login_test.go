@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -318,13 +319,34 @@ func TestLimiterReport(t *testing.T) {
 	}
 	var b strings.Builder
 	r.writeLoginTables(&b)
-	if !strings.Contains(b.String(), "❌ 0.91× (0.90–1.00)") {
+	if !strings.Contains(b.String(), "❌ 1.10× (1.00–1.12); throughput on / off 0.91× (0.90–1.00)") {
 		t.Fatalf("a 10 %% cost passes:\n%s", b.String())
 	}
 	r.Rows = []row{mk(0, 101, 100, 101, 100)}
 	b.Reset()
 	r.writeLoginTables(&b)
-	if !strings.Contains(b.String(), "✅ 0.99×") {
+	if !strings.Contains(b.String(), "✅ 1.01×; throughput on / off 0.99×") {
 		t.Fatalf("a 1 %% cost fails:\n%s", b.String())
+	}
+}
+
+// TestProcCPU: the per-thread schedstat sum follows what getrusage says
+// this process spent, at a finer grain than clock ticks.
+func TestProcCPU(t *testing.T) {
+	pid := os.Getpid()
+	if schedstatCPU(pid) < 0 {
+		t.Skip("no /proc/pid/task/*/schedstat on this kernel")
+	}
+	s0, r0 := schedstatCPU(pid), selfCPU()
+	x := 0
+	// Burn 100 ms of CPU, however long the loaded machine takes for it.
+	for selfCPU()-r0 < 100*time.Millisecond {
+		for i := range 10000 {
+			x += i * i
+		}
+	}
+	ds, dr := schedstatCPU(pid)-s0, selfCPU()-r0
+	if x == 42 || ds < 90*time.Millisecond || ds > dr+15*time.Millisecond || ds < dr-15*time.Millisecond {
+		t.Fatalf("schedstat says %v, getrusage %v", ds, dr)
 	}
 }

@@ -156,8 +156,48 @@ func peakRSS(pid int) int64 {
 // binding without cgo).
 const clockTick = 10 * time.Millisecond
 
-// procCPU returns pid's user+system CPU time (-1 when unknown).
+// procCPU returns pid's user+system CPU time (-1 when unknown): the sum
+// of its threads' run time in nanoseconds from /proc/pid/task/*/schedstat
+// when the kernel has it, else /proc/pid/stat in clock ticks. Ticks of
+// 10 ms make a one-second run's CPU per request uncertain by a few per
+// cent, too coarse for the limiter's on/off ratio. Go's runtime keeps its
+// threads, so none of the process's time leaves with an exited thread.
 func procCPU(pid int) time.Duration {
+	if d := schedstatCPU(pid); d >= 0 {
+		return d
+	}
+	return statCPU(pid)
+}
+
+// schedstatCPU sums the first field (time on CPU, ns) of every thread's
+// schedstat; -1 when unavailable.
+func schedstatCPU(pid int) time.Duration {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil || len(tasks) == 0 {
+		return -1
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // the thread exited between the listing and the read
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 1 {
+			return -1
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return -1
+		}
+		sum += time.Duration(ns)
+	}
+	return sum
+}
+
+// statCPU reads utime+stime from /proc/pid/stat.
+func statCPU(pid int) time.Duration {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return -1

@@ -128,12 +128,12 @@ func (r report) markdown() rendered {
 			"**limiter** with it on at its defaults; every request is a login, 15 in 16 right, 1 in 16 an unknown user " +
 			"(a KO the limiter counts, never enough to block anyone). *limiter* runs interleaved with a limiter-off daemon, request by " +
 			"request on the same connections (each worker sends a key to both in turn), so both halves see the same machine load; " +
-			"its on / off ratios are the off half's mean latency over the on half's (throughput, by Little's law) and the two " +
-			"daemons' CPU per request. " +
+			"its on / off ratios are the two daemons' CPU per login (the target's measure) and the off half's mean latency over " +
+			"the on half's (throughput, by Little's law). " +
 			"The other daemons run with `MaxFailures = 0`\n")
 	}
 	b.WriteString("- peak RSS: VmHWM of the process answering the client (null responder, backend, daemon), reset before each run; " +
-		"CPU: user+system time per lookup of each process (server / backend / this load generator), from /proc and getrusage\n\n")
+		"CPU: user+system time per lookup of each process (server / backend / this load generator), from /proc (threads' schedstat, ns) and getrusage\n\n")
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "> **note:** %s\n\n", n)
 	}
@@ -232,16 +232,20 @@ func (r report) writeLoginTables(b *strings.Builder) {
 	nginx := slices.Contains(r.Opts.Protocols, "nginx")
 	if nginx {
 		b.WriteString("\n## Brute-force limiter (issue #19)\n\n| target | nginx |\n|---|---|\n")
-		name := fmt.Sprintf("limiter costs < %.0f %% @%d conns: on / off ≥ %.2f×", 100*targetLimiterCost, targetConns, 1-targetLimiterCost)
+		// Judged on CPU per login: it is what the limiter adds, and it
+		// holds still under a load that moves the throughput ratio of
+		// even two identical daemons by ±10 % per round.
+		name := fmt.Sprintf("limiter costs < %.0f %% @%d conns: shitenno-nginx CPU per login on / off ≤ %.2f×",
+			100*targetLimiterCost, targetConns, 1+targetLimiterCost)
 		r.targetRow(b, []string{"nginx"}, name, func(p string) (string, bool) {
-			med, lo, hi, ok := r.limiterRatio(p, targetConns, limiterSpeed)
+			med, lo, hi, ok := r.limiterRatio(p, targetConns, limiterCPU)
 			if !ok {
 				return "", false
 			}
-			good := med >= 1-targetLimiterCost && r.errors(p, scLimiter, targetConns) == 0
+			good := med <= 1+targetLimiterCost && r.errors(p, scLimiter, targetConns) == 0
 			s := fmt.Sprintf("%s %s", mark(good), fmtRatio(med, lo, hi))
-			if cm, clo, chi, ok := r.limiterRatio(p, targetConns, limiterCPU); ok {
-				s += fmt.Sprintf("; shitenno-nginx CPU per request on / off %s", fmtRatio(cm, clo, chi))
+			if sm, slo, shi, ok := r.limiterRatio(p, targetConns, limiterSpeed); ok {
+				s += fmt.Sprintf("; throughput on / off %s", fmtRatio(sm, slo, shi))
 			}
 			return s, true
 		})
