@@ -42,7 +42,7 @@ func main() {
 const usage = `usage: shitenno-bench run [--bin DIR] [--work DIR] [--backend builtin|example]
                           [--protocols postfix,dovecot,sasl,policy,nginx]
                           [--conns 1,8,64] [--duration 2s] [--warmup 500ms] [--repeat 3]
-                          [--repeat-at 8] [--out FILE] [--append FILE]...
+                          [--repeat-at 8] [--out FILE] [--append FILE]... [--limiter-control]
        shitenno-bench backend --listen ADDR [--max-age N]
        shitenno-bench null --protocol postfix|dovecot --socket PATH
        shitenno-bench gen-data
@@ -109,11 +109,12 @@ func cmdRun(fs *pflag.FlagSet, args []string, stdout io.Writer) error {
 	out := fs.String("out", "bench/RESULTS.md", "Markdown results file (empty: none)")
 	extra := fs.StringSlice("append", nil, "Markdown files appended to the results (microbenchmarks, leak check)")
 	commit := fs.String("commit", "", "source version recorded in the results")
+	control := fs.Bool("limiter-control", false, "A/A control: run the limiter scenario's daemon with the limiter off too, to see the noise floor of the on/off ratios")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	o := runOptions{Bin: *bin, Work: *work, Backend: *backend, Warmup: *warm, Duration: *dur, Repeat: *repeat,
-		MaxAge: *maxAge, Out: *out, Extra: *extra, Commit: *commit, Stdout: stdout}
+		MaxAge: *maxAge, Out: *out, Extra: *extra, Commit: *commit, LimiterControl: *control, Stdout: stdout}
 	if o.Backend != "builtin" && o.Backend != "example" {
 		return fmt.Errorf("--backend must be builtin or example")
 	}

@@ -134,6 +134,10 @@ func (r report) markdown() rendered {
 	}
 	b.WriteString("- peak RSS: VmHWM of the process answering the client (null responder, backend, daemon), reset before each run; " +
 		"CPU: user+system time per lookup of each process (server / backend / this load generator), from /proc (threads' schedstat, ns) and getrusage\n\n")
+	if r.Opts.LimiterControl {
+		r.Notes = append(r.Notes, "A/A control run (--limiter-control): the *limiter* daemon ran with the limiter off too, "+
+			"so its on / off ratios show the noise floor of the measurement, not the limiter")
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "> **note:** %s\n\n", n)
 	}
