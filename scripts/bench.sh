@@ -41,7 +41,8 @@ extra=()
 if [ "${BENCH_MICRO:-1}" != 0 ]; then
 	echo "== microbenchmarks (go test -bench . -benchmem)"
 	mpkgs=()
-	for p in ./pkg/socketmap ./pkg/bridge ./pkg/dict; do
+	# cmd/shitenno-bench: BenchmarkNginxHandler, the limiter off and on.
+	for p in ./pkg/socketmap ./pkg/bridge ./pkg/dict ./cmd/shitenno-bench; do
 		ls "$p"/*_test.go >/dev/null 2>&1 && grep -qs '^func Benchmark' "$p"/*_test.go && mpkgs+=("$p")
 	done
 	"$GO" test -run '^$' -bench . -benchmem -benchtime "${BENCH_MICRO_TIME:-200ms}" "${mpkgs[@]}" | tee "$tmp/micro.txt"
@@ -52,7 +53,7 @@ if [ "${BENCH_MICRO:-1}" != 0 ]; then
 		echo
 		echo "| package | benchmark | ns/op | B/op | allocs/op |"
 		echo "|---|---|---:|---:|---:|"
-		awk '/^pkg: / { pkg = $2; sub(".*/pkg/", "pkg/", pkg) }
+		awk '/^pkg: / { pkg = $2; sub(".*/pkg/", "pkg/", pkg); sub(".*/cmd/", "cmd/", pkg) }
 		     /^Benchmark/ { name = $1; sub(/-[0-9]+$/, "", name); ns = b = a = "";
 		       for (i = 3; i < NF; i++) { if ($(i+1) == "ns/op") ns = $i; if ($(i+1) == "B/op") b = $i; if ($(i+1) == "allocs/op") a = $i }
 		       printf "| %s | %s | %s | %s | %s |\n", pkg, name, ns, b, a }' "$tmp/micro.txt"
