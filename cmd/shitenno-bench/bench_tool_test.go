@@ -179,15 +179,23 @@ func TestExampleData(t *testing.T) {
 	var d struct {
 		Tables map[string]map[string]string
 		Users  map[string]struct{ Password string }
+		Nginx  map[string]string
+		Policy struct{ Actions map[string]string }
 	}
 	if _, err := toml.Decode(buf.String(), &d); err != nil {
 		t.Fatal(err)
+	}
+	if d.Nginx["imap"] != "127.0.0.1:10143" {
+		t.Fatalf("nginx upstream %q", d.Nginx["imap"])
 	}
 	for i := 0; i < numKeys; i++ {
 		v, ok := d.Tables[postfixVerb][benchKey(i)]
 		u, uok := d.Users[benchKey(i)]
 		if ok != known(i) || uok != known(i) || (ok && (v != virtualValue(i) || u.Password != passdbPassword(i))) {
 			t.Fatalf("key %d: %q %v, %q %v", i, v, ok, u.Password, uok)
+		}
+		if a, ok := d.Policy.Actions[benchKey(i)]; ok != known(i) || (ok && a != policyAction(i)) {
+			t.Fatalf("policy action of key %d: %q %v", i, a, ok)
 		}
 	}
 }
