@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -164,9 +165,29 @@ func TestSASLPostfixSMTPD(t *testing.T) {
 	// A second smtpd with maxproc 1: consecutive sessions reach the same
 	// process and its long-lived auth connection (PROTOCOLS.md §8.5).
 	single := freePort(t)
+	// A third with noplaintext: PLAIN and LOGIN carry the plaintext flag,
+	// so smtpd filters both out, has no mechanism left and stops before
+	// its banner (postfix: "fatal: no SASL authentication mechanisms";
+	// smtpd_tls_auth_only = yes is how AUTH waits for STARTTLS instead).
+	noplain := freePort(t)
 	pf := startPostfix(t, dir, d.Socket, saslMainCF(t, asock),
-		fmt.Sprintf("%s127.0.0.1:%d inet n - n - 1 smtpd", masterCFLine, single))
+		fmt.Sprintf("%s127.0.0.1:%d inet n - n - 1 smtpd", masterCFLine, single),
+		fmt.Sprintf("%s127.0.0.1:%d inet n - n - - smtpd -o smtpd_sasl_security_options=noanonymous,noplaintext", masterCFLine, noplain))
 	checkSASL(t, pf, b, single)
+	if nc, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", noplain), 5*time.Second); err != nil {
+		t.Errorf("noplaintext smtpd: %v", err)
+	} else {
+		_ = nc.SetDeadline(time.Now().Add(15 * time.Second))
+		got, _ := io.ReadAll(nc)
+		nc.Close()
+		if len(got) != 0 {
+			t.Errorf("noplaintext smtpd answered %q, want no banner (no mechanism left)", got)
+		}
+		waitFor(t, 10*time.Second, "smtpd's no-mechanism fatal in the log", func() bool {
+			log, _ := os.ReadFile(filepath.Join(pf.dir, "log", "postfix.log"))
+			return strings.Contains(string(log), "fatal: no SASL authentication mechanisms")
+		})
+	}
 
 	// Logins are counted under the SMTP AUTH listener, by outcome.
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", hp))

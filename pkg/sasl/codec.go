@@ -176,8 +176,8 @@ const (
 // VERSION, every MECH, then SPID, CUID, COOKIE and DONE. Postfix refuses
 // an SPID before the first MECH ("connected to wrong auth socket") and
 // takes the mechanism list to be complete at DONE. Both mechanisms carry
-// the plaintext flag, so smtpd_sasl_security_options = noplaintext hides
-// them, as it should: the password crosses the SMTP session.
+// the plaintext flag, so smtpd_sasl_security_options = noplaintext filters
+// them out, as it should: the password crosses the SMTP session.
 func appendHandshake(dst []byte, mechs []string, pid, cuid int, cookie string) []byte {
 	dst = append(dst, "VERSION\t1\t2\n"...)
 	for _, m := range mechs {
