@@ -364,3 +364,36 @@ func TestSASLBruteForce(t *testing.T) {
 		t.Fatalf("after unblock: %d %s", code, msg)
 	}
 }
+
+// TestSASLOverTLS: with smtpd_tls_auth_only = yes smtpd offers AUTH only
+// after STARTTLS, and the login then reaches the backend with
+// "Secured": true (postfix's secured flag).
+func TestSASLOverTLS(t *testing.T) {
+	needRoot(t, "the private postfix")
+	b := newSASLBackend(t)
+	dir := testDir(t)
+	asock := filepath.Join(dir, "auth.sock")
+	d := startDaemonWith(t, dir, "postfix", b.fb.BaseURL(), "", fmt.Sprintf("SASLSocket = %q\n", asock))
+	waitDial(t, "unix", asock)
+	cert, key := selfSignedFiles(t, dir, "mx.test.invalid")
+	pf := startPostfix(t, dir, d.Socket, saslMainCF(t, asock),
+		fmt.Sprintf("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\nsmtpd_tls_auth_only = yes\n", cert, key),
+		masterCFLine+"tlsmgr unix - - n 1000? 1 tlsmgr")
+	s := dialSMTP(t, pf.port)
+	if _, msg := s.cmd("EHLO client.test.invalid"); strings.Contains(msg, "AUTH") || !strings.Contains(msg, "STARTTLS") {
+		t.Errorf("EHLO before STARTTLS: want STARTTLS and no AUTH in\n%s", msg)
+	}
+	out := pf.swaksAuth(t, pf.port, "PLAIN", "alice@example.org", "right pw", "--tls")
+	if !strings.Contains(out, "<~  235 2.7.0 Authentication successful") {
+		t.Fatalf("AUTH after STARTTLS: want 235 in\n%s", out)
+	}
+	reqs := b.fb.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("backend got %d requests, want 1", len(reqs))
+	}
+	var o map[string]any
+	_ = json.Unmarshal(reqs[0].Object, &o)
+	if o["Secured"] != true {
+		t.Errorf("backend object %s, want Secured true", reqs[0].Object)
+	}
+}
