@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -200,6 +201,11 @@ func TestSASLPostfixSMTPD(t *testing.T) {
 		if !strings.Contains(string(body), `shitenno_lookups_total{listener="sasl",outcome="`+o+`",verb="sasl"} `) {
 			t.Errorf("metrics lack the sasl listener's %s logins:\n%s", o, testutil.GrepLines(string(body), "lookups_total"))
 		}
+	}
+	// Every login is timed under sasl; the socketmap listener saw none.
+	if regexp.MustCompile(`(?m)^shitenno_lookup_duration_seconds_count\{listener="sasl"\} [1-9]`).Find(body) == nil ||
+		!strings.Contains(string(body), "shitenno_lookup_duration_seconds_count{listener=\"socketmap\"} 0\n") {
+		t.Errorf("login latency not under the sasl listener alone:\n%s", testutil.GrepLines(string(body), "lookup_duration_seconds_count"))
 	}
 }
 

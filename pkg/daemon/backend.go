@@ -23,9 +23,13 @@ import (
 // pins) while servers keep their *Backend; lookups in flight finish on
 // the client they started with.
 type Backend struct {
-	cur   atomic.Pointer[backendState]
-	obs   remote.Observer
-	trace io.Writer // query mode: print every exchange here
+	// cur is shared by every listener's view (ForListener): a reload
+	// switches them all.
+	cur *atomic.Pointer[backendState]
+	obs remote.Observer
+	// observe, in a listener's view, is told each lookup's duration.
+	observe func(time.Duration)
+	trace   io.Writer // query mode: print every exchange here
 	// credentials: lookups carry passwords (dovecot passdb, nginx), so
 	// replies are cached only as the backend's own headers allow; the
 	// configured DefaultTTL/NegativeTTL do not apply.
@@ -43,7 +47,7 @@ type backendState struct {
 // pool, client certificate, SNI, pins, OCSP), reply cache and failover.
 // obs receives metrics events; nil means none.
 func NewBackend(cfg *config.Config, obs remote.Observer, credentials bool) (*Backend, error) {
-	b := &Backend{obs: obs, credentials: credentials}
+	b := &Backend{cur: new(atomic.Pointer[backendState]), obs: obs, credentials: credentials}
 	st, err := b.build(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -55,7 +59,7 @@ func NewBackend(cfg *config.Config, obs remote.Observer, credentials bool) (*Bac
 // newTracedBackend is NewBackend for the query subcommand: every HTTP
 // exchange is printed to w with passwords redacted.
 func newTracedBackend(cfg *config.Config, w io.Writer, credentials bool) (*Backend, error) {
-	b := &Backend{trace: w, credentials: credentials}
+	b := &Backend{cur: new(atomic.Pointer[backendState]), trace: w, credentials: credentials}
 	st, err := b.build(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -140,14 +144,35 @@ func (b *Backend) commit(st *backendState) {
 	time.AfterFunc(old.cfg.Timeout.Duration+time.Second, old.client.CloseIdle)
 }
 
+// ForListener returns a view of b for one listener: the same client,
+// cache and reloads, with each lookup's duration (cache hits included:
+// the latency the listener's clients see) told to observe.
+func (b *Backend) ForListener(observe func(time.Duration)) *Backend {
+	v := *b
+	v.observe = observe
+	return &v
+}
+
 // Lookup implements bridge.Backend.
 func (b *Backend) Lookup(ctx context.Context, verb string, object any) (remote.Result, error) {
-	return b.cur.Load().client.Lookup(ctx, verb, object)
+	if b.observe == nil {
+		return b.cur.Load().client.Lookup(ctx, verb, object)
+	}
+	start := time.Now()
+	res, err := b.cur.Load().client.Lookup(ctx, verb, object)
+	b.observe(time.Since(start))
+	return res, err
 }
 
 // LookupRaw implements bridge.Backend.
 func (b *Backend) LookupRaw(ctx context.Context, verb string, object json.RawMessage) (remote.Result, error) {
-	return b.cur.Load().client.LookupRaw(ctx, verb, object)
+	if b.observe == nil {
+		return b.cur.Load().client.LookupRaw(ctx, verb, object)
+	}
+	start := time.Now()
+	res, err := b.cur.Load().client.LookupRaw(ctx, verb, object)
+	b.observe(time.Since(start))
+	return res, err
 }
 
 // CloseIdle closes idle backend connections.

@@ -349,6 +349,7 @@ func TestHealthAndMetrics(t *testing.T) {
 		`shitenno_lookups_total{listener="socketmap",outcome="found",verb="virtual"} 1`,
 		`shitenno_lookups_total{listener="socketmap",outcome="not_found",verb="virtual"} 1`,
 		`shitenno_lookups_total{listener="socketmap",outcome="failed",verb="virtual"} 1`,
+		`shitenno_lookup_duration_seconds_count{listener="socketmap"} 3`,
 		`shitenno_client_connections 1`,
 		`shitenno_backend_request_duration_seconds_count{result="ok"} 2`,
 		`shitenno_backend_request_duration_seconds_count{result="error"} 1`,

@@ -195,6 +195,7 @@ func (r *runtime) buildServers() int {
 		// Each listener's lookups are counted under its kind.
 		eenv := *env
 		eenv.Record = recorder(log, r.met, e.Name)
+		eenv.Backend = backend.ForListener(r.met.LookupDuration(e.Name))
 		srv, err := e.Build(&eenv)
 		if err != nil {
 			log.Error("cannot build server", "listener", e.Name, "err", err)

@@ -57,6 +57,7 @@ type Metrics struct {
 
 	lookups        *prometheus.CounterVec
 	backendSeconds *prometheus.HistogramVec
+	lookupSeconds  *prometheus.HistogramVec
 	cacheHits      prometheus.Counter
 	cacheMisses    prometheus.Counter
 	cacheStale     prometheus.Counter
@@ -90,6 +91,11 @@ func New(daemon, version string) *Metrics {
 		Namespace: Namespace, Name: "lookups_total",
 		Help: "Lookups answered, by listener (socketmap, sasl, policy, tcptable, dict, authhttp), verb and outcome (found, not_found, failed).",
 	}, []string{"listener", "verb", "outcome"})
+	m.lookupSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "lookup_duration_seconds",
+		Help:    "Time to answer a lookup from the backend or the cache, by listener.",
+		Buckets: latencyBuckets,
+	}, []string{"listener"})
 	m.backendSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: Namespace, Name: "backend_request_duration_seconds",
 		Help:    "Duration of HTTP exchanges with the backend, by result (ok, error).",
@@ -138,7 +144,7 @@ func New(daemon, version string) *Metrics {
 		ConstLabels: prometheus.Labels{"daemon": daemon, "version": version},
 	})
 	info.Set(1)
-	m.reg.MustRegister(m.lookups, m.backendSeconds, m.cacheHits, m.cacheMisses, m.cacheStale,
+	m.reg.MustRegister(m.lookups, m.lookupSeconds, m.backendSeconds, m.cacheHits, m.cacheMisses, m.cacheStale,
 		m.conns, m.connsTotal, m.connsRefused, m.tlsFailures, m.reloads, m.reloadOK, info,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -181,6 +187,13 @@ func (m *Metrics) Lookup(listener, verb, outcome string) {
 		outcome = OutcomeFailed
 	}
 	m.lookups.WithLabelValues(listener, m.verbs.label(verb), outcome).Inc()
+}
+
+// LookupDuration returns the observer of one listener's lookup times
+// (listener is its kind, a fixed set).
+func (m *Metrics) LookupDuration(listener string) func(time.Duration) {
+	h := m.lookupSeconds.WithLabelValues(listener)
+	return func(d time.Duration) { h.Observe(d.Seconds()) }
 }
 
 // ConnRefused counts a connection closed because listener (a listener
