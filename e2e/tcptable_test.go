@@ -30,11 +30,17 @@ func TestTCPTablePostmap(t *testing.T) {
 	dir := testDir(t)
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	startDaemonWith(t, dir, "postfix", fb.BaseURL(), "",
-		fmt.Sprintf("[[Postfix.TCPTable]]\nListen = %q\nVerb = \"virtual\"\n", addr))
+	// The README's shitenno.conf and main.cf lines (docs/postfix.md), on
+	// the test's port.
+	const docAddr = "127.0.0.1:10041"
+	startDaemonWith(t, dir, "postfix", fb.BaseURL(), "", docReplace(t, docBlock(t, "postfix", "tcptable-conf", ""), docAddr, addr))
 	waitDial(t, "tcp", addr)
 	pd := postmapDir(t, dir)
-	table := "tcp:" + addr
+	mainCF := docReplace(t, docBlock(t, "postfix", "tcptable", ""), docAddr, addr)
+	_, table, ok := strings.Cut(strings.TrimSpace(mainCF[strings.LastIndexByte(strings.TrimSpace(mainCF), '\n')+1:]), " = ")
+	if !ok || table != "tcp:"+addr {
+		t.Fatalf("docs/postfix.md: tcp_table main.cf line %q", mainCF)
+	}
 	q := func(key string) (string, string, int) {
 		// -v: postmap reports a 400 only in its verbose log ("soft
 		// error"); without it a failure and a miss both exit 1 silently
