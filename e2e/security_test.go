@@ -283,7 +283,7 @@ func TestSocketActivationAsNobody(t *testing.T) {
 				}
 				sock := filepath.Join(run, "activated.sock")
 				pr := startAs(t, nobodyID, nobodyID, activate, "-l", sock, bin, "--config", conf)
-				waitFor(t, 10*time.Second, "activation socket", func() bool { return supStat(sock).IsSocket })
+				waitActivation(t, pr, sock)
 				for i := 0; i < 3; i++ {
 					if ans, err := p.lookupOnce(sock, 10*time.Second); err != nil || p.verdict(ans) != "found" {
 						t.Fatalf("lookup %d: %q %v\n%s", i, ans, err, pr.Output.String())

@@ -526,3 +526,20 @@ func (n *supNotify) waitFor(t testing.TB, want string) {
 		}
 	}
 }
+
+// waitActivation waits until systemd-socket-activate (p) listens on every
+// address: it logs "Listening on ADDR" after listen(2). The socket file
+// alone is no proof: it exists from bind(2) on, and a connect before
+// listen(2) is refused.
+func waitActivation(t *testing.T, p *Proc, addrs ...string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "systemd-socket-activate listening on "+strings.Join(addrs, ", "), func() bool {
+		out := p.Output.String()
+		for _, a := range addrs {
+			if !strings.Contains(out, "Listening on "+a+" ") {
+				return false
+			}
+		}
+		return true
+	})
+}

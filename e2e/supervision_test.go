@@ -257,7 +257,7 @@ func TestSocketActivation(t *testing.T) {
 				// WatchdogSec=30s in the unit; 1 s here to see pings.
 				"-E", "WATCHDOG_USEC=1000000",
 				binary(t, "shitenno-"+c.proto), "--config", conf)
-			waitFor(t, 10*time.Second, "activation socket "+sock, func() bool { return supStat(sock).IsSocket })
+			waitActivation(t, p, sock)
 			// A mode nobody would choose, so that any chmod shows.
 			if err := os.Chmod(sock, 0o604); err != nil {
 				t.Fatal(err)
@@ -810,7 +810,7 @@ func TestSocketActivationPostfixListeners(t *testing.T) {
 		return append(a, "--fdname="+names, binary(t, "shitenno-postfix"), "--config", conf)
 	}
 	p := start(t, activate, args(conf)...)
-	waitFor(t, 10*time.Second, "activation sockets", func() bool { return supStat(sm).IsSocket && supStat(pol).IsSocket })
+	waitActivation(t, p, sm, pol)
 	if err := supLookup("postfix", sm); err != nil {
 		t.Fatalf("socketmap through the activated socket: %v\noutput:\n%s", err, p.Output.String())
 	}
