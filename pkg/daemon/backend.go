@@ -47,19 +47,18 @@ type backendState struct {
 // pool, client certificate, SNI, pins, OCSP), reply cache and failover.
 // obs receives metrics events; nil means none.
 func NewBackend(cfg *config.Config, obs remote.Observer, credentials bool) (*Backend, error) {
-	b := &Backend{cur: new(atomic.Pointer[backendState]), obs: obs, credentials: credentials}
-	st, err := b.build(cfg, nil)
-	if err != nil {
-		return nil, err
-	}
-	b.cur.Store(st)
-	return b, nil
+	return newBackend(cfg, &Backend{obs: obs, credentials: credentials})
 }
 
 // newTracedBackend is NewBackend for the query subcommand: every HTTP
 // exchange is printed to w with passwords redacted.
 func newTracedBackend(cfg *config.Config, w io.Writer, credentials bool) (*Backend, error) {
-	b := &Backend{cur: new(atomic.Pointer[backendState]), trace: w, credentials: credentials}
+	return newBackend(cfg, &Backend{trace: w, credentials: credentials})
+}
+
+// newBackend builds b's first client.
+func newBackend(cfg *config.Config, b *Backend) (*Backend, error) {
+	b.cur = new(atomic.Pointer[backendState])
 	st, err := b.build(cfg, nil)
 	if err != nil {
 		return nil, err
