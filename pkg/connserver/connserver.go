@@ -103,10 +103,11 @@ func (s *Core) Serve(l net.Listener, newConn func(net.Conn) Conn) error {
 		s.mu.Lock()
 		if s.MaxConns > 0 && len(s.conns) >= s.MaxConns {
 			s.mu.Unlock()
-			nc.Close()
+			// Counted before the close: whoever sees the close sees the count.
 			if s.Refused != nil {
 				s.Refused()
 			}
+			nc.Close()
 			continue
 		}
 		s.mu.Unlock()

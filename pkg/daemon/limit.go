@@ -84,8 +84,9 @@ func (l limitListener) Accept() (net.Conn, error) {
 		if l.lim.acquire() {
 			return &limitConn{Conn: c, lim: l.lim}, nil
 		}
-		c.Close()
+		// Counted before the close: whoever sees the close sees the count.
 		l.lim.refuse()
+		c.Close()
 	}
 }
 
@@ -98,7 +99,8 @@ type limitConn struct {
 
 // Close implements net.Conn.
 func (c *limitConn) Close() error {
-	err := c.Conn.Close()
+	// The slot is free before the peer sees the close, so a peer that
+	// reconnects at once is not refused for a connection already gone.
 	c.once.Do(c.lim.release)
-	return err
+	return c.Conn.Close()
 }
