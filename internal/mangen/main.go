@@ -62,8 +62,29 @@ func run(args []string, w io.Writer) error {
 		}
 		writeUsage(&b, string(text))
 	}
+	if err := writeSources(&b, fs.Args()); err != nil {
+		return err
+	}
+	if *example != "" {
+		text, err := os.ReadFile(*example)
+		if err != nil {
+			return err
+		}
+		b.WriteString(".SH EXAMPLE\n")
+		verbatim(&b, strings.Split(strings.TrimRight(string(text), "\n"), "\n"))
+	}
+	if *seealso != "" {
+		writeSeeAlso(&b, *seealso)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeSources renders each FILE or FILE#Heading argument in turn; text
+// before the first heading goes under DESCRIPTION.
+func writeSources(b *strings.Builder, args []string) error {
 	first := true
-	for _, a := range fs.Args() {
+	for _, a := range args {
 		file, heading, _ := strings.Cut(a, "#")
 		text, err := os.ReadFile(file)
 		if err != nil {
@@ -80,36 +101,29 @@ func run(args []string, w io.Writer) error {
 			b.WriteString(".SH DESCRIPTION\n")
 		}
 		first = false
-		convert(&b, md)
+		convert(b, md)
 	}
-	if *example != "" {
-		text, err := os.ReadFile(*example)
-		if err != nil {
-			return err
-		}
-		b.WriteString(".SH EXAMPLE\n")
-		verbatim(&b, strings.Split(strings.TrimRight(string(text), "\n"), "\n"))
-	}
-	if *seealso != "" {
-		b.WriteString(".SH SEE ALSO\n")
-		var refs []string
-		for _, p := range strings.Split(*seealso, ",") {
-			p = strings.TrimSpace(p)
-			if n, sec, ok := strings.Cut(strings.TrimSuffix(p, ")"), "("); ok {
-				refs = append(refs, fmt.Sprintf(".BR %s (%s)", escape(n), sec))
-			} else {
-				refs = append(refs, escape(p))
-			}
-		}
-		for i, r := range refs {
-			if i < len(refs)-1 {
-				r += " ,"
-			}
-			b.WriteString(r + "\n")
+	return nil
+}
+
+// writeSeeAlso renders "a(8),b(5)" as bold page references.
+func writeSeeAlso(b *strings.Builder, seealso string) {
+	b.WriteString(".SH SEE ALSO\n")
+	var refs []string
+	for _, p := range strings.Split(seealso, ",") {
+		p = strings.TrimSpace(p)
+		if n, sec, ok := strings.Cut(strings.TrimSuffix(p, ")"), "("); ok {
+			refs = append(refs, fmt.Sprintf(".BR %s (%s)", escape(n), sec))
+		} else {
+			refs = append(refs, escape(p))
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	for i, r := range refs {
+		if i < len(refs)-1 {
+			r += " ,"
+		}
+		b.WriteString(r + "\n")
+	}
 }
 
 // headingLevel returns the level of a Markdown ATX heading line, or 0.
@@ -223,71 +237,91 @@ func convert(b *strings.Builder, md string) {
 	for i := 0; i < len(lines); i++ {
 		l := lines[i]
 		t := strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(t, "```"):
-			flush()
-			var code []string
-			for i++; i < len(lines) && !strings.HasPrefix(strings.TrimSpace(lines[i]), "```"); i++ {
-				code = append(code, lines[i])
-			}
-			verbatim(b, code)
-		case t == "":
-			flush()
-		case strings.HasPrefix(t, "<!--"):
-			flush()
-			for !strings.Contains(lines[i], "-->") && i+1 < len(lines) {
-				i++
-			}
-		default:
-			if n, title := headingLevel(l); n > 0 {
-				flush()
-				if n <= 2 {
-					b.WriteString(".SH " + quoteArg(strings.ToUpper(plain(title))) + "\n")
-				} else {
-					b.WriteString(".SS " + quoteArg(plain(title)) + "\n")
-				}
-				continue
-			}
-			if strings.HasPrefix(t, "|") {
-				flush()
-				var rows []string
-				for ; i < len(lines) && strings.HasPrefix(strings.TrimSpace(lines[i]), "|"); i++ {
-					rows = append(rows, strings.TrimSpace(lines[i]))
-				}
-				i--
-				table(b, rows)
-				continue
-			}
-			if m := listItem.FindStringSubmatch(l); m != nil {
-				flush()
-				item := []string{m[3]}
-				for i+1 < len(lines) {
-					n := lines[i+1]
-					nt := strings.TrimSpace(n)
-					if nt == "" || listItem.MatchString(n) || strings.HasPrefix(nt, "```") || !strings.HasPrefix(n, " ") {
-						break
-					}
-					item = append(item, nt)
-					i++
-				}
-				bullet := `\(bu`
-				if m[2] != "-" && m[2] != "*" {
-					bullet = m[2]
-				}
-				indent := 2
-				if len(m[1]) > 0 {
-					b.WriteString(".RS\n")
-				}
-				fmt.Fprintf(b, ".IP %s %d\n%s\n", bullet, indent+2, inline(strings.Join(item, " ")))
-				if len(m[1]) > 0 {
-					b.WriteString(".RE\n")
-				}
-				continue
-			}
+		if t != "" && !isBlockStart(l, t) {
 			para = append(para, t)
+			continue
 		}
+		flush()
+		i = convertBlock(b, lines, i)
 	}
 	flush()
+}
+
+// isBlockStart tells whether line l (t trimmed) ends a paragraph and starts
+// a block of its own: a fence, a comment, a heading, a table or a list item.
+func isBlockStart(l, t string) bool {
+	if n, _ := headingLevel(l); n > 0 {
+		return true
+	}
+	return strings.HasPrefix(t, "```") || strings.HasPrefix(t, "<!--") ||
+		strings.HasPrefix(t, "|") || listItem.MatchString(l)
+}
+
+// convertBlock renders the block starting at lines[i] (or nothing for a
+// blank line or a comment) and returns the index of its last line.
+func convertBlock(b *strings.Builder, lines []string, i int) int {
+	l := lines[i]
+	t := strings.TrimSpace(l)
+	switch {
+	case strings.HasPrefix(t, "```"):
+		var code []string
+		for i++; i < len(lines) && !strings.HasPrefix(strings.TrimSpace(lines[i]), "```"); i++ {
+			code = append(code, lines[i])
+		}
+		verbatim(b, code)
+	case t == "":
+	case strings.HasPrefix(t, "<!--"):
+		for !strings.Contains(lines[i], "-->") && i+1 < len(lines) {
+			i++
+		}
+	default:
+		if n, title := headingLevel(l); n > 0 {
+			if n <= 2 {
+				b.WriteString(".SH " + quoteArg(strings.ToUpper(plain(title))) + "\n")
+			} else {
+				b.WriteString(".SS " + quoteArg(plain(title)) + "\n")
+			}
+			return i
+		}
+		if strings.HasPrefix(t, "|") {
+			var rows []string
+			for ; i < len(lines) && strings.HasPrefix(strings.TrimSpace(lines[i]), "|"); i++ {
+				rows = append(rows, strings.TrimSpace(lines[i]))
+			}
+			table(b, rows)
+			return i - 1
+		}
+		return writeListItem(b, lines, i, listItem.FindStringSubmatch(l))
+	}
+	return i
+}
+
+// writeListItem renders the list item m found at lines[i], with its
+// indented continuation lines, and returns the index of its last line.
+func writeListItem(b *strings.Builder, lines []string, i int, m []string) int {
+	item := []string{m[3]}
+	for i+1 < len(lines) {
+		n := lines[i+1]
+		nt := strings.TrimSpace(n)
+		if nt == "" || listItem.MatchString(n) || strings.HasPrefix(nt, "```") || !strings.HasPrefix(n, " ") {
+			break
+		}
+		item = append(item, nt)
+		i++
+	}
+	bullet := `\(bu`
+	if m[2] != "-" && m[2] != "*" {
+		bullet = m[2]
+	}
+	indent := 2
+	if len(m[1]) > 0 {
+		b.WriteString(".RS\n")
+	}
+	fmt.Fprintf(b, ".IP %s %d\n%s\n", bullet, indent+2, inline(strings.Join(item, " ")))
+	if len(m[1]) > 0 {
+		b.WriteString(".RE\n")
+	}
+	return i
 }
 
 // table renders a pipe table as tagged paragraphs: the first cell is the

@@ -110,15 +110,22 @@ func (p Program) Run(args []string, stdout, stderr io.Writer) int {
 	return p.run(args, stdout, stderr, nil)
 }
 
-// run is Run with the signals coming from sigc instead of the process
-// (tests); nil means the process's SIGTERM, SIGINT and SIGHUP.
-func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Signal) int {
-	bin := "shitenno-" + p.Name
+// flags is what the command line asked for.
+type flags struct {
+	cfgPath string
+	check   bool
+	version bool
+	rest    []string
+}
+
+// newFlagSet declares the options every daemon shares and its usage text.
+func (p Program) newFlagSet(bin string, stderr io.Writer) (*pflag.FlagSet, *flags) {
+	f := &flags{}
 	fs := pflag.NewFlagSet(bin, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.StringP("config", "c", config.DefaultPath, "configuration file")
-	check := fs.Bool("check-config", false, "load and validate the configuration, print what would be done, exit")
-	version := fs.BoolP("version", "V", false, "print the version and exit")
+	fs.StringVarP(&f.cfgPath, "config", "c", config.DefaultPath, "configuration file")
+	fs.BoolVar(&f.check, "check-config", false, "load and validate the configuration, print what would be done, exit")
+	fs.BoolVarP(&f.version, "version", "V", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: %s [--config PATH] [--check-config] [--version] [--help]\n", bin)
 		if p.Query != nil {
@@ -131,57 +138,89 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 		fs.PrintDefaults()
 	}
 	fs.SetInterspersed(false)
+	return fs, f
+}
+
+// parseFlags parses args; done reports that the program should exit with
+// status code right away (help, version, usage error).
+func (p Program) parseFlags(bin string, args []string, stdout, stderr io.Writer) (f *flags, code int, done bool) {
+	fs, f := p.newFlagSet(bin, stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			return ExitOK
+			return nil, ExitOK, true
 		}
 		// With ContinueOnError pflag prints nothing itself.
 		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
 		fs.Usage()
-		return ExitConfig
+		return nil, ExitConfig, true
 	}
-	if *version {
+	if f.version {
 		fmt.Fprintf(stdout, "%s %s\n", bin, Version)
-		return ExitOK
+		return nil, ExitOK, true
 	}
-	rest := fs.Args()
-	isControl := len(rest) > 0 && (rest[0] == "blocked" || rest[0] == "unblock")
-	if isControl && !p.Logins {
-		fmt.Fprintf(stderr, "%s: %s: this daemon checks no logins and has no brute-force limiter\n", bin, rest[0])
-		return ExitConfig
+	f.rest = fs.Args()
+	if f.isControl() && !p.Logins {
+		fmt.Fprintf(stderr, "%s: %s: this daemon checks no logins and has no brute-force limiter\n", bin, f.rest[0])
+		return nil, ExitConfig, true
 	}
-	if len(rest) > 0 && !isControl && (rest[0] != "query" || p.Query == nil) {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", bin, rest[0])
+	if len(f.rest) > 0 && !f.isControl() && (f.rest[0] != "query" || p.Query == nil) {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", bin, f.rest[0])
 		fs.Usage()
-		return ExitConfig
+		return nil, ExitConfig, true
+	}
+	return f, ExitOK, false
+}
+
+// isControl tells whether the command talks to the limiter's control socket.
+func (f *flags) isControl() bool {
+	return len(f.rest) > 0 && (f.rest[0] == "blocked" || f.rest[0] == "unblock")
+}
+
+// run is Run with the signals coming from sigc instead of the process
+// (tests); nil means the process's SIGTERM, SIGINT and SIGHUP.
+func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Signal) int {
+	bin := "shitenno-" + p.Name
+	f, code, done := p.parseFlags(bin, args, stdout, stderr)
+	if done {
+		return code
 	}
 	// Loading for p.Name checks this daemon's accounts too: --check-config
 	// and start-up refuse the same files, with the same status.
-	cfg, err := config.Load(*cfgPath, p.Name)
+	cfg, err := config.Load(f.cfgPath, p.Name)
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(stderr, "%s: %s\n", bin, line)
 		}
 		return ExitConfig
 	}
-	sec := cfg.Section(p.Name)
-	if *check {
-		p.describe(stdout, cfg)
-		for _, w := range cfg.Warnings() {
-			fmt.Fprintf(stderr, "%s: warning: %s\n", bin, w)
-		}
-		if _, err := NewBackend(cfg, nil, p.Credentials); err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", bin, err)
-			return ExitConfig
-		}
-		return ExitOK
+	switch {
+	case f.check:
+		return p.checkConfig(bin, cfg, stdout, stderr)
+	case f.isControl():
+		return p.control(cfg, f.rest, stdout, stderr)
+	case len(f.rest) > 0:
+		return p.query(cfg, cfg.Section(p.Name), f.rest[1:], stdout, stderr)
 	}
-	if isControl {
-		return p.control(cfg, rest, stdout, stderr)
+	return p.start(bin, cfg, f.cfgPath, stdout, stderr, sigc)
+}
+
+// checkConfig is --check-config: print the plan and the warnings, build
+// the backend client (which reads the TLS files), open nothing.
+func (p Program) checkConfig(bin string, cfg *config.Config, stdout, stderr io.Writer) int {
+	p.describe(stdout, cfg)
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", bin, w)
 	}
-	if len(rest) > 0 {
-		return p.query(cfg, sec, rest[1:], stdout, stderr)
+	if _, err := NewBackend(cfg, nil, p.Credentials); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
+		return ExitConfig
 	}
+	return ExitOK
+}
+
+// start builds the logger and the signal channel, then serves until a
+// stop signal.
+func (p Program) start(bin string, cfg *config.Config, cfgPath string, stdout, stderr io.Writer, sigc <-chan os.Signal) int {
 	logger, out, err := NewLogger(cfg, bin, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
@@ -192,7 +231,7 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 		logger.Warn("secret readable by every local user", "msgid", "config", "warning", w)
 	}
 	env := &Env{
-		Config: cfg, Section: sec, Logger: logger, Stdout: stdout, Stderr: stderr,
+		Config: cfg, Section: cfg.Section(p.Name), Logger: logger, Stdout: stdout, Stderr: stderr,
 		ConnState: func(int) {},
 	}
 	if sigc == nil {
@@ -201,7 +240,7 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 		defer signal.Stop(c)
 		sigc = c
 	}
-	return p.serve(&runtime{p: p, env: env, out: out, cfgPath: *cfgPath}, sigc)
+	return p.serve(&runtime{p: p, env: env, out: out, cfgPath: cfgPath}, sigc)
 }
 
 // NewLogger builds the process logger from DevLog and LogLevel (see

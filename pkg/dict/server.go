@@ -184,12 +184,21 @@ func (c *conn) Serve(base context.Context) {
 		defer close(writerDone)
 		c.writeLoop(queue, slots, cancel)
 	}()
-	c.readLoop(ctx, queue, slots, writerDone)
+	c.readLoop(ctx, replies{queue: queue, slots: slots, writerDone: writerDone})
 	close(queue)
 	<-writerDone
 }
 
-func (c *conn) readLoop(ctx context.Context, queue chan<- *pending, slots chan struct{}, writerDone <-chan struct{}) {
+// replies is the reader's side of the ordered reply queue.
+type replies struct {
+	queue      chan<- *pending
+	slots      chan struct{} // one token per reply not yet written
+	writerDone <-chan struct{}
+}
+
+// readLoop reads commands until EOF, an error or a stop: the first must
+// be a hello, every later one is dispatched.
+func (c *conn) readLoop(ctx context.Context, q replies) {
 	s := c.srv
 	idle, rto, max := s.IdleTimeout, s.ReadTimeout, s.MaxLineSize
 	if idle <= 0 {
@@ -204,30 +213,8 @@ func (c *conn) readLoop(ctx context.Context, queue chan<- *pending, slots chan s
 	lr := NewLineReader(c.nc, max)
 	var hello *Hello
 	for {
-		if !lr.LineBuffered() {
-			if !c.armIdle(idle) {
-				return
-			}
-			if _, err := lr.r.Peek(1); err != nil {
-				if !errors.Is(err, os.ErrDeadlineExceeded) || c.isStopping() {
-					return // EOF (the normal end), stop, or gone
-				}
-				c.log().Info("dict: closing idle connection", "idle", idle)
-				return
-			}
-			_ = c.nc.SetReadDeadline(time.Now().Add(rto))
-		}
-		line, err := lr.ReadLine()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) && !c.isStopping() {
-				c.log().Warn("dict: closing connection on read error", "err", err)
-			}
-			return
-		}
-		cmd, err := ParseCommand(line)
-		if err != nil {
-			c.log().Warn("dict: closing connection on protocol error", "err", err,
-				"command", strconv.QuoteToASCII(string(line[:min(1, len(line))])))
+		cmd, ok := c.read(lr, idle, rto)
+		if !ok {
 			return
 		}
 		if hello == nil {
@@ -238,45 +225,90 @@ func (c *conn) readLoop(ctx context.Context, queue chan<- *pending, slots chan s
 			hello = &h
 			continue
 		}
-		var rep []byte
-		switch cmd.Op {
-		case CmdLookup:
-			p := &pending{out: make(chan []byte, 1)}
-			if !c.enqueue(queue, slots, writerDone, p) {
-				return
-			}
-			req := Request{Key: cmd.Args[0], User: cmd.Arg(1), Dict: hello.Name}
-			if len(slots) == 1 && !lr.LineBuffered() {
-				// Nothing else in flight and nothing more to read: dovecot's
-				// auth worker waits for each reply before the next lookup,
-				// so answer here and save a goroutine per lookup. A lookup
-				// pipelined later waits for this one, as it would for its
-				// reply anyway.
-				c.lookup(ctx, req, p)
-			} else {
-				go c.lookup(ctx, req, p)
-			}
-			continue
-		case CmdIterate:
-			// A read-only proxy for passdb/userdb has nothing to list;
-			// an empty iteration keeps doveadm user -A from hanging.
-			rep = AppendIterEnd(nil)
-		case CmdCommit, CmdCommitAsync:
-			rep = AppendCommitFailed(nil, cmd.Op == CmdCommitAsync, cmd.Args[0], ReadOnlyReason)
-		case CmdHello:
-			c.log().Warn("dict: closing connection on protocol error", "err", ErrDuplicateHello)
-			return
-		default:
-			// B, S, U, A, T, R, V expect no reply: any line sent here would
-			// be taken as the answer to the next lookup.
-			continue
-		}
-		p := &pending{out: make(chan []byte, 1)}
-		p.out <- rep
-		if !c.enqueue(queue, slots, writerDone, p) {
+		if !c.dispatch(ctx, cmd, hello.Name, lr, q) {
 			return
 		}
 	}
+}
+
+// read waits up to idle for the next command, then up to rto for the
+// rest of its line, and parses it. It reports false (having logged why,
+// unless it is the normal end) when the connection is done.
+func (c *conn) read(lr *LineReader, idle, rto time.Duration) (Command, bool) {
+	if !lr.LineBuffered() {
+		if !c.armIdle(idle) {
+			return Command{}, false
+		}
+		if _, err := lr.r.Peek(1); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) || c.isStopping() {
+				return Command{}, false // EOF (the normal end), stop, or gone
+			}
+			c.log().Info("dict: closing idle connection", "idle", idle)
+			return Command{}, false
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(rto))
+	}
+	line, err := lr.ReadLine()
+	if err != nil {
+		if !errors.Is(err, net.ErrClosed) && !c.isStopping() {
+			c.log().Warn("dict: closing connection on read error", "err", err)
+		}
+		return Command{}, false
+	}
+	cmd, err := ParseCommand(line)
+	if err != nil {
+		c.log().Warn("dict: closing connection on protocol error", "err", err,
+			"command", strconv.QuoteToASCII(string(line[:min(1, len(line))])))
+		return Command{}, false
+	}
+	return cmd, true
+}
+
+// dispatch handles one command after the hello: a lookup goes to the
+// handler, the other reply-bearing commands are answered at once, the
+// rest get no reply. It reports false when the connection is done.
+func (c *conn) dispatch(ctx context.Context, cmd Command, dict string, lr *LineReader, q replies) bool {
+	var rep []byte
+	switch cmd.Op {
+	case CmdLookup:
+		p := &pending{out: make(chan []byte, 1)}
+		if !c.enqueue(q, p) {
+			return false
+		}
+		req := Request{Key: cmd.Args[0], User: cmd.Arg(1), Dict: dict}
+		if len(q.slots) == 1 && !lr.LineBuffered() {
+			// Nothing else in flight and nothing more to read: dovecot's
+			// auth worker waits for each reply before the next lookup,
+			// so answer here and save a goroutine per lookup. A lookup
+			// pipelined later waits for this one, as it would for its
+			// reply anyway.
+			c.lookup(ctx, req, p)
+		} else {
+			go c.lookup(ctx, req, p)
+		}
+		return true
+	case CmdIterate:
+		// A read-only proxy for passdb/userdb has nothing to list;
+		// an empty iteration keeps doveadm user -A from hanging.
+		rep = AppendIterEnd(nil)
+	case CmdCommit, CmdCommitAsync:
+		rep = AppendCommitFailed(nil, cmd.Op == CmdCommitAsync, cmd.Args[0], ReadOnlyReason)
+	case CmdHello:
+		c.log().Warn("dict: closing connection on protocol error", "err", ErrDuplicateHello)
+		return false
+	default:
+		// B, S, U, A, T, R, V expect no reply: any line sent here would
+		// be taken as the answer to the next lookup.
+		return true
+	}
+	return c.reply(q, rep)
+}
+
+// reply queues a reply that is ready now, behind the lookups before it.
+func (c *conn) reply(q replies, rep []byte) bool {
+	p := &pending{out: make(chan []byte, 1)}
+	p.out <- rep
+	return c.enqueue(q, p)
 }
 
 // hello checks the first command of a connection; errors are logged.
@@ -303,13 +335,13 @@ func (c *conn) hello(cmd Command) (Hello, error) {
 // enqueue takes a pipeline slot (waiting while MaxPipeline lookups are in
 // progress) and queues p for the writer. It reports false when the writer
 // has given up.
-func (c *conn) enqueue(queue chan<- *pending, slots chan struct{}, writerDone <-chan struct{}, p *pending) bool {
+func (c *conn) enqueue(q replies, p *pending) bool {
 	select {
-	case slots <- struct{}{}:
-	case <-writerDone:
+	case q.slots <- struct{}{}:
+	case <-q.writerDone:
 		return false
 	}
-	queue <- p // never blocks: queue has as many places as there are slots
+	q.queue <- p // never blocks: queue has as many places as there are slots
 	return true
 }
 

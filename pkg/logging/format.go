@@ -136,6 +136,32 @@ func (f *formatter) appendRecord(dst []byte, t time.Time, l slog.Level, msg stri
 }
 
 func (f *formatter) append5424(dst []byte, start int, t time.Time, l slog.Level, msg string, fields []field, maxFrame int) []byte {
+	dst = f.append5424Header(dst, t, l, fields)
+	// The message goes last on the wire. It may use up to half of the
+	// room when there are attributes; structured data gets the rest, and
+	// the message then takes whatever the attributes left over.
+	room := maxFrame - (len(dst) - start)
+	msgHead := ""
+	if msg != "" {
+		msgHead = " "
+		if !isASCII(msg) {
+			// RFC 5424 §6.4: UTF-8 text starts with a BOM; pure ASCII
+			// is valid MSG-ANY and is left alone.
+			msgHead = " \xEF\xBB\xBF"
+		}
+	}
+	m := appendSafe([]byte(msgHead), msg, false, msgLimit(room-len(msgHead)-1))
+	budget := room - min(len(m), room/2) - 1
+	sdStart := len(dst)
+	dst = appendSD(dst, fields, budget)
+	if left := room - (len(dst) - sdStart); len(m) > left && msg != "" {
+		m = appendSafe(m[:len(msgHead)], msg, false, msgLimit(left-len(msgHead)))
+	}
+	return append(dst, m...)
+}
+
+// append5424Header adds "<PRI>1 TIMESTAMP HOST APP PROCID MSGID ".
+func (f *formatter) append5424Header(dst []byte, t time.Time, l slog.Level, fields []field) []byte {
 	dst = append(dst, '<')
 	dst = strconv.AppendInt(dst, int64(facilityMail*8+severity(l)), 10)
 	dst = append(dst, ">1 "...)
@@ -160,23 +186,13 @@ func (f *formatter) append5424(dst []byte, start int, t time.Time, l slog.Level,
 		}
 	}
 	dst = append(dst, msgid...)
-	dst = append(dst, ' ')
+	return append(dst, ' ')
+}
 
-	// The message goes last on the wire. It may use up to half of the
-	// room when there are attributes; structured data gets the rest, and
-	// the message then takes whatever the attributes left over.
-	room := maxFrame - (len(dst) - start)
-	msgHead := ""
-	if msg != "" {
-		msgHead = " "
-		if !isASCII(msg) {
-			// RFC 5424 §6.4: UTF-8 text starts with a BOM; pure ASCII
-			// is valid MSG-ANY and is left alone.
-			msgHead = " \xEF\xBB\xBF"
-		}
-	}
-	m := appendSafe([]byte(msgHead), msg, false, msgLimit(room-len(msgHead)-1))
-	budget := room - min(len(m), room/2) - 1
+// appendSD adds the attributes (msgid aside) as one SD-ELEMENT of at most
+// budget bytes, marked truncated="1" when some did not fit, or "-" when
+// there are none (or not even the mark fits).
+func appendSD(dst []byte, fields []field, budget int) []byte {
 	const trunc = ` truncated="1"]`
 	sd := make([]byte, 0, 256)
 	sd = append(sd, '[')
@@ -199,21 +215,16 @@ func (f *formatter) append5424(dst []byte, start int, t time.Time, l slog.Level,
 		sd = append(sd, p...)
 		n++
 	}
-	sdStart := len(dst)
 	switch {
 	case cut && len(sd)+len(trunc) <= budget:
 		dst = append(dst, sd...)
-		dst = append(dst, trunc...)
+		return append(dst, trunc...)
 	case n > 0 && !cut:
 		dst = append(dst, sd...)
-		dst = append(dst, ']')
+		return append(dst, ']')
 	default:
-		dst = append(dst, '-')
+		return append(dst, '-')
 	}
-	if left := room - (len(dst) - sdStart); len(m) > left && msg != "" {
-		m = appendSafe(m[:len(msgHead)], msg, false, msgLimit(left-len(msgHead)))
-	}
-	return append(dst, m...)
 }
 
 // msgLimit bounds the message text by maxMsgBytes and by the room left

@@ -87,56 +87,25 @@ func New(daemon, version string) *Metrics {
 		causes: newLabelSet(maxCauses),
 		now:    time.Now,
 	}
-	m.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "lookups_total",
-		Help: "Lookups answered, by listener (socketmap, sasl, policy, tcptable, dict, authhttp), verb and outcome (found, not_found, failed).",
-	}, []string{"listener", "verb", "outcome"})
-	m.lookupSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "lookup_duration_seconds",
-		Help:    "Time to answer a lookup from the backend or the cache, by listener.",
-		Buckets: latencyBuckets,
-	}, []string{"listener"})
-	m.backendSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "backend_request_duration_seconds",
-		Help:    "Duration of HTTP exchanges with the backend, by result (ok, error).",
-		Buckets: latencyBuckets,
-	}, []string{"result"})
-	m.cacheHits = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "cache_hits_total",
-		Help: "Lookups answered from the reply cache.",
-	})
-	m.cacheMisses = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "cache_misses_total",
-		Help: "Lookups the reply cache could not answer.",
-	})
-	m.cacheStale = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "cache_stale_served_total",
-		Help: "Expired cached replies served because the backend failed (stale-if-error).",
-	})
-	m.conns = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: Namespace, Name: "client_connections",
-		Help: "Open client connections (postfix, dovecot or nginx).",
-	})
-	m.connsTotal = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "client_connections_total",
-		Help: "Client connections accepted.",
-	})
-	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "client_connections_refused_total",
-		Help: "Client connections closed at once because the listener had MaxConnections open.",
-	}, []string{"listener"})
-	m.tlsFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "backend_tls_failures_total",
-		Help: "Refused TLS handshakes with the backend, by cause.",
-	}, []string{"cause"})
-	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "config_reloads_total",
-		Help: "Configuration reloads (SIGHUP), by result (ok, error).",
-	}, []string{"result"})
-	m.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: Namespace, Name: "config_last_reload_successful",
-		Help: "1 if the last configuration reload succeeded (or none happened), 0 if it failed.",
-	})
+	m.lookups = counterVec("lookups_total",
+		"Lookups answered, by listener (socketmap, sasl, policy, tcptable, dict, authhttp), verb and outcome (found, not_found, failed).",
+		"listener", "verb", "outcome")
+	m.lookupSeconds = histogramVec("lookup_duration_seconds",
+		"Time to answer a lookup from the backend or the cache, by listener.", "listener")
+	m.backendSeconds = histogramVec("backend_request_duration_seconds",
+		"Duration of HTTP exchanges with the backend, by result (ok, error).", "result")
+	m.cacheHits = counter("cache_hits_total", "Lookups answered from the reply cache.")
+	m.cacheMisses = counter("cache_misses_total", "Lookups the reply cache could not answer.")
+	m.cacheStale = counter("cache_stale_served_total",
+		"Expired cached replies served because the backend failed (stale-if-error).")
+	m.conns = gauge("client_connections", "Open client connections (postfix, dovecot or nginx).")
+	m.connsTotal = counter("client_connections_total", "Client connections accepted.")
+	m.connsRefused = counterVec("client_connections_refused_total",
+		"Client connections closed at once because the listener had MaxConnections open.", "listener")
+	m.tlsFailures = counterVec("backend_tls_failures_total", "Refused TLS handshakes with the backend, by cause.", "cause")
+	m.reloads = counterVec("config_reloads_total", "Configuration reloads (SIGHUP), by result (ok, error).", "result")
+	m.reloadOK = gauge("config_last_reload_successful",
+		"1 if the last configuration reload succeeded (or none happened), 0 if it failed.")
 	m.reloadOK.Set(1)
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "build_info",
@@ -155,6 +124,26 @@ func New(daemon, version string) *Metrics {
 		m.reloads.WithLabelValues(r)
 	}
 	return m
+}
+
+// counter, gauge and counterVec declare a shitenno_ metric.
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help})
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+}
+
+// histogramVec declares a shitenno_ latency histogram (latencyBuckets).
+func histogramVec(name, help string, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: name, Help: help, Buckets: latencyBuckets,
+	}, labels)
 }
 
 // Registry is the registry /metrics serves; the daemon may add its own

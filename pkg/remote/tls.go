@@ -96,33 +96,12 @@ func NewTLS(o TLSOptions) (*TLSSetup, error) {
 		return nil, fmt.Errorf("remote: OCSP must be %s, %s or %s, not %q", OCSPOff, OCSPIfStapled, OCSPRequireStapled, o.OCSP)
 	}
 
-	var roots *x509.CertPool // nil: the system roots
-	if len(o.CertPool) > 0 {
-		roots = x509.NewCertPool()
-		if o.SystemCertPool {
-			sys, err := x509.SystemCertPool()
-			if err != nil {
-				return nil, fmt.Errorf("remote: SystemCertPool: %w", err)
-			}
-			roots = sys
-		}
-		for _, f := range o.CertPool {
-			if err := addPEMCerts(roots, f); err != nil {
-				return nil, err
-			}
-		}
+	roots, err := rootPool(o)
+	if err != nil {
+		return nil, err
 	}
-
-	if len(o.HPKP) > 0 {
-		s.pins = make(map[[sha256.Size]byte]bool, len(o.HPKP))
-		for i, p := range o.HPKP {
-			b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(p))
-			if err != nil || len(b) != sha256.Size {
-				return nil, fmt.Errorf("remote: HPKP[%d] %q: not the base64 of a SHA-256 digest (44 characters ending in '=')", i, p)
-			}
-			s.pins[[sha256.Size]byte(b)] = true
-			s.pinList = append(s.pinList, base64.StdEncoding.EncodeToString(b))
-		}
+	if s.pins, s.pinList, err = parsePins(o.HPKP); err != nil {
+		return nil, err
 	}
 
 	if o.ClientKey != "" && o.ClientCert == "" {
@@ -156,6 +135,48 @@ func NewTLS(o TLSOptions) (*TLSSetup, error) {
 		}
 	}
 	return s, nil
+}
+
+// rootPool builds the pool the backend's chain must lead to: nil (the
+// system roots) without CertPool, else CertPool's certificates, added to
+// the system roots when SystemCertPool is set.
+func rootPool(o TLSOptions) (*x509.CertPool, error) {
+	if len(o.CertPool) == 0 {
+		return nil, nil
+	}
+	roots := x509.NewCertPool()
+	if o.SystemCertPool {
+		sys, err := x509.SystemCertPool()
+		if err != nil {
+			return nil, fmt.Errorf("remote: SystemCertPool: %w", err)
+		}
+		roots = sys
+	}
+	for _, f := range o.CertPool {
+		if err := addPEMCerts(roots, f); err != nil {
+			return nil, err
+		}
+	}
+	return roots, nil
+}
+
+// parsePins decodes the HPKP pins (base64 SHA-256 of a SubjectPublicKeyInfo)
+// into a set and their canonical spelling; no pins gives a nil set.
+func parsePins(hpkp []string) (map[[sha256.Size]byte]bool, []string, error) {
+	if len(hpkp) == 0 {
+		return nil, nil, nil
+	}
+	pins := make(map[[sha256.Size]byte]bool, len(hpkp))
+	var list []string
+	for i, p := range hpkp {
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(p))
+		if err != nil || len(b) != sha256.Size {
+			return nil, nil, fmt.Errorf("remote: HPKP[%d] %q: not the base64 of a SHA-256 digest (44 characters ending in '=')", i, p)
+		}
+		pins[[sha256.Size]byte(b)] = true
+		list = append(list, base64.StdEncoding.EncodeToString(b))
+	}
+	return pins, list, nil
 }
 
 // Config returns the client tls.Config for remote.Options.TLS. Every call
