@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"time"
@@ -45,14 +44,7 @@ func handler(env *daemon.Env) *mailauth.HTTPHandler {
 func build(env *daemon.Env) (daemon.Server, error) {
 	h := handler(env)
 	srv := mailauth.NewServer(h, env.Config.Timeout.Duration, env.Logger)
-	srv.ConnState = func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			env.ConnState(1)
-		case http.StateClosed, http.StateHijacked:
-			env.ConnState(-1)
-		}
-	}
+	srv.ConnState = env.ConnState
 	return srv, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -150,10 +151,15 @@ func headerSize(hr *http.Request) int {
 	return n
 }
 
-// Server is the *http.Server an auth_http endpoint runs in, shaped like
-// the other shitenno servers: Serve, Shutdown, Close.
+// Server runs an auth_http endpoint in an *http.Server, shaped like the
+// other shitenno servers: Serve, Shutdown, Close. The http.Server stays
+// unexported so that its limits, set by NewServer, cannot be undone.
 type Server struct {
-	*http.Server
+	// ConnState, when set before Serve, is told when a connection opens
+	// (+1) or closes (-1).
+	ConnState func(delta int)
+
+	hs *http.Server
 }
 
 // NewServer returns a Server for h with every limit set: header read
@@ -169,7 +175,8 @@ func NewServer(h http.Handler, timeout time.Duration, errLog *slog.Logger) *Serv
 	if errLog == nil {
 		errLog = slog.New(slog.DiscardHandler)
 	}
-	return &Server{&http.Server{
+	s := &Server{}
+	s.hs = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
@@ -179,16 +186,34 @@ func NewServer(h http.Handler, timeout time.Duration, errLog *slog.Logger) *Serv
 		// included) before answering 431.
 		MaxHeaderBytes: MaxHeaderBytes - 4096,
 		ErrorLog:       slog.NewLogLogger(errLog.Handler(), slog.LevelWarn),
-	}}
+		ConnState:      s.connState,
+	}
+	return s
+}
+
+// connState turns net/http's connection states into open/close counts.
+func (s *Server) connState(_ net.Conn, st http.ConnState) {
+	if s.ConnState == nil {
+		return
+	}
+	switch st {
+	case http.StateNew:
+		s.ConnState(1)
+	case http.StateClosed, http.StateHijacked:
+		s.ConnState(-1)
+	}
 }
 
 // Shutdown stops accepting, closes idle connections and waits for
 // in-flight requests to be answered. Unlike http.Server.Shutdown it closes
 // the remaining connections when ctx ends first, so the process can exit.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.Server.Shutdown(ctx)
+	err := s.hs.Shutdown(ctx)
 	if err != nil {
-		_ = s.Server.Close()
+		_ = s.hs.Close()
 	}
 	return err
 }
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error { return s.hs.Close() }

@@ -14,7 +14,8 @@ var (
 	errObsFold = errors.New("mailauth: folded header line (obs-fold) in a request head")
 )
 
-// Serve accepts auth_http connections on l until Shutdown or Close.
+// Serve accepts auth_http connections on l until Shutdown or Close; it
+// then returns http.ErrServerClosed.
 //
 // A control byte (other than HTAB) or DEL inside a header line, which
 // net/http would answer with a bare 400 and no Auth-Status, reaches it as
@@ -34,7 +35,7 @@ var (
 // smuggling is made of. Bodies, the other half of smuggling, are refused
 // by HTTPHandler.
 func (s *Server) Serve(l net.Listener) error {
-	return s.Server.Serve(strictListener{l})
+	return s.hs.Serve(strictListener{l})
 }
 
 type strictListener struct{ net.Listener }
