@@ -6,7 +6,6 @@ import (
 
 	"github.com/shitenno/shitenno/pkg/bruteforce"
 	"github.com/shitenno/shitenno/pkg/config"
-	"github.com/shitenno/shitenno/pkg/metrics"
 )
 
 // reload re-reads the configuration on SIGHUP and applies what can change
@@ -46,16 +45,16 @@ func (r *runtime) applyReload() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var newHealth *metrics.Server
+	var newHealth *healthServer
 	if sec.HealthListen != r.healthAddr && sec.HealthListen != "" {
-		newHealth, err = metrics.Listen(sec.HealthListen, r.health.Handler())
+		newHealth, err = listenHealth(sec.HealthListen, r.health.Handler(), r.env.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("%s: [%s] HealthListen: %w", cfg.File, r.p.section(), err)
 		}
 	}
 	if cfg.DevLog != r.out.Target() {
 		if err := r.out.Reopen(cfg.DevLog); err != nil {
-			shutdownHealth(newHealth)
+			newHealth.shutdown()
 			return nil, fmt.Errorf("%s: DevLog: %w", cfg.File, err)
 		}
 	}
@@ -73,7 +72,7 @@ func (r *runtime) applyReload() ([]string, error) {
 		r.stopHealth()
 		r.healthSrv, r.healthAddr = newHealth, sec.HealthListen
 		if newHealth != nil {
-			r.env.Logger.Info("health endpoint listening", "addr", "http://"+newHealth.Addr().String())
+			r.env.Logger.Info("health endpoint listening", "addr", "http://"+newHealth.addr.String())
 		}
 	}
 	r.cfg = cfg

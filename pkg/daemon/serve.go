@@ -3,8 +3,10 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -31,7 +33,7 @@ type runtime struct {
 	// probeBackend is backend for the health handler's goroutines.
 	probeBackend atomic.Pointer[Backend]
 	health       *metrics.Health
-	healthSrv    *metrics.Server
+	healthSrv    *healthServer
 	healthAddr   string
 	live         *liveness
 
@@ -171,12 +173,12 @@ func (r *runtime) startHealth() error {
 	if addr == "" {
 		return nil
 	}
-	srv, err := metrics.Listen(addr, r.health.Handler())
+	srv, err := listenHealth(addr, r.health.Handler(), r.env.Logger)
 	if err != nil {
 		return err
 	}
 	r.healthSrv, r.healthAddr = srv, addr
-	r.env.Logger.Info("health endpoint listening", "addr", "http://"+srv.Addr().String())
+	r.env.Logger.Info("health endpoint listening", "addr", "http://"+srv.addr.String())
 	return nil
 }
 
@@ -302,17 +304,44 @@ func (r *runtime) shutdown() {
 }
 
 func (r *runtime) stopHealth() {
-	shutdownHealth(r.healthSrv)
+	r.healthSrv.shutdown()
 	r.healthSrv = nil
 }
 
-func shutdownHealth(s *metrics.Server) {
-	if s == nil {
+// healthServer is the health endpoint serving on its own port.
+type healthServer struct {
+	srv  *metrics.Server
+	addr net.Addr
+	done chan struct{} // closed when Serve has returned
+}
+
+// listenHealth binds addr before returning, so that a taken port is a
+// start-up (or reload) error, and serves h on it in the background.
+func listenHealth(addr string, h http.Handler, log *slog.Logger) (*healthServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
+	}
+	hs := &healthServer{srv: metrics.NewServer(h), addr: ln.Addr(), done: make(chan struct{})}
+	go func() {
+		defer close(hs.done)
+		if err := hs.srv.Serve(ln); !errors.Is(err, metrics.ErrServerClosed) {
+			log.Error("health endpoint stopped", "err", err)
+		}
+	}()
+	return hs, nil
+}
+
+// shutdown lets the requests in flight finish (for 2 s at most) and waits
+// for Serve to return; a nil h does nothing.
+func (h *healthServer) shutdown() {
+	if h == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = s.Shutdown(ctx)
+	_ = h.srv.Shutdown(ctx)
+	<-h.done
 }
 
 // recorder counts every lookup in m (when set) and logs one debug line

@@ -148,52 +148,47 @@ type slogAdapter struct{ l *slog.Logger }
 
 func (a slogAdapter) Println(v ...any) { a.l.Warn("metrics endpoint", "err", fmt.Sprint(v...)) }
 
-// Server is a running health endpoint.
+// ErrServerClosed is returned by Server.Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("metrics: Server closed")
+
+// Server serves the health and metrics endpoints over HTTP, shaped like
+// the other shitenno servers: Serve blocks until Shutdown or Close.
 type Server struct {
-	srv *http.Server
-	ln  net.Listener
-	err chan error
+	hs *http.Server
 }
 
-// Listen binds addr (host:port) and serves h on it in the background. The
-// bind happens before Listen returns, so a taken port is a startup error.
-func Listen(addr string, h http.Handler) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: listen %s: %w", addr, err)
-	}
-	return Serve(ln, h), nil
+// NewServer returns a Server for h with every limit set: a scraper or a
+// probe sends small requests, and a stuck one must not hold a goroutine.
+func NewServer(h http.Handler) *Server {
+	return &Server{hs: &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+	}}
 }
 
-// Serve serves h on ln in the background.
-func Serve(ln net.Listener, h http.Handler) *Server {
-	s := &Server{
-		srv: &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       60 * time.Second,
-			MaxHeaderBytes:    8 << 10,
-		},
-		ln:  ln,
-		err: make(chan error, 1),
-	}
-	go func() { s.err <- s.srv.Serve(ln) }()
-	return s
-}
-
-// Addr is the bound address.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
-
-// Shutdown stops the server, waiting for requests in flight until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		_ = s.srv.Close()
-	}
-	if serr := <-s.err; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-		return serr
+// Serve accepts connections on l until Shutdown or Close, then returns
+// ErrServerClosed; any other error is a failure of l.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.hs.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return ErrServerClosed
 	}
 	return err
 }
+
+// Shutdown stops accepting and waits for requests in flight until ctx
+// ends; then it closes the remaining connections and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.hs.Shutdown(ctx)
+	if err != nil {
+		_ = s.hs.Close()
+	}
+	return err
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error { return s.hs.Close() }

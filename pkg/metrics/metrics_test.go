@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -271,12 +272,7 @@ func TestHealthzAndMetricsEndpoint(t *testing.T) {
 		}
 		return nil
 	}})
-	srv, err := Listen("127.0.0.1:0", hl.Handler())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
-	base := "http://" + srv.Addr().String()
+	base := "http://" + serve(t, NewServer(hl.Handler()))
 	fetch := func(path string) (int, string) {
 		t.Helper()
 		resp, err := http.Get(base + path)
@@ -322,8 +318,80 @@ func TestHealthzAndMetricsEndpoint(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /healthz %d", resp.StatusCode)
 	}
-	if _, err := Listen(srv.Addr().String(), hl.Handler()); err == nil {
-		t.Error("Listen on a taken port succeeded")
+}
+
+// serve runs srv on a loopback port until the test ends and returns the
+// address.
+func serve(t *testing.T, srv *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = srv.Shutdown(context.Background())
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve after Shutdown: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// Serve blocks like every other shitenno Serve: it returns only after
+// Shutdown or Close, with ErrServerClosed, and a request still in flight
+// at Shutdown gets its answer.
+func TestServerServeBlocks(t *testing.T) {
+	for _, stop := range []string{"Shutdown", "Close"} {
+		t.Run(stop, func(t *testing.T) {
+			entered, release := make(chan struct{}), make(chan struct{})
+			srv := NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				close(entered)
+				<-release
+				_, _ = io.WriteString(w, "done")
+			}))
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ln) }()
+			got := make(chan string, 1)
+			go func() {
+				resp, err := http.Get("http://" + ln.Addr().String() + "/")
+				if err != nil {
+					got <- "error: " + err.Error()
+					return
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				got <- string(b)
+			}()
+			<-entered
+			select {
+			case err := <-served:
+				t.Fatalf("Serve returned before any stop: %v", err)
+			default:
+			}
+			stopped := make(chan error, 1)
+			if stop == "Shutdown" {
+				go func() { stopped <- srv.Shutdown(context.Background()) }()
+			} else {
+				stopped <- srv.Close()
+			}
+			if err := <-served; !errors.Is(err, ErrServerClosed) {
+				t.Fatalf("Serve after %s = %v, want ErrServerClosed", stop, err)
+			}
+			close(release)
+			if err := <-stopped; err != nil {
+				t.Fatalf("%s: %v", stop, err)
+			}
+			body := <-got
+			if stop == "Shutdown" && body != "done" {
+				t.Fatalf("request in flight at Shutdown got %q", body)
+			}
+		})
 	}
 }
 
