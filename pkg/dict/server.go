@@ -74,31 +74,21 @@ type Server struct {
 	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
 	ConnState func(delta int)
 
-	core connserver.Core
-	once sync.Once
+	shell connserver.Shell
 }
 
-func (s *Server) init() {
-	s.once.Do(func() {
-		s.core.ErrClosed = ErrServerClosed
-		s.core.Logger = s.Logger
-		s.core.ConnState = s.ConnState
-	})
+// config is what the shell sets its Core up with.
+func (s *Server) config() connserver.Config {
+	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState}
 }
 
-func (s *Server) logger() *slog.Logger {
-	if s.Logger != nil {
-		return s.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func (s *Server) logger() *slog.Logger { return connserver.Logger(s.Logger) }
 
 // Serve accepts connections on l until Shutdown or Close. It always
 // returns a non-nil error; ErrServerClosed after a shutdown. Serve may be
 // called for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
-	s.init()
-	return s.core.Serve(l, func(nc net.Conn) connserver.Conn { return &conn{srv: s, nc: nc} })
+	return s.shell.Serve(s.config(), l, func(nc net.Conn) connserver.Conn { return &conn{srv: s, nc: nc} })
 }
 
 // Shutdown stops accepting and stops reading from every connection (lines
@@ -106,15 +96,13 @@ func (s *Server) Serve(l net.Listener) error {
 // progress finish and their replies be written, then returns. If ctx ends
 // first, the remaining connections are closed and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.init()
-	return s.core.Shutdown(ctx)
+	return s.shell.Shutdown(ctx, s.config())
 }
 
 // Close stops the server at once: listeners and connections are closed
 // and in-flight handler contexts cancelled.
 func (s *Server) Close() error {
-	s.init()
-	return s.core.Close()
+	return s.shell.Close(s.config())
 }
 
 // conn is one client connection: a reader goroutine that parses commands

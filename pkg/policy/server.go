@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/shitenno/shitenno/pkg/connserver"
@@ -52,32 +51,23 @@ type Server struct {
 	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
 	ConnState func(delta int)
 
-	core connserver.Core
-	once sync.Once
+	shell connserver.Shell
 }
 
-func (s *Server) init() {
-	s.once.Do(func() {
-		s.core.ErrClosed = ErrServerClosed
-		s.core.Logger = s.Logger
-		s.core.ConnState = s.ConnState
-		s.core.MaxConns = s.MaxConns
-	})
+// config is what the shell sets its Core up with.
+func (s *Server) config() connserver.Config {
+	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState, MaxConns: s.MaxConns}
 }
 
-func (s *Server) logger() *slog.Logger {
-	if s.Logger != nil {
-		return s.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func (s *Server) logger() *slog.Logger { return connserver.Logger(s.Logger) }
 
 // Serve accepts connections on l until Shutdown or Close. It always
 // returns a non-nil error; ErrServerClosed after a shutdown. It may run
 // for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
-	s.init()
-	return s.core.Serve(l, func(nc net.Conn) connserver.Conn { return &conn{srv: s, nc: nc} })
+	return s.shell.Serve(s.config(), l, func(nc net.Conn) connserver.Conn {
+		return &conn{Sequential: connserver.Sequential{NC: nc}, srv: s}
+	})
 }
 
 // Shutdown stops accepting, closes idle connections at once (postfix
@@ -85,38 +75,20 @@ func (s *Server) Serve(l net.Listener) error {
 // finish and be answered, then returns. If ctx ends first, the remaining
 // connections are closed and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.init()
-	return s.core.Shutdown(ctx)
+	return s.shell.Shutdown(ctx, s.config())
 }
 
 // Close stops the server at once: listeners and connections are closed
 // and in-flight handler contexts cancelled.
 func (s *Server) Close() error {
-	s.init()
-	return s.core.Close()
+	return s.shell.Close(s.config())
 }
 
+// conn is one client connection, served one request at a time.
 type conn struct {
-	srv     *Server
-	nc      net.Conn
-	mu      sync.Mutex
-	active  bool // a request is being handled
-	closing bool
+	connserver.Sequential
+	srv *Server
 }
-
-// Stop implements connserver.Conn: an idle connection is woken from its
-// read at once and ends; a busy one ends after answering.
-func (c *conn) Stop() {
-	c.mu.Lock()
-	c.closing = true
-	if !c.active {
-		_ = c.nc.SetReadDeadline(time.Now())
-	}
-	c.mu.Unlock()
-}
-
-// Close implements connserver.Conn.
-func (c *conn) Close() error { return c.nc.Close() }
 
 // Serve implements connserver.Conn.
 func (c *conn) Serve(ctx context.Context) {
@@ -131,23 +103,23 @@ func (c *conn) Serve(ctx context.Context) {
 	if wto <= 0 {
 		wto = 10 * time.Second
 	}
-	br := NewReader(c.nc)
+	br := NewReader(c.NC)
 	var out []byte
 	for {
-		if !c.armIdle(idle) {
+		if !c.ArmIdle(idle) {
 			return
 		}
 		if _, err := br.Peek(1); err != nil {
 			return // EOF, idle timeout or woken by Shutdown
 		}
-		if !c.setActive(true) {
+		if !c.SetActive(true) {
 			return
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(rto))
+		_ = c.NC.SetReadDeadline(time.Now().Add(rto))
 		req, err := ReadRequest(br)
 		if err != nil {
 			if !errors.Is(err, ErrTruncated) && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
-				s.logger().Warn("policy: closing connection on protocol error", "err", err, "remote", c.nc.RemoteAddr().String())
+				s.logger().Warn("policy: closing connection on protocol error", "err", err, "remote", c.NC.RemoteAddr().String())
 			}
 			return
 		}
@@ -159,33 +131,12 @@ func (c *conn) Serve(ctx context.Context) {
 			return
 		}
 		out = AppendReply(out[:0], action)
-		_ = c.nc.SetWriteDeadline(time.Now().Add(wto))
-		if _, err := c.nc.Write(out); err != nil {
+		_ = c.NC.SetWriteDeadline(time.Now().Add(wto))
+		if _, err := c.NC.Write(out); err != nil {
 			return
 		}
-		if !c.setActive(false) {
+		if !c.SetActive(false) {
 			return
 		}
 	}
-}
-
-// armIdle sets the idle deadline unless a shutdown already began; done
-// under the lock so Stop's wake-up deadline cannot be overwritten.
-func (c *conn) armIdle(d time.Duration) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return false
-	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(d))
-	return true
-}
-
-// setActive records whether a request is in progress; it reports false
-// when the connection is being shut down and must stop.
-func (c *conn) setActive(a bool) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.active = a
-	return !c.closing
 }

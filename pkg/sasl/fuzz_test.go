@@ -73,7 +73,6 @@ func FuzzConn(f *testing.F) {
 			return Result{Verdict: Reject, Reason: r.User}
 		})
 		s := &Server{Handler: h, ReadTimeout: time.Second, MaxInFlight: 4}
-		s.init()
 		cli, srv := net.Pipe()
 		c := &conn{srv: s, nc: srv, pending: map[string]*pendingAuth{}, running: map[string]struct{}{}}
 		done := make(chan struct{})

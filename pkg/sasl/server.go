@@ -124,28 +124,19 @@ type Server struct {
 	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
 	ConnState func(delta int)
 
-	core connserver.Core
-	once sync.Once
-	cuid atomic.Int64
-	pid  int
+	shell connserver.Shell
+	cuid  atomic.Int64
 }
 
-func (s *Server) init() {
-	s.once.Do(func() {
-		s.core.ErrClosed = ErrServerClosed
-		s.core.Logger = s.Logger
-		s.core.ConnState = s.ConnState
-		s.core.MaxConns = s.MaxConns
-		s.pid = os.Getpid()
-	})
+// pid is the SPID of the handshake: the process's, which never changes.
+var pid = os.Getpid()
+
+// config is what the shell sets its Core up with.
+func (s *Server) config() connserver.Config {
+	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState, MaxConns: s.MaxConns}
 }
 
-func (s *Server) logger() *slog.Logger {
-	if s.Logger != nil {
-		return s.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func (s *Server) logger() *slog.Logger { return connserver.Logger(s.Logger) }
 
 func (s *Server) mechanisms() []string {
 	if len(s.Mechanisms) == 0 {
@@ -158,8 +149,7 @@ func (s *Server) mechanisms() []string {
 // returns a non-nil error; ErrServerClosed after a shutdown. It may run
 // for several listeners at once.
 func (s *Server) Serve(l net.Listener) error {
-	s.init()
-	return s.core.Serve(l, func(nc net.Conn) connserver.Conn {
+	return s.shell.Serve(s.config(), l, func(nc net.Conn) connserver.Conn {
 		return &conn{srv: s, nc: nc, pending: map[string]*pendingAuth{}, running: map[string]struct{}{}}
 	})
 }
@@ -169,15 +159,13 @@ func (s *Server) Serve(l net.Listener) error {
 // dropped (postfix reconnects). If ctx ends first, the remaining
 // connections are closed and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.init()
-	return s.core.Shutdown(ctx)
+	return s.shell.Shutdown(ctx, s.config())
 }
 
 // Close stops the server at once: listeners and connections are closed
 // and in-flight handler contexts cancelled.
 func (s *Server) Close() error {
-	s.init()
-	return s.core.Close()
+	return s.shell.Close(s.config())
 }
 
 // pendingAuth is an exchange waiting for a CONT.
@@ -219,7 +207,7 @@ func (c *conn) Serve(ctx context.Context) {
 	s := c.srv
 	var cookie [16]byte
 	_, _ = rand.Read(cookie[:])
-	hs := appendHandshake(nil, s.mechanisms(), s.pid, int(s.cuid.Add(1)), hex.EncodeToString(cookie[:]))
+	hs := appendHandshake(nil, s.mechanisms(), pid, int(s.cuid.Add(1)), hex.EncodeToString(cookie[:]))
 	// The handshake goes out at once: postfix sends its VERSION and CPID
 	// without waiting, then waits for DONE (PROTOCOLS.md §8.6, 1).
 	if !c.write(hs) {
