@@ -1,6 +1,7 @@
 package connserver
 
 import (
+	"bufio"
 	"context"
 	"log/slog"
 	"net"
@@ -90,10 +91,10 @@ func (c *Sequential) Stop() {
 // Close implements Conn.
 func (c *Sequential) Close() error { return c.NC.Close() }
 
-// ArmIdle sets the deadline for the next request to arrive, d from now;
+// armIdle sets the deadline for the next request to arrive, d from now;
 // it reports false when the connection is stopping. The lock keeps Stop's
 // wake-up deadline from being overwritten.
-func (c *Sequential) ArmIdle(d time.Duration) bool {
+func (c *Sequential) armIdle(d time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -103,11 +104,48 @@ func (c *Sequential) ArmIdle(d time.Duration) bool {
 	return true
 }
 
-// SetActive records whether a request is in progress; it reports false
+// setActive records whether a request is in progress; it reports false
 // when the connection is stopping and must end.
-func (c *Sequential) SetActive(a bool) bool {
+func (c *Sequential) setActive(a bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.active = a
 	return !c.closing
+}
+
+// Next waits up to idle for the first byte of the next request, then
+// gives the rest of it rto and marks the connection busy. It reports false
+// when the connection should end: EOF, idle timeout or Stop.
+func (c *Sequential) Next(br *bufio.Reader, idle, rto time.Duration) bool {
+	if !c.armIdle(idle) {
+		return false
+	}
+	if _, err := br.Peek(1); err != nil {
+		return false // EOF, idle timeout or woken by Stop
+	}
+	if !c.setActive(true) {
+		return false
+	}
+	_ = c.NC.SetReadDeadline(time.Now().Add(rto))
+	return true
+}
+
+// Reply writes a request's reply within wto and marks the connection
+// idle again. It reports false when the connection should end: a write
+// error, or a Stop that came while the request was in progress.
+func (c *Sequential) Reply(b []byte, wto time.Duration) bool {
+	_ = c.NC.SetWriteDeadline(time.Now().Add(wto))
+	if _, err := c.NC.Write(b); err != nil {
+		return false
+	}
+	return c.setActive(false)
+}
+
+// Or returns v, or def when v is zero or negative: the "0 means the
+// default" rule of every Server's timeouts and limits.
+func Or[T ~int | ~int64](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }

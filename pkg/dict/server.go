@@ -159,10 +159,7 @@ func (c *conn) Close() error { return c.nc.Close() }
 // Serve implements connserver.Conn.
 func (c *conn) Serve(base context.Context) {
 	s := c.srv
-	pipe := s.MaxPipeline
-	if pipe <= 0 {
-		pipe = 16
-	}
+	pipe := connserver.Or(s.MaxPipeline, 16)
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()
 	queue := make(chan *pending, pipe)
@@ -188,16 +185,9 @@ type replies struct {
 // be a hello, every later one is dispatched.
 func (c *conn) readLoop(ctx context.Context, q replies) {
 	s := c.srv
-	idle, rto, max := s.IdleTimeout, s.ReadTimeout, s.MaxLineSize
-	if idle <= 0 {
-		idle = 5 * time.Minute
-	}
-	if rto <= 0 {
-		rto = 10 * time.Second
-	}
-	if max <= 0 {
-		max = MaxLineSize
-	}
+	idle := connserver.Or(s.IdleTimeout, 5*time.Minute)
+	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
+	max := connserver.Or(s.MaxLineSize, MaxLineSize)
 	lr := NewLineReader(c.nc, max)
 	var hello *Hello
 	for {
@@ -350,10 +340,7 @@ func (c *conn) lookup(ctx context.Context, req Request, p *pending) {
 // (releasing slots) without writing, so the reader is never stuck.
 func (c *conn) writeLoop(queue <-chan *pending, slots <-chan struct{}, cancel context.CancelFunc) {
 	s := c.srv
-	wto := s.WriteTimeout
-	if wto <= 0 {
-		wto = 10 * time.Second
-	}
+	wto := connserver.Or(s.WriteTimeout, 10*time.Second)
 	var buf []byte
 	failed := false
 	flush := func() {

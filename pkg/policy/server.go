@@ -93,29 +93,15 @@ type conn struct {
 // Serve implements connserver.Conn.
 func (c *conn) Serve(ctx context.Context) {
 	s := c.srv
-	idle, rto, wto := s.IdleTimeout, s.ReadTimeout, s.WriteTimeout
-	if idle <= 0 {
-		idle = 30 * time.Minute
-	}
-	if rto <= 0 {
-		rto = 10 * time.Second
-	}
-	if wto <= 0 {
-		wto = 10 * time.Second
-	}
+	idle := connserver.Or(s.IdleTimeout, 30*time.Minute)
+	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
+	wto := connserver.Or(s.WriteTimeout, 10*time.Second)
 	br := NewReader(c.NC)
 	var out []byte
 	for {
-		if !c.ArmIdle(idle) {
+		if !c.Next(br, idle, rto) {
 			return
 		}
-		if _, err := br.Peek(1); err != nil {
-			return // EOF, idle timeout or woken by Shutdown
-		}
-		if !c.SetActive(true) {
-			return
-		}
-		_ = c.NC.SetReadDeadline(time.Now().Add(rto))
 		req, err := ReadRequest(br)
 		if err != nil {
 			if !errors.Is(err, ErrTruncated) && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -131,11 +117,7 @@ func (c *conn) Serve(ctx context.Context) {
 			return
 		}
 		out = AppendReply(out[:0], action)
-		_ = c.NC.SetWriteDeadline(time.Now().Add(wto))
-		if _, err := c.NC.Write(out); err != nil {
-			return
-		}
-		if !c.SetActive(false) {
+		if !c.Reply(out, wto) {
 			return
 		}
 	}

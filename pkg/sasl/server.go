@@ -213,7 +213,7 @@ func (c *conn) Serve(ctx context.Context) {
 	if !c.write(hs) {
 		return
 	}
-	rto := orDefault(s.ReadTimeout, 10*time.Second)
+	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
 	br := bufio.NewReaderSize(c.nc, MaxLine+1)
 	for {
 		if !c.setReadDeadline(s.IdleTimeout) {
@@ -237,13 +237,6 @@ func (c *conn) Serve(ctx context.Context) {
 			return
 		}
 	}
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 func (c *conn) protocolError(err error) {
@@ -333,7 +326,7 @@ func (c *conn) advance(ctx context.Context, id string, x exchange, st step) {
 	case st.fail != "":
 		c.write(appendFail(nil, id, x.login, st.fail))
 	case !st.done:
-		c.pending[id] = &pendingAuth{x: x, deadline: time.Now().Add(orDefault(c.srv.ContTimeout, DefaultContTimeout))}
+		c.pending[id] = &pendingAuth{x: x, deadline: time.Now().Add(connserver.Or(c.srv.ContTimeout, DefaultContTimeout))}
 		c.write(appendCont(nil, id, st.challenge))
 	default:
 		req := &Request{
@@ -430,7 +423,7 @@ func (c *conn) maxInFlight() int {
 func (c *conn) write(b []byte) bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(orDefault(c.srv.WriteTimeout, 10*time.Second)))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(connserver.Or(c.srv.WriteTimeout, 10*time.Second)))
 	if _, err := c.nc.Write(b); err != nil {
 		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 			c.srv.logger().Debug("sasl: write failed", "err", err)

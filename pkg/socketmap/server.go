@@ -89,32 +89,16 @@ type conn struct {
 // a time, as postfix sends them.
 func (c *conn) Serve(ctx context.Context) {
 	s := c.srv
-	idle, rto, wto, max := s.IdleTimeout, s.ReadTimeout, s.WriteTimeout, s.MaxRequestSize
-	if idle <= 0 {
-		idle = 5 * time.Minute
-	}
-	if rto <= 0 {
-		rto = 10 * time.Second
-	}
-	if wto <= 0 {
-		wto = 10 * time.Second
-	}
-	if max <= 0 {
-		max = MaxPayload
-	}
+	idle := connserver.Or(s.IdleTimeout, 5*time.Minute)
+	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
+	wto := connserver.Or(s.WriteTimeout, 10*time.Second)
+	max := connserver.Or(s.MaxRequestSize, MaxPayload)
 	br := bufio.NewReaderSize(c.NC, 4096)
 	var buf, out []byte
 	for {
-		if !c.ArmIdle(idle) {
+		if !c.Next(br, idle, rto) {
 			return
 		}
-		if _, err := br.Peek(1); err != nil {
-			return // EOF, idle timeout or closed by Shutdown
-		}
-		if !c.SetActive(true) {
-			return
-		}
-		_ = c.NC.SetReadDeadline(time.Now().Add(rto))
 		p, err := ReadNetstring(br, buf, max)
 		if err != nil {
 			// A framing error cannot be resynchronised: say why, once, and
@@ -130,11 +114,7 @@ func (c *conn) Serve(ctx context.Context) {
 			rep = s.Handler.ServeSocketmap(ctx, req)
 		}
 		out = AppendReply(out[:0], rep)
-		_ = c.NC.SetWriteDeadline(time.Now().Add(wto))
-		if _, err := c.NC.Write(out); err != nil {
-			return
-		}
-		if !c.SetActive(false) {
+		if !c.Reply(out, wto) {
 			return
 		}
 		if cap(out) > 64<<10 {

@@ -94,32 +94,16 @@ type conn struct {
 // Serve implements connserver.Conn.
 func (c *conn) Serve(ctx context.Context) {
 	s := c.srv
-	idle, rto, wto, max := s.IdleTimeout, s.ReadTimeout, s.WriteTimeout, s.MaxRequestSize
-	if idle <= 0 {
-		idle = time.Hour
-	}
-	if rto <= 0 {
-		rto = 10 * time.Second
-	}
-	if wto <= 0 {
-		wto = 10 * time.Second
-	}
-	if max <= 0 {
-		max = MaxRequestLine
-	}
+	idle := connserver.Or(s.IdleTimeout, time.Hour)
+	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
+	wto := connserver.Or(s.WriteTimeout, 10*time.Second)
+	max := connserver.Or(s.MaxRequestSize, MaxRequestLine)
 	br := bufio.NewReaderSize(c.NC, 4096)
 	var line, key, out []byte
 	for {
-		if !c.ArmIdle(idle) {
+		if !c.Next(br, idle, rto) {
 			return
 		}
-		if _, err := br.Peek(1); err != nil {
-			return // EOF, idle timeout or woken by Shutdown
-		}
-		if !c.SetActive(true) {
-			return
-		}
-		_ = c.NC.SetReadDeadline(time.Now().Add(rto))
 		l, err := ReadLine(br, line, max)
 		var rep Reply
 		switch {
@@ -144,11 +128,7 @@ func (c *conn) Serve(ctx context.Context) {
 			}
 		}
 		out = AppendReply(out[:0], rep)
-		_ = c.NC.SetWriteDeadline(time.Now().Add(wto))
-		if _, err := c.NC.Write(out); err != nil {
-			return
-		}
-		if !c.SetActive(false) {
+		if !c.Reply(out, wto) {
 			return
 		}
 		if cap(line) > 64<<10 {
