@@ -78,13 +78,7 @@ var saslMechanisms = []string{"PLAIN", "LOGIN"}
 // matched case-insensitively and kept in upper case, as announced to
 // postfix.
 func (pf *Postfix) checkSASL(p *problemList) {
-	if strings.ContainsRune(pf.SASLSocket, 0) {
-		p.add("Postfix.SASLSocket", "contains a NUL byte")
-	}
-	checkTCPAddr(p, "Postfix.SASLListen", pf.SASLListen)
-	if pf.SASLVerb == "" {
-		p.add("Postfix.SASLVerb", "must not be empty")
-	}
+	checkListener(p, "Postfix.SASL", pf.SASLSocket, pf.SASLListen, pf.SASLVerb)
 	seen := map[string]bool{}
 	for i, m := range pf.SASLMechanisms {
 		u := strings.ToUpper(m)
@@ -105,13 +99,7 @@ const maxPolicyAction = 4 << 10
 
 // checkPolicy checks the policy and tcp_table keys of [Postfix].
 func (pf *Postfix) checkPolicy(p *problemList) {
-	if strings.ContainsRune(pf.PolicySocket, 0) {
-		p.add("Postfix.PolicySocket", "contains a NUL byte")
-	}
-	checkTCPAddr(p, "Postfix.PolicyListen", pf.PolicyListen)
-	if pf.PolicyVerb == "" {
-		p.add("Postfix.PolicyVerb", "must not be empty")
-	}
+	checkListener(p, "Postfix.Policy", pf.PolicySocket, pf.PolicyListen, pf.PolicyVerb)
 	// The fail action goes to postfix verbatim as action=...: one line of
 	// printable text, or the reply would desynchronise the connection.
 	a := pf.PolicyFailAction
@@ -140,6 +128,20 @@ func (pf *Postfix) checkPolicy(p *problemList) {
 	}
 }
 
+// checkListener checks one optional listener of [Postfix]: its socket
+// path, its TCP address and its verb, each under prefix+"Socket",
+// "Listen" and "Verb".
+func checkListener(p *problemList, prefix, socket, listen, verb string) {
+	if strings.ContainsRune(socket, 0) {
+		p.add(prefix+"Socket", "contains a NUL byte")
+	}
+	checkTCPAddr(p, prefix+"Listen", listen)
+	if verb == "" {
+		p.add(prefix+"Verb", "must not be empty")
+	}
+}
+
+// checkTCPAddr checks that a set addr is host:port.
 func checkTCPAddr(p *problemList, key, addr string) {
 	if addr == "" {
 		return
