@@ -1,0 +1,92 @@
+package connserver
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+func TestOr(t *testing.T) {
+	if got := Or(0, 7); got != 7 {
+		t.Errorf("Or(0, 7) = %d", got)
+	}
+	if got := Or(-1*time.Second, time.Minute); got != time.Minute {
+		t.Errorf("Or(-1s, 1m) = %v", got)
+	}
+	if got := Or(3, 7); got != 3 {
+		t.Errorf("Or(3, 7) = %d", got)
+	}
+}
+
+// Stop wakes a Sequential connection waiting for a request at once, but
+// lets one in progress write its reply before Reply reports the end.
+func TestSequentialStop(t *testing.T) {
+	t.Run("idle", func(t *testing.T) {
+		cli, srv := net.Pipe()
+		defer cli.Close()
+		c := &Sequential{NC: srv}
+		got := make(chan bool, 1)
+		go func() { got <- c.Next(bufio.NewReader(srv), time.Hour, time.Second) }()
+		time.Sleep(10 * time.Millisecond) // let Next block in Peek; a late Stop is seen by armIdle instead
+		c.Stop()
+		select {
+		case ok := <-got:
+			if ok {
+				t.Fatal("Next reported a request after Stop")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Stop did not wake an idle connection")
+		}
+		if c.Next(bufio.NewReader(srv), time.Hour, time.Second) {
+			t.Fatal("Next after Stop reported a request")
+		}
+	})
+	t.Run("busy", func(t *testing.T) {
+		cli, srv := net.Pipe()
+		defer cli.Close()
+		c := &Sequential{NC: srv}
+		go func() { _, _ = cli.Write([]byte("q")) }()
+		br := bufio.NewReader(srv)
+		if !c.Next(br, time.Hour, time.Second) {
+			t.Fatal("Next missed the request")
+		}
+		c.Stop()
+		if _, err := br.ReadByte(); err != nil {
+			t.Fatalf("Stop cut the request being read: %v", err)
+		}
+		read := make(chan []byte, 1)
+		go func() { b, _ := io.ReadAll(cli); read <- b }()
+		if c.Reply([]byte("answer"), time.Second) {
+			t.Fatal("Reply after Stop did not report the end")
+		}
+		_ = c.Close()
+		if b := <-read; string(b) != "answer" {
+			t.Fatalf("reply written %q", b)
+		}
+	})
+}
+
+// The Shell sets its Core up on first use, whichever method comes first.
+func TestShellCloseBeforeServe(t *testing.T) {
+	errClosed := errors.New("test: closed")
+	var sh Shell
+	cfg := Config{ErrClosed: errClosed}
+	if err := sh.Close(cfg); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := sh.Serve(cfg, l, nil); !errors.Is(err, errClosed) {
+		t.Fatalf("Serve after Close = %v, want the configured ErrClosed", err)
+	}
+	if err := sh.Shutdown(context.Background(), cfg); err != nil {
+		t.Fatalf("Shutdown after Close: %v", err)
+	}
+}
