@@ -1,8 +1,10 @@
 // Package connserver is the connection lifecycle shared by shitenno's
-// stream protocol servers (socketmap, dict): listeners, the accept loop
-// with back-off, the set of live connections, graceful Shutdown and Close,
-// with net/http's semantics. Protocol packages supply what one connection
-// does and how it is asked to stop.
+// stream protocol servers (socketmap, policy, tcptable, sasl, dict):
+// listeners, the accept loop with back-off, the set of live connections,
+// graceful Shutdown and Close, with net/http's semantics. Protocol
+// packages supply what one connection does and how it is asked to stop;
+// Shell is the Server shell they share and Sequential the stop state of a
+// connection served one request at a time.
 package connserver
 
 import (
