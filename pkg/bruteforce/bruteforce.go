@@ -31,20 +31,22 @@ import (
 	"github.com/shitenno/shitenno/pkg/config"
 )
 
-// Defaults of the [BruteForce] section.
+// Defaults of the [BruteForce] section: pkg/config's, written once there.
 const (
-	DefaultMaxFailures = 10
-	DefaultWindow      = 15 * time.Minute
-	DefaultBlockFor    = 15 * time.Minute
-	DefaultIPv4Prefix  = 32
-	DefaultIPv6Prefix  = 64
-	DefaultMaxTracked  = 100000
+	DefaultMaxFailures = config.DefaultBruteForceMaxFailures
+	DefaultWindow      = config.DefaultBruteForceWindow
+	DefaultBlockFor    = config.DefaultBruteForceBlockFor
+	DefaultIPv4Prefix  = config.DefaultBruteForceIPv4Prefix
+	DefaultIPv6Prefix  = config.DefaultBruteForceIPv6Prefix
+	DefaultMaxTracked  = config.DefaultBruteForceMaxTracked
 )
 
-// DefaultAllowNets are never counted nor blocked: the proxy itself and
-// local webmail or monitoring usually log in from loopback.
+// DefaultAllowNets are never counted nor blocked (config's
+// DefaultBruteForceAllowNets): the proxy itself and local webmail or
+// monitoring usually log in from loopback.
 func DefaultAllowNets() []netip.Prefix {
-	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	c := config.BruteForce{AllowNets: config.DefaultBruteForceAllowNets}
+	return c.Nets()
 }
 
 // Limits are the tunables; SetLimits swaps them without losing state.

@@ -8,8 +8,8 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// Defaults of the [BruteForce] section (pkg/bruteforce has the same
-// values; config imports none of our packages).
+// Defaults of the [BruteForce] section (pkg/bruteforce takes its own
+// defaults from these: config imports none of our packages).
 const (
 	DefaultBruteForceMaxFailures = 10
 	DefaultBruteForceWindow      = 15 * time.Minute
