@@ -51,11 +51,5 @@ func query(ctx context.Context, env *daemon.Env, args []string) int {
 	h := &bridge.Dovecot{Backend: env.Backend, Record: env.Record}
 	rep := h.ServeDict(ctx, dict.Request{Key: key})
 	env.Stdout.Write(dict.AppendReply(nil, rep))
-	switch rep.Kind {
-	case dict.Found:
-		return daemon.ExitOK
-	case dict.NotFound:
-		return daemon.ExitNotFound
-	}
-	return daemon.ExitTempFail
+	return daemon.QueryExit(rep.Kind == dict.Found, rep.Kind == dict.NotFound)
 }

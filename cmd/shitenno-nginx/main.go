@@ -83,11 +83,7 @@ func query(ctx context.Context, env *daemon.Env, args []string) int {
 			fmt.Fprintf(env.Stdout, "%s: %s\n", k, v[0])
 		}
 	}
-	switch h.Get("Auth-Status") {
-	case mailauth.StatusOK:
-		return daemon.ExitOK
-	case mailauth.StatusTempFail:
-		return daemon.ExitTempFail
-	}
-	return daemon.ExitNotFound
+	// Any other Auth-Status is a refusal: the backend said no.
+	st := h.Get("Auth-Status")
+	return daemon.QueryExit(st == mailauth.StatusOK, st != mailauth.StatusTempFail)
 }

@@ -58,11 +58,5 @@ func query(ctx context.Context, env *daemon.Env, args []string) int {
 	h := &bridge.Postfix{Backend: env.Backend, Record: env.Record}
 	rep := h.ServeSocketmap(ctx, socketmap.Request{Name: []byte(args[0]), Key: []byte(args[1])})
 	fmt.Fprintf(env.Stdout, "%s\n", socketmap.AppendReply(nil, rep))
-	switch rep.Kind {
-	case socketmap.OK:
-		return daemon.ExitOK
-	case socketmap.NotFound:
-		return daemon.ExitNotFound
-	}
-	return daemon.ExitTempFail
+	return daemon.QueryExit(rep.Kind == socketmap.OK, rep.Kind == socketmap.NotFound)
 }

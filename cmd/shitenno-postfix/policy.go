@@ -36,13 +36,7 @@ func queryPolicy(ctx context.Context, env *daemon.Env, args []string) int {
 		env.Record(pf.PolicyVerb, outcome, err)
 	}
 	fmt.Fprintf(env.Stdout, "%s", policy.AppendReply(nil, action))
-	switch outcome {
-	case bridge.OutcomeFound:
-		return daemon.ExitOK
-	case bridge.OutcomeNotFound:
-		return daemon.ExitNotFound
-	}
-	return daemon.ExitTempFail
+	return daemon.QueryExit(outcome == bridge.OutcomeFound, outcome == bridge.OutcomeNotFound)
 }
 
 // maxConns bounds each policy and tcp_table listener's connections: every

@@ -40,3 +40,16 @@ func (p Program) query(cfg *config.Config, sec *config.Service, args []string, s
 	defer cancel()
 	return p.Query(ctx, env, args)
 }
+
+// QueryExit is the exit status of a query subcommand: ExitOK when the
+// backend found the object, ExitNotFound when it answered that it did not
+// (found and notFound both false: a failure), ExitTempFail otherwise.
+func QueryExit(found, notFound bool) int {
+	switch {
+	case found:
+		return ExitOK
+	case notFound:
+		return ExitNotFound
+	}
+	return ExitTempFail
+}
