@@ -149,12 +149,7 @@ func (s *Core) serve(c Conn) {
 	c.Serve(s.baseCtx)
 }
 
-func (s *Core) logger() *slog.Logger {
-	if s.Logger != nil {
-		return s.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func (s *Core) logger() *slog.Logger { return Logger(s.Logger) }
 
 // retryableAccept reports accept errors worth retrying: running out of
 // file descriptors or a client that vanished before accept.
