@@ -20,9 +20,10 @@ build:
 run: build
 	./scripts/run.sh
 
-# Quick edit-test loop: unit tests, no race detector, no peers, no root.
+# Quick edit-test loop: unit tests, no race detector, no peers, no root
+# (the e2e package runs nothing under -short).
 check:
-	$(GO) test -count=1 ./pkg/... ./cmd/... ./internal/...
+	$(GO) test -short -count=1 ./...
 
 # Everything CI checks: formatting, vet, unit tests (race detector), fuzz
 # seeds, short fuzzing runs and the end-to-end tests against the real

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -42,7 +43,15 @@ type binResult struct {
 	err  error
 }
 
+// TestMain runs nothing under -short: `go test -short ./...` is the quick
+// loop (make check), and these tests need root, the real peers and
+// minutes. make test runs them, never with -short.
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("e2e: not run under -short (make test runs them)")
+		os.Exit(0)
+	}
 	d, err := os.MkdirTemp("", "shitenno-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
