@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/daemon"
 )
 
@@ -18,7 +16,7 @@ import (
 // backend exchange on stderr, the password never printed; exit 0 found,
 // 1 refused, 75 temporary failure.
 func TestQuery(t *testing.T) {
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	conf := testutil.BackendConf(t, "/api/", func(w http.ResponseWriter, r *http.Request) {
 		var body bytes.Buffer
 		body.ReadFrom(r.Body)
 		switch {
@@ -29,13 +27,7 @@ func TestQuery(t *testing.T) {
 		default:
 			http.Error(w, "no", http.StatusInternalServerError)
 		}
-	}))
-	defer be.Close()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "shitenno.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("RemoteURL = %q\n", be.URL+"/api/")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	})
 	p := daemon.Program{Name: "nginx", Build: build, Query: query}
 	for _, tc := range []struct {
 		args  []string

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/daemon"
 )
 
@@ -17,7 +18,7 @@ import (
 // failure, every attribute sent (request= added).
 func TestQueryPolicy(t *testing.T) {
 	var got map[string]any
-	conf := backendConf(t, func(w http.ResponseWriter, r *http.Request) {
+	conf := testutil.BackendConf(t, "/", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		var env struct{ Object map[string]any }
 		_ = json.Unmarshal(b, &env)

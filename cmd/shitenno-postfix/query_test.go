@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/daemon"
 )
 
@@ -17,7 +15,7 @@ import (
 // backend: the exact socketmap reply on stdout, the backend exchange on
 // stderr, exit 0 found, 1 not found, 75 temporary failure.
 func TestQuery(t *testing.T) {
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	conf := testutil.BackendConf(t, "/api/", func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/api/virtual":
 			fmt.Fprint(w, `{"Status":"OK","Data":"alice@example.org"}`)
@@ -26,13 +24,7 @@ func TestQuery(t *testing.T) {
 		default:
 			http.Error(w, "no", http.StatusBadGateway)
 		}
-	}))
-	defer be.Close()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "shitenno.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("RemoteURL = %q\n", be.URL+"/api/")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	})
 	p := daemon.Program{Name: "postfix", Build: build, Query: query, QueryUsage: "TABLE KEY"}
 	for _, tc := range []struct {
 		table, key string

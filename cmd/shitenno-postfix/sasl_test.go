@@ -6,33 +6,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/daemon"
 )
-
-// backendConf starts a fake backend and writes a config that uses it.
-func backendConf(t *testing.T, h http.HandlerFunc) string {
-	t.Helper()
-	be := httptest.NewServer(h)
-	t.Cleanup(be.Close)
-	conf := filepath.Join(t.TempDir(), "shitenno.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("RemoteURL = %q\n", be.URL+"/")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return conf
-}
 
 // TestQuerySASL runs `shitenno-postfix query --sasl USER` with the
 // password on stdin: the reply line postfix would read on stdout, exit 0
 // / 1 / 75 for OK / KO / failure, and the password never on stderr.
 func TestQuerySASL(t *testing.T) {
 	var got map[string]any
-	conf := backendConf(t, func(w http.ResponseWriter, r *http.Request) {
+	conf := testutil.BackendConf(t, "/", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		var env struct{ Object map[string]any }
 		_ = json.Unmarshal(b, &env)

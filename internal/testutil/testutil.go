@@ -3,8 +3,14 @@ package testutil
 
 import (
 	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // SyncBuffer is a bytes.Buffer that one goroutine may write (a logger, a
@@ -38,4 +44,18 @@ func GrepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// BackendConf starts a fake backend serving h and writes a configuration
+// file whose RemoteURL is that backend plus base (e.g. "/api/"); it
+// returns the file's path. Both go away with the test.
+func BackendConf(t testing.TB, base string, h http.HandlerFunc) string {
+	t.Helper()
+	be := httptest.NewServer(h)
+	t.Cleanup(be.Close)
+	conf := filepath.Join(t.TempDir(), "shitenno.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("RemoteURL = %q\n", be.URL+base)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return conf
 }
