@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"time"
 
 	"github.com/shitenno/shitenno/internal/redact"
@@ -65,16 +64,21 @@ func query(ctx context.Context, env *daemon.Env, args []string) int {
 	case len(args) == 3:
 		proto = args[2]
 	}
-	hr := httptest.NewRequestWithContext(ctx, http.MethodGet, "/auth", nil)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://localhost/auth", nil)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "shitenno-nginx: query: %v\n", err)
+		return daemon.ExitConfig
+	}
+	hr.RemoteAddr = "127.0.0.1:0"
 	for k, v := range map[string]string{
 		"Auth-Method": "plain", "Auth-Protocol": proto, "Auth-Login-Attempt": "1", "Client-IP": "127.0.0.1",
 		"Auth-User": mailauth.Escape(user), "Auth-Pass": mailauth.Escape(pass),
 	} {
 		hr.Header.Set(k, v)
 	}
-	rec := httptest.NewRecorder()
+	rec := headerRecorder{h: http.Header{}}
 	handler(env).ServeHTTP(rec, hr)
-	h := rec.Result().Header
+	h := rec.h
 	for _, k := range []string{"Auth-Status", "Auth-Server", "Auth-Port", "Auth-User", "Auth-Pass", "Auth-Wait", "Auth-Error-Code"} {
 		if v, ok := h[k]; ok {
 			if redact.Key(k) {
@@ -87,3 +91,11 @@ func query(ctx context.Context, env *daemon.Env, args []string) int {
 	st := h.Get("Auth-Status")
 	return daemon.QueryExit(st == mailauth.StatusOK, st != mailauth.StatusTempFail)
 }
+
+// headerRecorder keeps the headers of the handler's answer, all query
+// prints (nginx reads nothing else).
+type headerRecorder struct{ h http.Header }
+
+func (r headerRecorder) Header() http.Header         { return r.h }
+func (r headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r headerRecorder) WriteHeader(int)             {}
