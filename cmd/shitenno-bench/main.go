@@ -7,6 +7,8 @@
 //     the socket round trip);
 //  2. direct: the same lookups as HTTP POSTs straight to the backend
 //     (the cost of the HTTP hop alone);
+//     2b. naive: a naive reference daemon (naive.go: a goroutine per
+//     connection, net/http, no cache), the bar uncached shitenno must clear;
 //  3. uncached: through shitenno, every lookup reaching the backend;
 //  4. cached: through shitenno, answered from its cache.
 //
@@ -19,6 +21,7 @@
 //	shitenno-bench run [flags]            start everything, measure, report
 //	shitenno-bench backend --listen ADDR  the built-in minimal backend
 //	shitenno-bench null --protocol P --socket PATH
+//	shitenno-bench naive --protocol P --socket PATH --url URL
 //	shitenno-bench gen-data               data file for shitenno-example-backend
 package main
 
@@ -45,6 +48,7 @@ const usage = `usage: shitenno-bench run [--bin DIR] [--work DIR] [--backend bui
                           [--repeat-at 8] [--out FILE] [--append FILE]... [--limiter-control]
        shitenno-bench backend --listen ADDR [--max-age N]
        shitenno-bench null --protocol postfix|dovecot --socket PATH
+       shitenno-bench naive --protocol postfix|dovecot --socket PATH --url URL
        shitenno-bench gen-data
 `
 
@@ -73,6 +77,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 				err = fmt.Errorf("--socket is required")
 			} else {
 				err = serveNull(*proto, *sock)
+			}
+		}
+	case "naive":
+		proto := fs.String("protocol", "postfix", "postfix or dovecot")
+		sock := fs.String("socket", "", "unix socket path")
+		url := fs.String("url", "", "backend base URL (the verb is appended)")
+		if err = fs.Parse(args[1:]); err == nil {
+			if *sock == "" || *url == "" || (*proto != "postfix" && *proto != "dovecot") {
+				err = fmt.Errorf("--socket, --url and --protocol postfix|dovecot are required")
+			} else {
+				err = serveNaive(*proto, *sock, *url)
 			}
 		}
 	case "gen-data":

@@ -23,6 +23,16 @@ const (
 	targetLimiterCost = 0.05
 )
 
+// The targets of issue #21, against the naive reference daemon and the
+// same references as above, measured in the same run.
+const (
+	targetUncachedVsNaive   = 1.0  // at targetManyConns
+	targetUncachedVsDirect2 = 0.6  // at targetConns and targetManyConns
+	targetP50VsDirect       = 1.5  // uncached p50 / direct p50, at 1 connection
+	targetCachedVsNull2     = 0.75 // at targetConns, p99 < targetCachedP99
+	targetDovecotVsPostfix  = 0.9  // dovecot's uncached/direct over postfix's, every concurrency
+)
+
 type report struct {
 	Opts  runOptions
 	Rows  []row
@@ -115,7 +125,9 @@ func (r report) markdown() rendered {
 	}
 	b.WriteString("- scenarios: **null** = a responder in its own process answering from a precomputed table " +
 		"(floor of the unix-socket round trip); **direct** = the same lookups as HTTP POSTs straight to the backend " +
-		"(keep-alive, shitenno's transport settings, reply decoded and checked); **uncached** = shitenno, " +
+		"(keep-alive, shitenno's transport settings, reply decoded and checked); **naive** = a naive reference daemon " +
+		"(cmd/shitenno-bench/naive.go: a goroutine per connection, net/http client, encoding/json, no cache, no coalescing) " +
+		"against the same backend as direct; **uncached** = shitenno, " +
 		"`[Cache] MaxEntries = 0`, backend sends no Cache-Control; **cached** = shitenno with the cache on, " +
 		fmt.Sprintf("backend sends `Cache-Control: max-age=%d`, every key looked up once before the run\n", r.Opts.MaxAge))
 	if slices.ContainsFunc(r.Opts.Protocols, func(p string) bool { return !lookupProto(p) }) {
@@ -208,13 +220,24 @@ func (r report) writeLookupTables(b *strings.Builder, protos []string) {
 		ok := errs == 0 && rss >= 0 && rss <= targetRSS
 		return fmt.Sprintf("%s %d errors, RSS %s", mark(ok), errs, fmtBytes(rss)), true
 	})
+	r.writeIssue21Targets(b, protos)
 	b.WriteString("\n## Ratios\n\n")
-	b.WriteString("| protocol | conns | uncached / direct | cached / null | cached p99 | cached hit ratio |\n|---|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| protocol | conns | uncached / direct | naive / direct | uncached / naive | uncached p50 / direct p50 | cached / null | cached p99 | cached hit ratio |\n" +
+		"|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range protos {
 		for _, n := range r.Opts.Conns {
-			ud, cn, p99, hit := "—", "—", "—", "—"
+			ud, nd, un, pd, cn, p99, hit := "—", "—", "—", "—", "—", "—", "—"
 			if med, lo, hi, ok := r.ratio(p, scUncached, scDirect, n); ok {
 				ud = fmtRatio(med, lo, hi)
+			}
+			if med, lo, hi, ok := r.ratio(p, scNaive, scDirect, n); ok {
+				nd = fmtRatio(med, lo, hi)
+			}
+			if med, lo, hi, ok := r.ratio(p, scUncached, scNaive, n); ok {
+				un = fmtRatio(med, lo, hi)
+			}
+			if med, lo, hi, ok := r.ratioOf(p, scUncached, scDirect, n, p50); ok {
+				pd = fmtRatio(med, lo, hi)
 			}
 			if med, lo, hi, ok := r.ratio(p, scCached, scNull, n); ok {
 				cn = fmtRatio(med, lo, hi)
@@ -225,8 +248,83 @@ func (r report) writeLookupTables(b *strings.Builder, protos []string) {
 					hit = fmt.Sprintf("%.1f %%", 100*max(0, 1-c.BackendPer))
 				}
 			}
-			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s |\n", p, n, ud, cn, p99, hit)
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", p, n, ud, nd, un, pd, cn, p99, hit)
 		}
+	}
+}
+
+// p50 is a run's median latency in ns, for ratioOf.
+func p50(rw *row) float64 { return float64(rw.Res.Quantile(0.5)) }
+
+// writeIssue21Targets writes issue #21's targets: shitenno uncached
+// against the naive reference daemon and direct HTTP, its latency at one
+// connection, the cached path against the null responder, and dovecot
+// against postfix.
+func (r report) writeIssue21Targets(b *strings.Builder, protos []string) {
+	b.WriteString("\n## Targets of issue #21\n\n")
+	b.WriteString("| target | " + strings.Join(protos, " | ") + " |\n")
+	b.WriteString("|---|" + strings.Repeat("---|", len(protos)) + "\n")
+	r.targetRow(b, protos, fmt.Sprintf("uncached ≥ %.0f× naive @%d conns", targetUncachedVsNaive, targetManyConns), func(p string) (string, bool) {
+		med, lo, hi, ok := r.ratio(p, scUncached, scNaive, targetManyConns)
+		if !ok {
+			return "", false
+		}
+		good := med >= targetUncachedVsNaive && r.errors(p, scUncached, targetManyConns) == 0
+		return fmt.Sprintf("%s %s", mark(good), fmtRatio(med, lo, hi)), true
+	})
+	r.targetRow(b, protos, fmt.Sprintf("uncached ≥ %.1f× direct @%d and %d conns", targetUncachedVsDirect2, targetConns, targetManyConns), func(p string) (string, bool) {
+		var cells []string
+		good := true
+		for _, n := range []int{targetConns, targetManyConns} {
+			med, lo, hi, ok := r.ratio(p, scUncached, scDirect, n)
+			if !ok {
+				return "", false
+			}
+			good = good && med >= targetUncachedVsDirect2 && r.errors(p, scUncached, n) == 0
+			cells = append(cells, fmt.Sprintf("%s @%d", fmtRatio(med, lo, hi), n))
+		}
+		return mark(good) + " " + strings.Join(cells, ", "), true
+	})
+	r.targetRow(b, protos, fmt.Sprintf("uncached p50 ≤ %.1f× direct p50 @1 conn", targetP50VsDirect), func(p string) (string, bool) {
+		med, lo, hi, ok := r.ratioOf(p, scUncached, scDirect, 1, p50)
+		u := r.find(p, scUncached, 1)
+		if !ok || u == nil {
+			return "", false
+		}
+		return fmt.Sprintf("%s %s, p50 %s", mark(med <= targetP50VsDirect), fmtRatio(med, lo, hi), fmtDur(u.Res.Quantile(0.5))), true
+	})
+	r.targetRow(b, protos, fmt.Sprintf("cached ≥ %.2f× null @%d conns, p99 < %s", targetCachedVsNull2, targetConns, fmtDur(targetCachedP99)), func(p string) (string, bool) {
+		med, lo, hi, ok := r.ratio(p, scCached, scNull, targetConns)
+		c := r.find(p, scCached, targetConns)
+		if !ok || c == nil {
+			return "", false
+		}
+		p99 := c.Res.Quantile(0.99)
+		good := med >= targetCachedVsNull2 && p99 < targetCachedP99 && r.errors(p, scCached, targetConns) == 0
+		return fmt.Sprintf("%s %s, p99 %s", mark(good), fmtRatio(med, lo, hi), fmtDur(p99)), true
+	})
+	if slices.Contains(protos, "postfix") && slices.Contains(protos, "dovecot") {
+		name := fmt.Sprintf("dovecot's uncached / direct ≥ %.1f× postfix's, every concurrency", targetDovecotVsPostfix)
+		r.targetRow(b, protos, name, func(p string) (string, bool) {
+			if p != "dovecot" {
+				return "—", true
+			}
+			var cells []string
+			good := true
+			for _, n := range r.Opts.Conns {
+				d, _, _, ok1 := r.ratio("dovecot", scUncached, scDirect, n)
+				q, _, _, ok2 := r.ratio("postfix", scUncached, scDirect, n)
+				if !ok1 || !ok2 || q <= 0 {
+					continue
+				}
+				good = good && d/q >= targetDovecotVsPostfix
+				cells = append(cells, fmt.Sprintf("%.2f× @%d", d/q, n))
+			}
+			if len(cells) == 0 {
+				return "", false
+			}
+			return mark(good) + " " + strings.Join(cells, ", "), true
+		})
 	}
 }
 

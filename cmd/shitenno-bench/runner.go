@@ -38,8 +38,11 @@ type runOptions struct {
 
 // Scenario names, in the order of the issue.
 const (
-	scNull     = "null"
-	scDirect   = "direct"
+	scNull   = "null"
+	scDirect = "direct"
+	// scNaive is the naive reference daemon (naive.go, issue #21): what
+	// shitenno's uncached path must at least match.
+	scNaive    = "naive"
 	scUncached = "uncached"
 	scCached   = "cached"
 	// scLimiter is shitenno-nginx uncached with the brute-force limiter
@@ -48,7 +51,7 @@ const (
 )
 
 // allScenarios orders the rows of the report.
-var allScenarios = []string{scNull, scDirect, scUncached, scCached, scLimiter}
+var allScenarios = []string{scNull, scDirect, scNaive, scUncached, scCached, scLimiter}
 
 // allProtocols are what --protocols accepts: the two lookup protocols,
 // then SMTP AUTH and policy (served by shitenno-postfix) and nginx
@@ -65,7 +68,7 @@ func scenariosOf(proto string) []string {
 	case "nginx":
 		return []string{scDirect, scUncached, scLimiter}
 	}
-	return []string{scNull, scDirect, scUncached, scCached}
+	return []string{scNull, scDirect, scNaive, scUncached, scCached}
 }
 
 // daemonOf names the daemon serving proto: shitenno-<daemonOf>.
@@ -125,6 +128,7 @@ type runner struct {
 	urls     map[bool]string
 	daemons  map[string]*proc // "postfix/cached" …
 	nulls    map[string]*proc
+	naives   map[string]*proc // the naive reference daemons, by protocol
 	notes    []string
 }
 
@@ -135,7 +139,7 @@ func benchRun(o runOptions) error {
 		return err
 	}
 	r := &runner{o: o, self: self, backends: map[bool]*proc{}, urls: map[bool]string{},
-		daemons: map[string]*proc{}, nulls: map[string]*proc{}}
+		daemons: map[string]*proc{}, nulls: map[string]*proc{}, naives: map[string]*proc{}}
 	defer r.stopAll()
 	if err := r.startBackends(); err != nil {
 		return err
@@ -143,6 +147,9 @@ func benchRun(o runOptions) error {
 	for _, p := range o.Protocols {
 		if lookupProto(p) {
 			if err := r.startNull(p); err != nil {
+				return err
+			}
+			if err := r.startNaive(p); err != nil {
 				return err
 			}
 		}
@@ -280,13 +287,28 @@ func (r *runner) startNull(proto string) error {
 	return nil
 }
 
+// startNaive starts the naive reference daemon for proto against the
+// uncached backend (the one direct and uncached use).
+func (r *runner) startNaive(proto string) error {
+	sock := filepath.Join(r.o.Work, "naive-"+proto)
+	p, err := r.start("naive-"+proto, r.self, "naive", "--protocol", proto, "--socket", sock, "--url", r.urls[false])
+	if err != nil {
+		return err
+	}
+	if err := p.waitReady("unix", sock); err != nil {
+		return err
+	}
+	r.naives[proto] = p
+	return nil
+}
+
 // daemonsNeeded lists the daemons the protocols need, as (daemon,
 // kind) pairs: kind is a scenario name (uncached, cached, limiter).
 func (r *runner) daemonsNeeded() [][2]string {
 	var out [][2]string
 	for _, p := range r.o.Protocols {
 		for _, sc := range scenariosOf(p) {
-			if sc == scNull || sc == scDirect {
+			if sc == scNull || sc == scDirect || sc == scNaive {
 				continue
 			}
 			d := [2]string{daemonOf(p), sc}
@@ -375,6 +397,9 @@ func (r *runner) target(proto, sc string) (target, error) {
 	case scDirect:
 		d, cleanup := dialHTTP(r.urls[false], proto)
 		return target{dial: d, server: r.backends[false], backend: r.backends[false], url: r.urls[false], cleanup: cleanup}, nil
+	case scNaive:
+		return target{dial: dialProto(proto, filepath.Join(r.o.Work, "naive-"+proto)), server: r.naives[proto],
+			backend: r.backends[false], url: r.urls[false]}, nil
 	}
 	cached := sc == scCached
 	p := r.daemons[daemonOf(proto)+"/"+sc]
