@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // flightGroup coalesces identical lookups in flight into one backend
@@ -29,17 +30,24 @@ type flightCall struct {
 	key     string
 }
 
-// do runs fn once per key at a time. fn gets a context that keeps the first
-// caller's deadline but not its cancellation, so one impatient caller does
-// not fail the others; it is cancelled when every caller has given up.
-// Followers return as soon as their own ctx ends; the leader, which runs
-// fn itself, returns a timeout error once fn returns (at once when nobody
-// else waits, since fn is then cancelled; otherwise by the deadline).
-func (f *flightGroup) do(ctx context.Context, key string, fn func(context.Context) (Result, cachePolicy, error)) (Result, cachePolicy, error) {
+// do runs fn once per key at a time. Each caller waits at most timeout
+// (0: no bound of its own) within ctx's deadline. fn gets a context that
+// keeps the first caller's deadline but not its cancellation, so one
+// impatient caller does not fail the others; it is cancelled when every
+// caller has given up. Followers return as soon as their own time is up;
+// the leader, which runs fn itself, returns a timeout error once fn
+// returns (at once when nobody else waits, since fn is then cancelled;
+// otherwise by the deadline).
+func (f *flightGroup) do(ctx context.Context, timeout time.Duration, key string, fn func(context.Context) (Result, cachePolicy, error)) (Result, cachePolicy, error) {
 	f.mu.Lock()
 	if c, ok := f.calls[key]; ok {
 		c.waiters++
 		f.mu.Unlock()
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
 		select {
 		case <-c.done:
 			return c.res, c.pol, c.err
@@ -51,8 +59,20 @@ func (f *flightGroup) do(ctx context.Context, key string, fn func(context.Contex
 	// The cancellation cause is the last caller's: fn can tell callers
 	// that ran out of time (the backend was slow) from callers that went
 	// away (it says nothing about the backend).
+	//
+	// The leader's Timeout lives on fctx alone, whose deadline is the
+	// leader's: a second timer on the leader's own context would fire at
+	// the same instant (one timer, context and cancel registration less
+	// per lookup, BenchmarkLookupClientOnly). Its AfterFunc watches the
+	// caller's ctx for the caller's own deadline or cancellation.
 	fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	if dl, ok := ctx.Deadline(); ok {
+	dl, ok := ctx.Deadline()
+	if timeout > 0 {
+		if t := time.Now().Add(timeout); !ok || t.Before(dl) {
+			dl, ok = t, true
+		}
+	}
+	if ok {
 		var stopDL context.CancelFunc
 		fctx, stopDL = context.WithDeadline(fctx, dl)
 		defer stopDL()
@@ -83,8 +103,13 @@ func (f *flightGroup) do(ctx context.Context, key string, fn func(context.Contex
 	}()
 	c.res, c.pol, c.err = fn(fctx)
 	finished = true
-	if ctx.Err() != nil {
-		return Result{}, cachePolicy{}, &Error{Kind: KindTimeout, Reason: "backend timeout", Err: ctx.Err()}
+	if err := ctx.Err(); err != nil {
+		return Result{}, cachePolicy{}, &Error{Kind: KindTimeout, Reason: "backend timeout", Err: err}
+	}
+	// fctx ends before the deferred cancel only at the leader's deadline
+	// (or when every caller left, which the leader does only with ctx).
+	if fctx.Err() != nil {
+		return Result{}, cachePolicy{}, &Error{Kind: KindTimeout, Reason: "backend timeout", Err: context.DeadlineExceeded}
 	}
 	return c.res, c.pol, c.err
 }
