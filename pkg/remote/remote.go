@@ -584,8 +584,9 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 	if err != nil {
 		return Result{}, cachePolicy{}, &Error{Kind: KindTransport, Reason: "cannot build backend request", Err: err}
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
+	// Shared, never modified: net/http only reads a request's header.
+	req.Header["Content-Type"] = headerJSON
+	req.Header["Accept"] = headerJSON
 	if !c.unsafe[verb] {
 		// A lookup is a read, so it is safe to send twice. Saying so lets
 		// net/http resend it on a fresh connection when a reused
@@ -598,7 +599,10 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 		// when it knows nothing was written.
 		req.Header["X-Idempotency-Key"] = nil
 	}
-	resp, err := c.http.Do(req)
+	// The transport directly: http.Client would only add a copy of the
+	// header for redirects (which are never followed, CheckRedirect) and
+	// wrap the error in a *url.Error naming the URL.
+	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
 		e := c.transportError(actx, err, !answered.Load())
 		e.sent = sent.Load()
@@ -613,7 +617,7 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 	if resp.ContentLength > c.maxReply {
 		return Result{}, cachePolicy{}, &Error{Kind: KindBody, Reason: "backend reply too large"}
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxReply+1))
+	data, err := readBody(resp, c.maxReply)
 	if err != nil {
 		if actx.Err() != nil {
 			return Result{}, cachePolicy{}, &Error{Kind: KindTimeout, Reason: "backend timeout", Err: err}
@@ -629,6 +633,26 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 	}
 	return res, parseCachePolicy(resp.Header, time.Now()), nil
 }
+
+// readBody reads a reply body of at most limit bytes, and limit+1 bytes
+// of a longer one (the caller refuses it). A body of known length is read
+// into a buffer of that size in one go, rather than grown from 512 bytes.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= limit {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, limit+1))
+}
+
+// headerJSON is the value of the requests' Content-Type and Accept.
+var headerJSON = []string{"application/json"}
 
 // ParseReply decodes a backend reply body.
 func ParseReply(data []byte) (Result, error) {
