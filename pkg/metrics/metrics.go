@@ -58,15 +58,18 @@ type Metrics struct {
 	lookups        *prometheus.CounterVec
 	backendSeconds *prometheus.HistogramVec
 	lookupSeconds  *prometheus.HistogramVec
-	cacheHits      prometheus.Counter
-	cacheMisses    prometheus.Counter
-	cacheStale     prometheus.Counter
-	conns          prometheus.Gauge
-	connsTotal     prometheus.Counter
-	connsRefused   *prometheus.CounterVec
-	tlsFailures    *prometheus.CounterVec
-	reloads        *prometheus.CounterVec
-	reloadOK       prometheus.Gauge
+	// backendOKObs and backendErrObs are backendSeconds' two series,
+	// resolved once: BackendDone runs on every backend exchange.
+	backendOKObs, backendErrObs prometheus.Observer
+	cacheHits                   prometheus.Counter
+	cacheMisses                 prometheus.Counter
+	cacheStale                  prometheus.Counter
+	conns                       prometheus.Gauge
+	connsTotal                  prometheus.Counter
+	connsRefused                *prometheus.CounterVec
+	tlsFailures                 *prometheus.CounterVec
+	reloads                     *prometheus.CounterVec
+	reloadOK                    prometheus.Gauge
 
 	verbs  *labelSet
 	causes *labelSet
@@ -123,6 +126,7 @@ func New(daemon, version string) *Metrics {
 		m.backendSeconds.WithLabelValues(r)
 		m.reloads.WithLabelValues(r)
 	}
+	m.backendOKObs, m.backendErrObs = m.backendSeconds.WithLabelValues("ok"), m.backendSeconds.WithLabelValues("error")
 	return m
 }
 
@@ -205,11 +209,11 @@ func (m *Metrics) ConnDelta(delta int) {
 // (context.Canceled) says nothing about the backend and only counts as an
 // error in the histogram.
 func (m *Metrics) BackendDone(verb string, d time.Duration, err error) {
-	result := "ok"
+	obs := m.backendOKObs
 	if err != nil {
-		result = "error"
+		obs = m.backendErrObs
 	}
-	m.backendSeconds.WithLabelValues(result).Observe(d.Seconds())
+	obs.Observe(d.Seconds())
 	switch {
 	case err == nil:
 		m.backendOK()
