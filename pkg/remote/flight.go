@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -14,9 +15,27 @@ import (
 // than a third of an uncached lookup's CPU in shitenno (goroutine start,
 // stack growth through net/http, cross-thread wake-ups; see
 // BenchmarkPostfixRemoteUncached in pkg/bridge).
+//
+// The calls are spread over shards by key: at 64 connections one mutex
+// for all of them was the daemon's most contended lock (mutex profile
+// under make bench's load).
 type flightGroup struct {
+	shards [flightShards]flightShard
+}
+
+const flightShards = 16
+
+// flightShard is one lock's share of the calls in flight.
+type flightShard struct {
 	mu    sync.Mutex
 	calls map[string]*flightCall
+}
+
+// flightSeed hashes keys to shards.
+var flightSeed = maphash.MakeSeed()
+
+func (f *flightGroup) shard(key string) *flightShard {
+	return &f.shards[maphash.String(flightSeed, key)%flightShards]
 }
 
 // flightCall is one request in flight and the callers waiting for it.
@@ -28,6 +47,7 @@ type flightCall struct {
 	waiters int // callers that still want the answer, leader included
 	cancel  context.CancelCauseFunc
 	key     string
+	shard   *flightShard
 }
 
 // do runs fn once per key at a time. Each caller waits at most timeout
@@ -39,10 +59,14 @@ type flightCall struct {
 // returns (at once when nobody else waits, since fn is then cancelled;
 // otherwise by the deadline).
 func (f *flightGroup) do(ctx context.Context, timeout time.Duration, key string, fn func(context.Context) (Result, cachePolicy, error)) (Result, cachePolicy, error) {
-	f.mu.Lock()
-	if c, ok := f.calls[key]; ok {
+	sh := f.shard(key)
+	// Made before the lock, so that no allocation (which may assist the
+	// GC) lengthens the critical section; wasted by a follower.
+	c := &flightCall{done: make(chan struct{}), waiters: 1, key: key, shard: sh}
+	sh.mu.Lock()
+	if c, ok := sh.calls[key]; ok {
 		c.waiters++
-		f.mu.Unlock()
+		sh.mu.Unlock()
 		if timeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -52,10 +76,16 @@ func (f *flightGroup) do(ctx context.Context, timeout time.Duration, key string,
 		case <-c.done:
 			return c.res, c.pol, c.err
 		case <-ctx.Done():
-			f.leave(c, context.Cause(ctx))
+			leave(c, context.Cause(ctx))
 			return Result{}, cachePolicy{}, &Error{Kind: KindTimeout, Reason: "backend timeout", Err: ctx.Err()}
 		}
 	}
+	if sh.calls == nil {
+		sh.calls = make(map[string]*flightCall)
+	}
+	sh.calls[key] = c
+	sh.mu.Unlock()
+
 	// The cancellation cause is the last caller's: fn can tell callers
 	// that ran out of time (the backend was slow) from callers that went
 	// away (it says nothing about the backend).
@@ -65,6 +95,10 @@ func (f *flightGroup) do(ctx context.Context, timeout time.Duration, key string,
 	// the same instant (one timer, context and cancel registration less
 	// per lookup, BenchmarkLookupClientOnly). Its AfterFunc watches the
 	// caller's ctx for the caller's own deadline or cancellation.
+	//
+	// All this is set up outside the shard's lock: c.cancel is only called
+	// by the last caller out, which the leader, whose AfterFunc is
+	// registered below, can be at the earliest.
 	fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	dl, ok := ctx.Deadline()
 	if timeout > 0 {
@@ -77,23 +111,18 @@ func (f *flightGroup) do(ctx context.Context, timeout time.Duration, key string,
 		fctx, stopDL = context.WithDeadline(fctx, dl)
 		defer stopDL()
 	}
-	c := &flightCall{done: make(chan struct{}), waiters: 1, cancel: cancel, key: key}
-	if f.calls == nil {
-		f.calls = make(map[string]*flightCall)
-	}
-	f.calls[key] = c
-	f.mu.Unlock()
+	c.cancel = cancel
 
-	stop := context.AfterFunc(ctx, func() { f.leave(c, context.Cause(ctx)) })
+	stop := context.AfterFunc(ctx, func() { leave(c, context.Cause(ctx)) })
 	finished := false
 	defer func() {
 		stop()
 		cancel(nil)
-		f.mu.Lock()
-		if f.calls[key] == c {
-			delete(f.calls, key)
+		sh.mu.Lock()
+		if sh.calls[key] == c {
+			delete(sh.calls, key)
 		}
-		f.mu.Unlock()
+		sh.mu.Unlock()
 		if !finished {
 			// fn panicked: release the followers with a failure, then let
 			// the panic go on in the leader.
@@ -116,14 +145,15 @@ func (f *flightGroup) do(ctx context.Context, timeout time.Duration, key string,
 
 // leave records that one caller no longer waits, for cause; the last one
 // out cancels the request with its cause, and nobody may join it any more.
-func (f *flightGroup) leave(c *flightCall, cause error) {
-	f.mu.Lock()
+func leave(c *flightCall, cause error) {
+	sh := c.shard
+	sh.mu.Lock()
 	c.waiters--
 	last := c.waiters == 0
-	if last && f.calls[c.key] == c {
-		delete(f.calls, c.key)
+	if last && sh.calls[c.key] == c {
+		delete(sh.calls, c.key)
 	}
-	f.mu.Unlock()
+	sh.mu.Unlock()
 	if last {
 		c.cancel(cause)
 	}
