@@ -656,6 +656,27 @@ var headerJSON = []string{"application/json"}
 
 // ParseReply decodes a backend reply body.
 func ParseReply(data []byte) (Result, error) {
+	if st, has, raw, ok := fastReply(data); ok {
+		if !has {
+			return Result{}, &Error{Kind: KindStatus, Reason: "backend reply has no Status"}
+		}
+		var d json.RawMessage
+		if raw != nil {
+			d = bytes.Clone(raw) // data is the caller's buffer
+		}
+		switch string(st) {
+		case "OK":
+			return Result{Status: Found, Data: d}, nil
+		case "KO":
+			return Result{Status: NotFound, Data: d}, nil
+		}
+		return Result{}, &Error{Kind: KindStatus, Reason: "backend Status is neither OK nor KO"}
+	}
+	return parseReplySlow(data)
+}
+
+// parseReplySlow is ParseReply through encoding/json.
+func parseReplySlow(data []byte) (Result, error) {
 	var r reply
 	if err := json.Unmarshal(data, &r); err != nil {
 		return Result{}, &Error{Kind: KindJSON, Reason: "backend reply is not valid JSON"}
