@@ -1,16 +1,16 @@
 // Command shitenno-bench measures shitenno against the physical limit of
 // the machine it runs on: lookups per second, median and 99th-percentile
 // latency, errors and peak memory, for postfix (socketmap) and dovecot
-// (proxy dict), each in four scenarios:
+// (proxy dict), each in five scenarios:
 //
 //  1. null: a responder that answers without any backend (the floor of
 //     the socket round trip);
 //  2. direct: the same lookups as HTTP POSTs straight to the backend
 //     (the cost of the HTTP hop alone);
-//     2b. naive: a naive reference daemon (naive.go: a goroutine per
+//  3. naive: a naive reference daemon (naive.go: a goroutine per
 //     connection, net/http, no cache), the bar uncached shitenno must clear;
-//  3. uncached: through shitenno, every lookup reaching the backend;
-//  4. cached: through shitenno, answered from its cache.
+//  4. uncached: through shitenno, every lookup reaching the backend;
+//  5. cached: through shitenno, answered from its cache.
 //
 // SMTP AUTH logins (sasl), policy requests (policy) and nginx auth_http
 // requests (nginx) are uncached by design: they are measured direct and
