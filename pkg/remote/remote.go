@@ -608,6 +608,13 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 		e.sent = sent.Load()
 		return Result{}, cachePolicy{}, e
 	}
+	// What http.Client would check of an Options.Transport's answer.
+	if resp == nil {
+		return Result{}, cachePolicy{}, &Error{Kind: KindTransport, Reason: "backend unreachable", Err: errors.New("transport returned no response")}
+	}
+	if resp.Body == nil {
+		resp.Body = http.NoBody
+	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// Drain a little so the connection can be reused, but never much.
