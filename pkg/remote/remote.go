@@ -20,6 +20,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -600,10 +601,11 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 		req.Header["X-Idempotency-Key"] = nil
 	}
 	// The transport directly: http.Client would only add a copy of the
-	// header for redirects (which are never followed, CheckRedirect) and
-	// wrap the error in a *url.Error naming the URL.
+	// header for redirects (which are never followed, CheckRedirect). Its
+	// *url.Error is kept, so the logs read as before.
 	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
+		err = &url.Error{Op: "Post", URL: urlWithoutPassword(req.URL), Err: err}
 		e := c.transportError(actx, err, !answered.Load())
 		e.sent = sent.Load()
 		return Result{}, cachePolicy{}, e
@@ -656,6 +658,15 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 		return buf, nil
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, limit+1))
+}
+
+// urlWithoutPassword is u as http.Client names it in its errors: the
+// password, if any, as "***".
+func urlWithoutPassword(u *url.URL) string {
+	if _, ok := u.User.Password(); ok {
+		return strings.Replace(u.String(), u.User.String()+"@", u.User.Username()+":***@", 1)
+	}
+	return u.String()
 }
 
 // headerJSON is the value of the requests' Content-Type and Accept.
