@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -294,7 +295,12 @@ func New(o Options) (*Client, error) {
 		if err != nil {
 			return nil, fmt.Errorf("remote: bad URL %q", redact.URL(u))
 		}
-		c.backends = append(c.backends, &backend{base: u, host: p.Host})
+		b := &backend{base: u, host: p.Host}
+		if p.User != nil {
+			pw, _ := p.User.Password()
+			b.auth = []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(p.User.Username()+":"+pw))}
+		}
+		c.backends = append(c.backends, b)
 	}
 	c.transport = o.Transport
 	if c.transport == nil {
@@ -438,6 +444,9 @@ func AppendJSONString(dst []byte, s string) []byte {
 type backend struct {
 	base string
 	host string
+	// auth is the Authorization header of a URL with user:password, as
+	// http.Client would send it (requests go to the transport directly).
+	auth []string
 
 	mu        sync.Mutex
 	downUntil time.Time
@@ -588,6 +597,9 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 	// Shared, never modified: net/http only reads a request's header.
 	req.Header["Content-Type"] = headerJSON
 	req.Header["Accept"] = headerJSON
+	if b.auth != nil {
+		req.Header["Authorization"] = b.auth
+	}
 	if !c.unsafe[verb] {
 		// A lookup is a read, so it is safe to send twice. Saying so lets
 		// net/http resend it on a fresh connection when a reused
