@@ -590,27 +590,9 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 			}
 		},
 	})
-	req, err := http.NewRequestWithContext(tctx, http.MethodPost, b.base+url.PathEscape(verb), bytes.NewReader(body))
+	req, err := c.newRequest(tctx, b, verb, body)
 	if err != nil {
-		return Result{}, cachePolicy{}, &Error{Kind: KindTransport, Reason: "cannot build backend request", Err: err}
-	}
-	// Shared, never modified: net/http only reads a request's header.
-	req.Header["Content-Type"] = headerJSON
-	req.Header["Accept"] = headerJSON
-	if b.auth != nil {
-		req.Header["Authorization"] = b.auth
-	}
-	if !c.unsafe[verb] {
-		// A lookup is a read, so it is safe to send twice. Saying so lets
-		// net/http resend it on a fresh connection when a reused
-		// keep-alive connection turns out dead before any response byte
-		// (the backend closed it just as the request went out): a stale
-		// connection must not fail the lookup nor count as a backend
-		// failure. A nil value marks the request idempotent without
-		// sending the header (net/http Transport documentation). A
-		// non-idempotent verb goes without: net/http then resends it only
-		// when it knows nothing was written.
-		req.Header["X-Idempotency-Key"] = nil
+		return Result{}, cachePolicy{}, err
 	}
 	// The transport directly: http.Client would only add a copy of the
 	// header for redirects (which are never followed, CheckRedirect). Its
@@ -630,6 +612,40 @@ func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []
 		resp.Body = http.NoBody
 	}
 	defer resp.Body.Close()
+	return c.readReply(actx, resp)
+}
+
+// newRequest is the POST of body to backend b's verb, with its headers.
+func (c *Client) newRequest(ctx context.Context, b *backend, verb string, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+url.PathEscape(verb), bytes.NewReader(body))
+	if err != nil {
+		return nil, &Error{Kind: KindTransport, Reason: "cannot build backend request", Err: err}
+	}
+	// Shared, never modified: net/http only reads a request's header.
+	req.Header["Content-Type"] = headerJSON
+	req.Header["Accept"] = headerJSON
+	if b.auth != nil {
+		req.Header["Authorization"] = b.auth
+	}
+	if !c.unsafe[verb] {
+		// A lookup is a read, so it is safe to send twice. Saying so lets
+		// net/http resend it on a fresh connection when a reused
+		// keep-alive connection turns out dead before any response byte
+		// (the backend closed it just as the request went out): a stale
+		// connection must not fail the lookup nor count as a backend
+		// failure. A nil value marks the request idempotent without
+		// sending the header (net/http Transport documentation). A
+		// non-idempotent verb goes without: net/http then resends it only
+		// when it knows nothing was written.
+		req.Header["X-Idempotency-Key"] = nil
+	}
+	return req, nil
+}
+
+// readReply checks and decodes a response: a 2xx status, a body within
+// MaxReplySize, a valid reply envelope. actx is the attempt's context (a
+// body cut by its end is a timeout).
+func (c *Client) readReply(actx context.Context, resp *http.Response) (Result, cachePolicy, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// Drain a little so the connection can be reused, but never much.
 		_, _ = io.CopyN(io.Discard, resp.Body, 4096)
