@@ -67,18 +67,7 @@ func (f *flightGroup) do(ctx context.Context, timeout time.Duration, key string,
 	if c, ok := sh.calls[key]; ok {
 		c.waiters++
 		sh.mu.Unlock()
-		if timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, timeout)
-			defer cancel()
-		}
-		select {
-		case <-c.done:
-			return c.res, c.pol, c.err
-		case <-ctx.Done():
-			leave(c, context.Cause(ctx))
-			return Result{}, cachePolicy{}, &Error{Kind: KindTimeout, Reason: "backend timeout", Err: ctx.Err()}
-		}
+		return c.follow(ctx, timeout)
 	}
 	if sh.calls == nil {
 		sh.calls = make(map[string]*flightCall)
@@ -99,18 +88,8 @@ func (f *flightGroup) do(ctx context.Context, timeout time.Duration, key string,
 	// All this is set up outside the shard's lock: c.cancel is only called
 	// by the last caller out, which the leader, whose AfterFunc is
 	// registered below, can be at the earliest.
-	fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	dl, ok := ctx.Deadline()
-	if timeout > 0 {
-		if t := time.Now().Add(timeout); !ok || t.Before(dl) {
-			dl, ok = t, true
-		}
-	}
-	if ok {
-		var stopDL context.CancelFunc
-		fctx, stopDL = context.WithDeadline(fctx, dl)
-		defer stopDL()
-	}
+	fctx, cancel, stopDL := leaderContext(ctx, timeout)
+	defer stopDL()
 	c.cancel = cancel
 
 	stop := context.AfterFunc(ctx, func() { leave(c, context.Cause(ctx)) })
@@ -145,6 +124,40 @@ func (f *flightGroup) do(ctx context.Context, timeout time.Duration, key string,
 
 // leave records that one caller no longer waits, for cause; the last one
 // out cancels the request with its cause, and nobody may join it any more.
+// follow waits, within timeout, for the call another caller leads.
+func (c *flightCall) follow(ctx context.Context, timeout time.Duration) (Result, cachePolicy, error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	select {
+	case <-c.done:
+		return c.res, c.pol, c.err
+	case <-ctx.Done():
+		leave(c, context.Cause(ctx))
+		return Result{}, cachePolicy{}, &Error{Kind: KindTimeout, Reason: "backend timeout", Err: ctx.Err()}
+	}
+}
+
+// leaderContext is the context fn runs under: not cancelled with the
+// leader's ctx (cancel, the last caller out, does that), ending at the
+// earlier of ctx's deadline and timeout from now. stop releases it.
+func leaderContext(ctx context.Context, timeout time.Duration) (fctx context.Context, cancel context.CancelCauseFunc, stop context.CancelFunc) {
+	fctx, cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	dl, ok := ctx.Deadline()
+	if timeout > 0 {
+		if t := time.Now().Add(timeout); !ok || t.Before(dl) {
+			dl, ok = t, true
+		}
+	}
+	if !ok {
+		return fctx, cancel, func() {}
+	}
+	fctx, stop = context.WithDeadline(fctx, dl)
+	return fctx, cancel, stop
+}
+
 func leave(c *flightCall, cause error) {
 	sh := c.shard
 	sh.mu.Lock()
