@@ -102,16 +102,18 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		defer cancel()
 	}
 	rep, err := h.serve(ctx, req, log)
-	outcome := "denied"
+	// The lookup outcomes of every log line and metric: found (let in),
+	// not_found (refused), failed (temporary failure).
+	outcome := "not_found"
 	switch {
 	case err != nil:
-		rep, outcome = TempFail(req), "tempfail"
+		rep, outcome = TempFail(req), "failed"
 	case rep.Status == StatusOK:
-		outcome = "ok"
+		outcome = "found"
 	}
 	if werr := rep.write(w, req, http.StatusOK); werr != nil {
 		// The Handler built something nginx cannot take: fail safe.
-		err, outcome = werr, "tempfail"
+		err, outcome = werr, "failed"
 		log.Warn("nginx auth: invalid reply", "req", req, "err", werr)
 		_ = TempFail(req).write(w, req, http.StatusOK)
 	}
