@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests run against (postfix, dovecot, nginx with
-# the mail module, swaks, runit, systemd's tools, debootstrap for the Debian
+# the mail module, swaks (with libnet-ssleay-perl for --tls), runit, systemd's tools, debootstrap for the Debian
 # 13 root) on Debian 12 or 13, without starting any of their services.
 # `make test` and .ci/run both use it.
 #
@@ -23,7 +23,7 @@ for a in "$@"; do
 	esac
 done
 
-pkgs=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd nginx libnginx-mod-mail runit swaks
+pkgs=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd nginx libnginx-mod-mail runit swaks libnet-ssleay-perl
 	systemd debootstrap ca-certificates psmisc procps util-linux)
 [ $deb -eq 0 ] || pkgs+=(debhelper dpkg-dev fakeroot lintian debootstrap man-db)
 
