@@ -173,6 +173,8 @@ func extract(md, title string) (string, error) {
 
 // writeUsage renders --help output: "Usage:" lines as SYNOPSIS, flag lines
 // as OPTIONS, the rest as a paragraph.
+//
+// Complexity: one case per kind of --help line.
 func writeUsage(b *strings.Builder, help string) {
 	var syn, opts, prose []string
 	for _, l := range strings.Split(help, "\n") {

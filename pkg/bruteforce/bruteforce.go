@@ -372,6 +372,10 @@ func (b *Limiter) count(e *entry, h uint64, max int, now time.Time) (counted, bl
 
 // Record tells the limiter what the backend answered for a login that
 // Check let through. password is hashed, never kept.
+//
+// Complexity: each branch is one rule of what counts (allowed networks,
+// success, failure, a repeated password, the per-name limit), kept
+// together so their order is visible.
 func (b *Limiter) Record(ip netip.Addr, user string, password []byte, o Outcome) {
 	if o == Failed {
 		return

@@ -493,6 +493,9 @@ func (c *Config) problems(sections []string) []*Error {
 }
 
 // checkBackend checks the keys of the backend link.
+//
+// Complexity: one check per key, in the order of the configuration
+// reference.
 func (c *Config) checkBackend(p *problemList) {
 	if len(c.RemoteURL) == 0 {
 		p.add("RemoteURL", "required key is missing (the backend base URL, e.g. \"http://127.0.0.1:8080/api/\")")

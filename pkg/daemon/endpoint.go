@@ -144,6 +144,9 @@ func (a Activated) has(names ...string) bool {
 // are told apart by their Listen address. A named socket nobody uses is an
 // error: silently dropping it would leave a peer connecting to nothing.
 // valid lists, for that error, every name the program knows.
+//
+// Complexity: each branch is one way systemd's sockets and the
+// configuration can disagree, each with its own error.
 func (a Activated) assign(eps []Endpoint, valid []string) ([][]net.Listener, error) {
 	out := make([][]net.Listener, len(eps))
 	known := map[string]bool{}

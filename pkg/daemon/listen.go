@@ -55,6 +55,9 @@ var afterBind func()
 // A stale socket left by a dead instance is removed (only when connecting
 // to it is refused); a live socket, any other file at the path, or any
 // other connect error is refused with the path named.
+//
+// Complexity: each branch is one of the socket-file safety rules (issue
+// #18), in the order they must hold.
 func ListenUnix(s UnixSocket) (net.Listener, error) {
 	dir := filepath.Dir(s.Path)
 	if err := checkDir(dir); err != nil {

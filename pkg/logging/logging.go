@@ -249,6 +249,9 @@ func (o *Output) Close() error {
 }
 
 // newSink parses a DevLog value and starts its writer.
+//
+// Complexity: one case per DevLog form (stderr, journald, syslog over udp,
+// tcp, tls or unix).
 func (o *Output) newSink(devLog string) (*sink, error) {
 	host := o.opts.Hostname
 	if host == "" {

@@ -105,6 +105,8 @@ type Request struct {
 // forced empty: nginx before 1.29.1 may still carry the credentials of an
 // earlier failed AUTH in the same session (nginx commit 9c02c84a7), and a
 // backend must not mistake them for an authenticated user.
+//
+// Complexity: one case per header nginx sends.
 func ParseRequest(h http.Header) (*Request, error) {
 	r := &Request{Fields: make(map[string]string, 8)}
 	for key, vals := range h {

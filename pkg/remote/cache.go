@@ -156,6 +156,8 @@ type cachePolicy struct {
 // allows. The Age header is subtracted from the lifetime; Date is used only
 // as the base of Expires, so a backend clock that is off does not shorten
 // max-age.
+//
+// Complexity: one case per directive of RFC 9111 §5.2.2.
 func parseCachePolicy(h http.Header, now time.Time) cachePolicy {
 	p := cachePolicy{received: now}
 	var (
@@ -230,6 +232,9 @@ func parseCachePolicy(h http.Header, now time.Time) cachePolicy {
 // name[=value] up to a comma that is not inside a quoted string, so that
 // a quoted argument cannot smuggle in another directive. Quotes are
 // removed from the value.
+//
+// Complexity: a byte scanner with quoted-string states (RFC 9110 §5.6.2);
+// split up, the one grammar would be scattered.
 func nextDirective(s string) (name, val, rest string) {
 	i := 0
 	for i < len(s) && s[i] != ',' && s[i] != '=' {

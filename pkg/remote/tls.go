@@ -385,6 +385,9 @@ func mustStaple(c *x509.Certificate) bool {
 // checkOCSP verifies a stapled OCSP response for the leaf: signed by its
 // issuer (or a responder the issuer delegated to), for the leaf's serial,
 // fresh, and Good.
+//
+// Complexity: each branch is one RFC 6960 check, in the order they must
+// run.
 func (s *TLSSetup) checkOCSP(chains [][]*x509.Certificate, staple []byte) error {
 	leaf := chains[0][0]
 	serial := leaf.SerialNumber.Text(16)

@@ -68,6 +68,8 @@ type authParams struct {
 }
 
 // parseLine parses one line without its newline.
+//
+// Complexity: one case per command and AUTH parameter of the protocol.
 func parseLine(line []byte) (clientLine, error) {
 	if bytes.IndexByte(line, 0) >= 0 {
 		return clientLine{}, ErrBadLine

@@ -35,6 +35,9 @@ var (
 // enough) and returns the payload. max bounds the payload length; the length
 // is checked before anything is allocated. io.EOF is returned only when the
 // stream ends cleanly between netstrings.
+//
+// Complexity: a byte-level parser of the netstring grammar; each branch is
+// one malformed-input case.
 func ReadNetstring(r *bufio.Reader, buf []byte, max int) ([]byte, error) {
 	n := 0
 	digits := 0
