@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -19,11 +17,6 @@ import (
 // NginxVerb is the Verb of every nginx auth_http lookup.
 const NginxVerb = "nginx"
 
-// Resolver looks up the addresses of a host name (*net.Resolver does).
-type Resolver interface {
-	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
-
 // Nginx answers nginx mail auth_http requests: Verb "nginx", Object = the
 // request's header map (mailauth.Request.Object). Status OK with Data
 // {"Auth-Server", "Auth-Port", optional "Auth-User", "Auth-Pass"} lets the
@@ -33,12 +26,6 @@ type Resolver interface {
 type Nginx struct {
 	Backend Backend
 	Record  Recorder
-	// Resolver resolves a host name given as Auth-Server (nginx only
-	// takes IP addresses); nil uses net.DefaultResolver.
-	Resolver Resolver
-	// ResolveTimeout bounds that lookup; 0 means 2 s. The request's own
-	// deadline still applies.
-	ResolveTimeout time.Duration
 	// Limiter refuses logins from blocked networks before the backend is
 	// asked and counts the backend's KOs; nil turns that off.
 	Limiter bruteforce.Guard
@@ -200,7 +187,7 @@ func (n *Nginx) allowed(ctx context.Context, req *mailauth.Request, data json.Ra
 		return mailauth.Reply{}, remote.Failf("backend Data has no Auth-Port in 1..65535")
 	}
 	rep := mailauth.Reply{Status: mailauth.StatusOK, Port: port}
-	if rep.Server, err = n.resolve(ctx, host); err != nil {
+	if rep.Server, err = serverAddr(host); err != nil {
 		return mailauth.Reply{}, err
 	}
 	for _, f := range []struct {
@@ -224,57 +211,19 @@ func (n *Nginx) allowed(ctx context.Context, req *mailauth.Request, data json.Ra
 	return rep, nil
 }
 
-// resolve returns host as an IP address, looking a host name up within
-// ResolveTimeout. nginx's ngx_parse_addr takes IP literals only.
-func (n *Nginx) resolve(ctx context.Context, host string) (netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
-		if a.Zone() != "" {
-			return netip.Addr{}, remote.Failf("backend Auth-Server has an IPv6 zone")
-		}
-		return a.Unmap(), nil
+// serverAddr returns Auth-Server as an IP address. nginx's
+// ngx_parse_addr takes IP literals only; a host name is the backend's to
+// resolve, not a DNS lookup on every login here (a second failure mode
+// and a wait inside nginx's auth timeout).
+func serverAddr(host string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(host)
+	switch {
+	case err != nil:
+		return netip.Addr{}, remote.Failf("backend Auth-Server is not an IP address (nginx takes no host names)")
+	case a.Zone() != "":
+		return netip.Addr{}, remote.Failf("backend Auth-Server has an IPv6 zone")
 	}
-	if !validHostName(host) {
-		return netip.Addr{}, remote.Failf("backend Auth-Server is neither an IP address nor a host name")
-	}
-	r := n.Resolver
-	if r == nil {
-		r = net.DefaultResolver
-	}
-	d := n.ResolveTimeout
-	if d <= 0 {
-		d = 2 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	addrs, err := r.LookupNetIP(ctx, "ip", host)
-	if err != nil || len(addrs) == 0 {
-		return netip.Addr{}, &remote.Error{Kind: remote.KindData, Reason: "cannot resolve backend Auth-Server " + strconv.Quote(host), Err: err}
-	}
-	// Prefer IPv4, as nginx's own resolver does for upstream names.
-	for _, a := range addrs {
-		if a.Unmap().Is4() {
-			return a.Unmap(), nil
-		}
-	}
-	if addrs[0].Zone() != "" {
-		return netip.Addr{}, remote.Failf("backend Auth-Server resolves to a zoned address")
-	}
-	return addrs[0], nil
-}
-
-// validHostName accepts letters, digits, '-', '_' and dots, at most 253
-// bytes: enough to keep anything odd away from the resolver.
-func validHostName(h string) bool {
-	if len(h) > 253 || strings.HasPrefix(h, ".") || strings.Contains(h, "..") {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
-			return false
-		}
-	}
-	return true
+	return a.Unmap(), nil
 }
 
 func jsonString(v json.RawMessage) (string, bool) {

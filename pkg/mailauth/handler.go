@@ -51,7 +51,7 @@ type HTTPHandler struct {
 	// request.
 	TimeoutFunc func() time.Duration
 	// Logger gets malformed requests, invalid replies and panics at Warn
-	// and above, and one Debug line per request; nil discards.
+	// and above; nil discards. The per-request line is the Handler's.
 	Logger *slog.Logger
 }
 
@@ -59,7 +59,6 @@ type HTTPHandler struct {
 // carries an Auth-Status: without one nginx tells the client only
 // "internal server error".
 func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
-	start := time.Now()
 	log := h.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -101,25 +100,17 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	// Each request is logged once, by the Handler's lookup recorder (the
+	// line every listener writes); this only logs what goes wrong here.
 	rep, err := h.serve(ctx, req, log)
-	// The lookup outcomes of every log line and metric: found (let in),
-	// not_found (refused), failed (temporary failure).
-	outcome := "not_found"
-	switch {
-	case err != nil:
-		rep, outcome = TempFail(req), "failed"
-	case rep.Status == StatusOK:
-		outcome = "found"
+	if err != nil {
+		rep = TempFail(req)
 	}
 	if werr := rep.write(w, req, http.StatusOK); werr != nil {
 		// The Handler built something nginx cannot take: fail safe.
-		err, outcome = werr, "failed"
 		log.Warn("nginx auth: invalid reply", "req", req, "err", werr)
 		_ = TempFail(req).write(w, req, http.StatusOK)
 	}
-	// One debug line per request; the Handler reports backend failures
-	// itself (they are its errors to classify).
-	log.Debug("nginx auth", "req", req, "outcome", outcome, "duration", time.Since(start), "err", err)
 }
 
 // timeout is the Handler's timeout in force.
