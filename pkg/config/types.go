@@ -95,32 +95,39 @@ func (o *Owner) UnmarshalTOML(v any) error {
 
 // UserID resolves the owner as a user; -1 when unset.
 func (o Owner) UserID() (int, error) {
-	if !o.Set {
-		return -1, nil
-	}
-	if o.Name == "" {
-		return o.ID, nil
-	}
-	u, err := user.Lookup(o.Name)
-	if err != nil {
-		return -1, fmt.Errorf("unknown user %q", o.Name)
-	}
-	return strconv.Atoi(u.Uid)
+	return o.resolve("user", func(name string) (string, error) {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return "", err
+		}
+		return u.Uid, nil
+	})
 }
 
 // GroupID resolves the owner as a group; -1 when unset.
 func (o Owner) GroupID() (int, error) {
+	return o.resolve("group", func(name string) (string, error) {
+		g, err := user.LookupGroup(name)
+		if err != nil {
+			return "", err
+		}
+		return g.Gid, nil
+	})
+}
+
+// resolve returns the numeric id, looking a name up with lookup.
+func (o Owner) resolve(kind string, lookup func(string) (string, error)) (int, error) {
 	if !o.Set {
 		return -1, nil
 	}
 	if o.Name == "" {
 		return o.ID, nil
 	}
-	g, err := user.LookupGroup(o.Name)
+	id, err := lookup(o.Name)
 	if err != nil {
-		return -1, fmt.Errorf("unknown group %q", o.Name)
+		return -1, fmt.Errorf("unknown %s %q", kind, o.Name)
 	}
-	return strconv.Atoi(g.Gid)
+	return strconv.Atoi(id)
 }
 
 // String shows the owner as configured.

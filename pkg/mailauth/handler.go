@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"time"
+
+	"github.com/shitenno/shitenno/pkg/connserver"
 )
 
 // MaxTimeout is the largest backend Timeout the configuration accepts
@@ -200,13 +202,7 @@ func (s *Server) connState(_ net.Conn, st http.ConnState) {
 // Shutdown stops accepting, closes idle connections and waits for
 // in-flight requests to be answered. Unlike http.Server.Shutdown it closes
 // the remaining connections when ctx ends first, so the process can exit.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.hs.Shutdown(ctx)
-	if err != nil {
-		_ = s.hs.Close()
-	}
-	return err
-}
+func (s *Server) Shutdown(ctx context.Context) error { return connserver.ShutdownHTTP(ctx, s.hs) }
 
 // Close closes the listeners and every connection at once.
 func (s *Server) Close() error { return s.hs.Close() }

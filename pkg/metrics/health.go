@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shitenno/shitenno/pkg/connserver"
 )
 
 // DefaultReadyWindow is how recent a successful backend exchange must be
@@ -182,13 +184,7 @@ func (s *Server) Serve(l net.Listener) error {
 
 // Shutdown stops accepting and waits for requests in flight until ctx
 // ends; then it closes the remaining connections and returns ctx's error.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.hs.Shutdown(ctx)
-	if err != nil {
-		_ = s.hs.Close()
-	}
-	return err
-}
+func (s *Server) Shutdown(ctx context.Context) error { return connserver.ShutdownHTTP(ctx, s.hs) }
 
 // Close closes the listeners and every connection at once.
 func (s *Server) Close() error { return s.hs.Close() }
