@@ -94,36 +94,32 @@ func (o *Owner) UnmarshalTOML(v any) error {
 }
 
 // UserID resolves the owner as a user; -1 when unset.
-func (o Owner) UserID() (int, error) {
-	return o.resolve("user", func(name string) (string, error) {
-		u, err := user.Lookup(name)
-		if err != nil {
-			return "", err
-		}
-		return u.Uid, nil
-	})
-}
+func (o Owner) UserID() (int, error) { return o.resolve(false) }
 
 // GroupID resolves the owner as a group; -1 when unset.
-func (o Owner) GroupID() (int, error) {
-	return o.resolve("group", func(name string) (string, error) {
-		g, err := user.LookupGroup(name)
-		if err != nil {
-			return "", err
-		}
-		return g.Gid, nil
-	})
-}
+func (o Owner) GroupID() (int, error) { return o.resolve(true) }
 
-// resolve returns the numeric id, looking a name up with lookup.
-func (o Owner) resolve(kind string, lookup func(string) (string, error)) (int, error) {
+// resolve returns the numeric id, looking a name up as a group or a user.
+func (o Owner) resolve(group bool) (int, error) {
 	if !o.Set {
 		return -1, nil
 	}
 	if o.Name == "" {
 		return o.ID, nil
 	}
-	id, err := lookup(o.Name)
+	kind, id, err := "user", "", error(nil)
+	if group {
+		kind = "group"
+		var g *user.Group
+		if g, err = user.LookupGroup(o.Name); g != nil {
+			id = g.Gid
+		}
+	} else {
+		var u *user.User
+		if u, err = user.Lookup(o.Name); u != nil {
+			id = u.Uid
+		}
+	}
 	if err != nil {
 		return -1, fmt.Errorf("unknown %s %q", kind, o.Name)
 	}
