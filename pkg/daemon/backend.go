@@ -23,7 +23,7 @@ import (
 // pins) while servers keep their *Backend; lookups in flight finish on
 // the client they started with.
 type Backend struct {
-	// cur is shared by every listener's view (ForListener): a reload
+	// cur is shared by every listener's view (forListener): a reload
 	// switches them all.
 	cur *atomic.Pointer[backendState]
 	obs remote.Observer
@@ -143,10 +143,10 @@ func (b *Backend) commit(st *backendState) {
 	time.AfterFunc(old.cfg.Timeout.Duration+time.Second, old.client.CloseIdle)
 }
 
-// ForListener returns a view of b for one listener: the same client,
+// forListener returns a view of b for one listener: the same client,
 // cache and reloads, with each lookup's duration (cache hits included:
 // the latency the listener's clients see) told to observe.
-func (b *Backend) ForListener(observe func(time.Duration)) *Backend {
+func (b *Backend) forListener(observe func(time.Duration)) *Backend {
 	v := *b
 	v.observe = observe
 	return &v

@@ -29,8 +29,8 @@ const ControlFDName = "control"
 // controlTimeout bounds one control exchange.
 const controlTimeout = 5 * time.Second
 
-// ControlSocket is the control socket path for daemon name.
-func ControlSocket(cfg *config.Config, name string) string {
+// controlSocket is the control socket path for daemon name.
+func controlSocket(cfg *config.Config, name string) string {
 	return cfg.ResolveSocket(name + "-control")
 }
 
@@ -141,7 +141,7 @@ func (p Program) control(cfg *config.Config, args []string, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "usage: %s blocked | %s unblock NETWORK|ADDRESS|user:NAME\n", bin, bin)
 		return ExitConfig
 	}
-	path := ControlSocket(cfg, p.Name)
+	path := controlSocket(cfg, p.Name)
 	c, err := net.DialTimeout("unix", path, controlTimeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: cannot reach the daemon at %s: %v\n", bin, path, err)

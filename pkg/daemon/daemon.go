@@ -221,7 +221,7 @@ func (p Program) checkConfig(bin string, cfg *config.Config, stdout, stderr io.W
 // start builds the logger and the signal channel, then serves until a
 // stop signal.
 func (p Program) start(bin string, cfg *config.Config, cfgPath string, stdout, stderr io.Writer, sigc <-chan os.Signal) int {
-	logger, out, err := NewLogger(cfg, bin, stderr)
+	logger, out, err := newLogger(cfg, bin, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
 		return ExitConfig
@@ -243,10 +243,10 @@ func (p Program) start(bin string, cfg *config.Config, cfgPath string, stdout, s
 	return p.serve(&runtime{p: p, env: env, out: out, cfgPath: cfgPath}, sigc)
 }
 
-// NewLogger builds the process logger from DevLog and LogLevel (see
+// newLogger builds the process logger from DevLog and LogLevel (see
 // pkg/logging); stderr is the stream used for DevLog = "stderr". Close
 // the Output last, at exit: it flushes what is queued.
-func NewLogger(cfg *config.Config, app string, stderr io.Writer) (*slog.Logger, *logging.Output, error) {
+func newLogger(cfg *config.Config, app string, stderr io.Writer) (*slog.Logger, *logging.Output, error) {
 	l, out, err := logging.NewWithOptions(logging.Options{DevLog: cfg.DevLog, Level: cfg.LogLevel, App: app, Stderr: stderr})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", cfg.File, err)

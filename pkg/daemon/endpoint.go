@@ -84,7 +84,7 @@ func (p Program) Endpoints(cfg *config.Config) []Endpoint {
 // main listener (for SMTP AUTH, a missing listener makes every smtpd
 // exit before its banner). Placeholders are kept only when systemd passed
 // them a socket, so that assign can name what is missing.
-func (p Program) endpoints(cfg *config.Config, act Activated) []Endpoint {
+func (p Program) endpoints(cfg *config.Config, act activatedFDs) []Endpoint {
 	all := p.Endpoints(cfg)
 	eps := []Endpoint{all[0]}
 	for _, e := range all[1:] {
@@ -113,7 +113,7 @@ func (e Endpoint) unit(addr net.Addr) string {
 
 // takeControl removes and returns the brute-force control socket systemd
 // passed (FileDescriptorName=control): it is no protocol listener.
-func (a Activated) takeControl() (Activated, []net.Listener) {
+func (a activatedFDs) takeControl() (activatedFDs, []net.Listener) {
 	ls := a[ControlFDName]
 	if ls == nil {
 		return a, nil
@@ -128,7 +128,7 @@ func (a Activated) takeControl() (Activated, []net.Listener) {
 func (e Endpoint) names() []string { return append([]string{e.Name}, e.Aliases...) }
 
 // has reports whether systemd passed a socket under one of names.
-func (a Activated) has(names ...string) bool {
+func (a activatedFDs) has(names ...string) bool {
 	for _, n := range names {
 		if len(a[n]) > 0 {
 			return true
@@ -147,7 +147,7 @@ func (a Activated) has(names ...string) bool {
 //
 // Complexity: each branch is one way systemd's sockets and the
 // configuration can disagree, each with its own error.
-func (a Activated) assign(eps []Endpoint, valid []string) ([][]net.Listener, error) {
+func (a activatedFDs) assign(eps []Endpoint, valid []string) ([][]net.Listener, error) {
 	out := make([][]net.Listener, len(eps))
 	known := map[string]bool{}
 	for _, e := range eps {
@@ -251,14 +251,14 @@ func (e Endpoint) open(cfg *config.Config, sec *config.Service, section string) 
 		if err != nil {
 			return nil, fmt.Errorf("%s: [%s] GID: %w", cfg.File, section, err)
 		}
-		l, err := ListenUnix(UnixSocket{Path: e.Socket, UID: uid, GID: gid, Mode: os.FileMode(sec.Mode)})
+		l, err := listenUnix(unixSocket{Path: e.Socket, UID: uid, GID: gid, Mode: os.FileMode(sec.Mode)})
 		if err != nil {
 			return nil, e.keyErr(err)
 		}
 		ls = append(ls, l)
 	}
 	if e.Listen != "" {
-		l, err := ListenTCP(e.Listen)
+		l, err := listenTCP(e.Listen)
 		if err != nil {
 			closeListeners(ls)
 			return nil, e.keyErr(err)
@@ -279,7 +279,7 @@ func (e Endpoint) keyErr(err error) error {
 // endpoint systemd passed sockets for uses only those; the others open
 // what the configuration says. On error nothing stays open. act is what
 // systemd passed (nil: not socket-activated), the control socket taken out.
-func (p Program) listenAll(cfg *config.Config, act Activated) ([]Endpoint, [][]net.Listener, error) {
+func (p Program) listenAll(cfg *config.Config, act activatedFDs) ([]Endpoint, [][]net.Listener, error) {
 	var err error
 	eps := p.endpoints(cfg, act)
 	got := make([][]net.Listener, len(eps))

@@ -13,14 +13,14 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 )
 
-// Activated holds the sockets systemd passed, by FileDescriptorName. It is
+// activatedFDs holds the sockets systemd passed, by FileDescriptorName. It is
 // read once per process: go-systemd unsets LISTEN_* on the first call.
-type Activated map[string][]net.Listener
+type activatedFDs map[string][]net.Listener
 
-// TakeActivated reads the systemd socket-activation environment. It
+// takeActivated reads the systemd socket-activation environment. It
 // returns nil when the process was not socket-activated (LISTEN_PID is
 // checked by go-systemd, so a wrapper cannot steal the fds).
-func TakeActivated() (Activated, error) {
+func takeActivated() (activatedFDs, error) {
 	if os.Getenv("LISTEN_FDS") == "" {
 		return nil, nil
 	}
@@ -31,11 +31,11 @@ func TakeActivated() (Activated, error) {
 	if len(m) == 0 {
 		return nil, nil
 	}
-	return Activated(m), nil
+	return activatedFDs(m), nil
 }
 
-// UnixSocket describes a unix socket shitenno creates itself.
-type UnixSocket struct {
+// unixSocket describes a unix socket shitenno creates itself.
+type unixSocket struct {
 	Path string
 	UID  int // -1: unchanged
 	GID  int // -1: unchanged
@@ -45,7 +45,7 @@ type UnixSocket struct {
 // afterBind, when set by a test, runs between bind and chmod.
 var afterBind func()
 
-// ListenUnix creates the socket file with its final owner and mode before
+// listenUnix creates the socket file with its final owner and mode before
 // anyone can reach it: bind inside a fresh directory of the socket's
 // directory that only this process can enter (mode 0700), chown and chmod
 // the node there, listen, then rename it into place. Nothing is ever done
@@ -58,7 +58,7 @@ var afterBind func()
 //
 // Complexity: each branch is one of the socket-file safety rules (issue
 // #18), in the order they must hold.
-func ListenUnix(s UnixSocket) (net.Listener, error) {
+func listenUnix(s unixSocket) (net.Listener, error) {
 	dir := filepath.Dir(s.Path)
 	if err := checkDir(dir); err != nil {
 		return nil, err
@@ -187,8 +187,8 @@ func removeStale(path string) error {
 	return nil
 }
 
-// ListenTCP listens on a TCP address.
-func ListenTCP(addr string) (net.Listener, error) {
+// listenTCP listens on a TCP address.
+func listenTCP(addr string) (net.Listener, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
@@ -196,8 +196,8 @@ func ListenTCP(addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// Describe names a listener for logs and --check-config.
-func Describe(l net.Listener) string {
+// describeListener names a listener for logs and --check-config.
+func describeListener(l net.Listener) string {
 	a := l.Addr()
 	return a.Network() + ":" + strings.TrimPrefix(a.String(), "@")
 }

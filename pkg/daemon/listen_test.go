@@ -11,7 +11,7 @@ import (
 func TestListenUnixModeAndCleanup(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "s")
-	l, err := ListenUnix(UnixSocket{Path: path, UID: -1, GID: -1, Mode: 0o640})
+	l, err := listenUnix(unixSocket{Path: path, UID: -1, GID: -1, Mode: 0o640})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,12 +43,12 @@ func TestListenUnixStaleAndLive(t *testing.T) {
 	}
 	old.(*net.UnixListener).SetUnlinkOnClose(false)
 	old.Close()
-	l, err := ListenUnix(UnixSocket{Path: path, UID: -1, GID: -1, Mode: 0o600})
+	l, err := listenUnix(unixSocket{Path: path, UID: -1, GID: -1, Mode: 0o600})
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
 	// A live one is not stolen.
-	if _, err := ListenUnix(UnixSocket{Path: path, UID: -1, GID: -1, Mode: 0o600}); err == nil ||
+	if _, err := listenUnix(unixSocket{Path: path, UID: -1, GID: -1, Mode: 0o600}); err == nil ||
 		!strings.Contains(err.Error(), "another process is listening") {
 		t.Errorf("live socket: %v", err)
 	}
@@ -61,7 +61,7 @@ func TestListenUnixRefusesNonSocket(t *testing.T) {
 	if err := os.WriteFile(path, []byte("precious"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ListenUnix(UnixSocket{Path: path, UID: -1, GID: -1, Mode: 0o600}); err == nil ||
+	if _, err := listenUnix(unixSocket{Path: path, UID: -1, GID: -1, Mode: 0o600}); err == nil ||
 		!strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("got %v", err)
 	}
@@ -75,14 +75,14 @@ func TestListenUnixRefusesOpenDirectory(t *testing.T) {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ListenUnix(UnixSocket{Path: filepath.Join(dir, "s"), UID: -1, GID: -1, Mode: 0o600}); err == nil ||
+	if _, err := listenUnix(unixSocket{Path: filepath.Join(dir, "s"), UID: -1, GID: -1, Mode: 0o600}); err == nil ||
 		!strings.Contains(err.Error(), "writable by others and not sticky") {
 		t.Errorf("got %v", err)
 	}
 	if err := os.Chmod(dir, os.ModeSticky|0o777); err != nil {
 		t.Fatal(err)
 	}
-	l, err := ListenUnix(UnixSocket{Path: filepath.Join(dir, "s"), UID: -1, GID: -1, Mode: 0o600})
+	l, err := listenUnix(unixSocket{Path: filepath.Join(dir, "s"), UID: -1, GID: -1, Mode: 0o600})
 	if err != nil {
 		t.Fatalf("sticky directory refused: %v", err)
 	}
@@ -112,7 +112,7 @@ func TestActivatedAssign(t *testing.T) {
 		{Name: "tcptable", Listen: t1.Addr().String(), Key: "Postfix.TCPTable.Listen", Unit: "shitenno-postfix-tcptable@.socket", Build: build},
 		{Name: "tcptable", Listen: t2.Addr().String(), Key: "Postfix.TCPTable.Listen", Unit: "shitenno-postfix-tcptable@.socket", Build: build},
 	}
-	got, err := Activated{"shitenno-postfix.socket": {sm}, "sasl": {sasl}, "tcptable": {t2, t1}}.assign(eps, kinds(eps))
+	got, err := activatedFDs{"shitenno-postfix.socket": {sm}, "sasl": {sasl}, "tcptable": {t2, t1}}.assign(eps, kinds(eps))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,16 +122,16 @@ func TestActivatedAssign(t *testing.T) {
 			t.Errorf("endpoint %d (%s): got %v, want %v", i, eps[i].Name, got[i], want[i])
 		}
 	}
-	got, err = Activated{"LISTEN_FD_3": {sm}, "LISTEN_FD_4": {sasl}}.assign(eps, kinds(eps))
+	got, err = activatedFDs{"LISTEN_FD_3": {sm}, "LISTEN_FD_4": {sasl}}.assign(eps, kinds(eps))
 	if err != nil || len(got[0]) != 2 || len(got[1]) != 0 {
 		t.Errorf("unnamed sockets: %v, %v; want both on the main listener", got, err)
 	}
-	if _, err := (Activated{"postfix": {sm}, "polcy": {sasl}}).assign(eps, kinds(eps)); err == nil || !strings.Contains(err.Error(), "polcy") {
+	if _, err := (activatedFDs{"postfix": {sm}, "polcy": {sasl}}).assign(eps, kinds(eps)); err == nil || !strings.Contains(err.Error(), "polcy") {
 		t.Errorf("misnamed socket: err = %v, want it named", err)
 	}
 	other := tcpListener(t)
 	_, port, _ := net.SplitHostPort(other.Addr().String())
-	if _, err := (Activated{"tcptable": {t1, other}}).assign(eps, kinds(eps)); err == nil {
+	if _, err := (activatedFDs{"tcptable": {t1, other}}).assign(eps, kinds(eps)); err == nil {
 		t.Error("tcptable socket on an unconfigured address accepted")
 	} else if !strings.Contains(err.Error(), "Postfix.TCPTable.Listen") || !strings.Contains(err.Error(), "shitenno-postfix-tcptable@"+port+".socket") {
 		t.Errorf("unconfigured tcptable address: %v, want the key and the unit named", err)
@@ -139,7 +139,7 @@ func TestActivatedAssign(t *testing.T) {
 	// A placeholder (no table configured at all): the name is known, the
 	// error says what to configure and which unit passed the socket.
 	ph := []Endpoint{eps[0], {Name: "tcptable", Key: "Postfix.TCPTable.Listen", Unit: "shitenno-postfix-tcptable@.socket"}}
-	_, err = (Activated{"postfix": {sm}, "tcptable": {other}}).assign(ph, kinds(ph))
+	_, err = (activatedFDs{"postfix": {sm}, "tcptable": {other}}).assign(ph, kinds(ph))
 	if err == nil || !strings.Contains(err.Error(), "Postfix.TCPTable.Listen is not configured") ||
 		!strings.Contains(err.Error(), "systemctl disable --now shitenno-postfix-tcptable@"+port+".socket") {
 		t.Errorf("tcptable socket without a table: %v", err)
@@ -163,7 +163,7 @@ func TestListenUnixRaceNeverChmodsAnotherFile(t *testing.T) {
 		}
 	}
 	defer func() { afterBind = nil }()
-	l, err := ListenUnix(UnixSocket{Path: path, UID: -1, GID: -1, Mode: 0o666})
+	l, err := listenUnix(unixSocket{Path: path, UID: -1, GID: -1, Mode: 0o666})
 	if err == nil {
 		defer l.Close()
 	}
@@ -171,7 +171,7 @@ func TestListenUnixRaceNeverChmodsAnotherFile(t *testing.T) {
 		t.Fatalf("victim chmodded to %v through the symlink", fi.Mode().Perm())
 	}
 	if err != nil {
-		t.Fatalf("ListenUnix: %v", err)
+		t.Fatalf("listenUnix: %v", err)
 	}
 	fi, err := os.Lstat(path)
 	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o666 {
@@ -198,7 +198,7 @@ func TestListenUnixReplacesSymlink(t *testing.T) {
 	if err := os.Symlink(victim, path); err != nil {
 		t.Fatal(err)
 	}
-	l, err := ListenUnix(UnixSocket{Path: path, UID: -1, GID: -1, Mode: 0o660})
+	l, err := listenUnix(unixSocket{Path: path, UID: -1, GID: -1, Mode: 0o660})
 	if err != nil {
 		t.Fatalf("symlink at the path: %v", err)
 	}
@@ -223,7 +223,7 @@ func TestListenUnixKeepsSocketOnOtherDialError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	_, err = ListenUnix(UnixSocket{Path: path, UID: -1, GID: -1, Mode: 0o600})
+	_, err = listenUnix(unixSocket{Path: path, UID: -1, GID: -1, Mode: 0o600})
 	if err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("got %v, want an error naming %s", err, path)
 	}

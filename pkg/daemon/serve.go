@@ -93,7 +93,7 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 func (r *runtime) startControl() func() {
 	ls := r.ctl
 	if len(ls) == 0 {
-		l, err := listenControl(ControlSocket(r.env.Config, r.p.Name))
+		l, err := listenControl(controlSocket(r.env.Config, r.p.Name))
 		if err != nil {
 			// Brute-force protection works without it; only the CLI
 			// cannot reach the daemon.
@@ -123,7 +123,7 @@ func (r *runtime) startMetrics() {
 
 // listen opens every endpoint's sockets and wraps them for the watchdog.
 func (r *runtime) listen() error {
-	act, err := TakeActivated()
+	act, err := takeActivated()
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (r *runtime) buildServers() int {
 		// Each listener's lookups are counted under its kind.
 		eenv := *env
 		eenv.Record = recorder(log, r.met, e.Name)
-		eenv.Backend = backend.ForListener(r.met.LookupDuration(e.Name))
+		eenv.Backend = backend.forListener(r.met.LookupDuration(e.Name))
 		srv, err := e.Build(&eenv)
 		if err != nil {
 			log.Error("cannot build server", "listener", e.Name, "err", err)
@@ -225,7 +225,7 @@ func (r *runtime) startServing() <-chan error {
 				defer r.wg.Done()
 				errc <- srv.Serve(l)
 			}()
-			log.Info("listening", "listener", r.eps[i].Name, "addr", Describe(l.Listener))
+			log.Info("listening", "listener", r.eps[i].Name, "addr", describeListener(l.Listener))
 		}
 	}
 	go r.live.run()

@@ -173,7 +173,7 @@ func (lv *liveness) Alive() error {
 	now := lv.now()
 	for _, p := range lv.listeners {
 		if a := p.age(now); a > lv.stale {
-			return fmt.Errorf("serve loop on %s not seen for %s", Describe(p.Listener), a.Round(time.Millisecond))
+			return fmt.Errorf("serve loop on %s not seen for %s", describeListener(p.Listener), a.Round(time.Millisecond))
 		}
 	}
 	return nil
