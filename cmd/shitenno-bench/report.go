@@ -3,7 +3,9 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -102,6 +104,25 @@ func fmtRatio(med, lo, hi float64) string {
 		return fmt.Sprintf("%.2f×", med)
 	}
 	return fmt.Sprintf("%.2f× (%.2f–%.2f)", med, lo, hi)
+}
+
+// write prints the tables to stdout and, when out is not empty, writes
+// the full results file there.
+func (r report) write(stdout io.Writer, out string) error {
+	md := r.markdown()
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, md.summary)
+	if out == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, []byte(md.full), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s\n", out)
+	return nil
 }
 
 func (r report) markdown() rendered {

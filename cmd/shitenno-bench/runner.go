@@ -141,15 +141,28 @@ func benchRun(o runOptions) error {
 	r := &runner{o: o, self: self, backends: map[bool]*proc{}, urls: map[bool]string{},
 		daemons: map[string]*proc{}, nulls: map[string]*proc{}, naives: map[string]*proc{}}
 	defer r.stopAll()
+	if err := r.startAll(); err != nil {
+		return err
+	}
+	rows := r.measureAll()
+	sortRows(rows, o.Protocols)
+	rep := report{Opts: o, Rows: rows, Notes: r.notes, Date: time.Now().UTC()}
+	if slices.Contains(o.Protocols, "nginx") {
+		rep.LimiterOn, rep.LimiterOff = limiterCost()
+	}
+	return rep.write(o.Stdout, o.Out)
+}
+
+// startAll starts the backends, the null responders and naive daemons of
+// the lookup protocols, and the shitenno daemons the protocols need (a
+// daemon not built is noted, not fatal).
+func (r *runner) startAll() error {
 	if err := r.startBackends(); err != nil {
 		return err
 	}
-	for _, p := range o.Protocols {
+	for _, p := range r.o.Protocols {
 		if lookupProto(p) {
-			if err := r.startNull(p); err != nil {
-				return err
-			}
-			if err := r.startNaive(p); err != nil {
+			if err := r.startResponders(p); err != nil {
 				return err
 			}
 		}
@@ -159,28 +172,39 @@ func benchRun(o runOptions) error {
 			return err
 		}
 	}
-	// The scenarios compared in a ratio run back to back (same protocol,
-	// same concurrency), so that load from elsewhere on the machine
-	// affects both sides of a ratio alike.
+	return nil
+}
+
+// measureAll runs every scenario of every protocol at every concurrency,
+// printing a progress line per run. The scenarios compared in a ratio run
+// back to back (same protocol, same concurrency), so that load from
+// elsewhere on the machine affects both sides of a ratio alike.
+func (r *runner) measureAll() []row {
 	var rows []row
-	for _, p := range o.Protocols {
-		for _, n := range o.Conns {
+	for _, p := range r.o.Protocols {
+		for _, n := range r.o.Conns {
 			rounds := 1
-			if slices.Contains(o.RepeatAt, n) {
-				rounds = max(1, o.Repeat)
+			if slices.Contains(r.o.RepeatAt, n) {
+				rounds = max(1, r.o.Repeat)
 			}
 			for round := range rounds {
 				for _, sc := range scenariosOf(p) {
 					rw := r.measure(p, sc, n)
 					rw.Round = round
 					rows = append(rows, rw)
-					fmt.Fprintln(o.Stdout, progressLine(rw))
+					fmt.Fprintln(r.o.Stdout, progressLine(rw))
 				}
 			}
 		}
 	}
+	return rows
+}
+
+// sortRows orders the rows as the report lists them: by protocol (in
+// --protocols order), scenario, concurrency, round.
+func sortRows(rows []row, protos []string) {
 	slices.SortStableFunc(rows, func(a, b row) int {
-		if c := slices.Index(o.Protocols, a.Proto) - slices.Index(o.Protocols, b.Proto); c != 0 {
+		if c := slices.Index(protos, a.Proto) - slices.Index(protos, b.Proto); c != 0 {
 			return c
 		}
 		if c := slices.Index(allScenarios, a.Scenario) - slices.Index(allScenarios, b.Scenario); c != 0 {
@@ -191,23 +215,6 @@ func benchRun(o runOptions) error {
 		}
 		return a.Round - b.Round
 	})
-	rep := report{Opts: o, Rows: rows, Notes: r.notes, Date: time.Now().UTC()}
-	if slices.Contains(o.Protocols, "nginx") {
-		rep.LimiterOn, rep.LimiterOff = limiterCost()
-	}
-	md := rep.markdown()
-	fmt.Fprintln(o.Stdout)
-	fmt.Fprint(o.Stdout, md.summary)
-	if o.Out != "" {
-		if err := os.MkdirAll(filepath.Dir(o.Out), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.Out, []byte(md.full), 0o644); err != nil {
-			return err
-		}
-		fmt.Fprintf(o.Stdout, "\nwrote %s\n", o.Out)
-	}
-	return nil
 }
 
 func (r *runner) stopAll() {
@@ -274,32 +281,33 @@ func (r *runner) startBackends() error {
 	return nil
 }
 
-func (r *runner) startNull(proto string) error {
-	sock := filepath.Join(r.o.Work, "null-"+proto)
-	p, err := r.start("null-"+proto, r.self, "null", "--protocol", proto, "--socket", sock)
+// startResponders starts the null responder and the naive reference
+// daemon of a lookup protocol, the naive one against the uncached
+// backend (the one direct and uncached use).
+func (r *runner) startResponders(proto string) error {
+	null, err := r.startResponder("null", proto)
 	if err != nil {
 		return err
 	}
-	if err := p.waitReady("unix", sock); err != nil {
+	naive, err := r.startResponder("naive", proto, "--url", r.urls[false])
+	if err != nil {
 		return err
 	}
-	r.nulls[proto] = p
+	r.nulls[proto], r.naives[proto] = null, naive
 	return nil
 }
 
-// startNaive starts the naive reference daemon for proto against the
-// uncached backend (the one direct and uncached use).
-func (r *runner) startNaive(proto string) error {
-	sock := filepath.Join(r.o.Work, "naive-"+proto)
-	p, err := r.start("naive-"+proto, r.self, "naive", "--protocol", proto, "--socket", sock, "--url", r.urls[false])
+// startResponder starts this binary's subcommand sub (null or naive) for
+// proto on the socket <work>/<sub>-<proto> and waits until it listens.
+func (r *runner) startResponder(sub, proto string, args ...string) (*proc, error) {
+	name := sub + "-" + proto
+	sock := filepath.Join(r.o.Work, name)
+	argv := append([]string{r.self, sub, "--protocol", proto, "--socket", sock}, args...)
+	p, err := r.start(name, argv...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := p.waitReady("unix", sock); err != nil {
-		return err
-	}
-	r.naives[proto] = p
-	return nil
+	return p, p.waitReady("unix", sock)
 }
 
 // daemonsNeeded lists the daemons the protocols need, as (daemon,
@@ -458,25 +466,31 @@ func (r *runner) measure(proto, sc string, conns int) row {
 		// hits only (as long as max-age outlives the run).
 		r.prewarm(t)
 	}
+	r.runMeasured(&rw, t, pt, conns)
+	if t.server.exited() {
+		rw.Res.Errors++
+		rw.Res.FirstErr = t.server.name + " exited: " + t.server.logTail()
+	}
+	return rw
+}
+
+// runMeasured drives the load on t (interleaved with pt when pt is set)
+// and turns the process counters read before and after into rw's per
+// request figures. Backend and client CPU, and backend requests, are per
+// request of both halves of an interleaved run.
+func (r *runner) runMeasured(rw *row, t, pt target, conns int) {
 	pid := t.server.pid()
 	resetPeakRSS(pid)
 	cpu0, self0 := procCPU(pid), selfCPU()
+	ownBackend := t.backend != nil && t.backend != t.server
 	var bcpu0 time.Duration
-	if t.backend != nil && t.backend != t.server {
+	if ownBackend {
 		bcpu0 = procCPU(t.backend.pid())
 	}
 	req0, bad0, statsOK := backendStats(t.url)
 	total := 0.0
 	if pt.dial != nil {
-		ppid := pt.server.pid()
-		pcpu0 := procCPU(ppid)
-		res := runLoadN([]dialFunc{t.dial, pt.dial}, conns, r.o.Warmup, r.o.Duration)
-		rw.Res = res[0]
-		rw.Pair = &pairRun{Server: pt.server.name, Res: res[1], ServerCPU: -1}
-		if pcpu1 := procCPU(ppid); pcpu0 >= 0 && pcpu1 >= 0 && res[1].Total > 0 {
-			rw.Pair.ServerCPU = float64((pcpu1 - pcpu0).Microseconds()) / float64(res[1].Total)
-		}
-		total = float64(res[1].Total)
+		total = r.runPair(rw, t, pt, conns)
 	} else {
 		rw.Res = runLoad(t.dial, conns, r.o.Warmup, r.o.Duration)
 	}
@@ -485,32 +499,50 @@ func (r *runner) measure(proto, sc string, conns int) row {
 	own := float64(rw.Res.Total)
 	total += own
 	if own > 0 {
-		if cpu0 >= 0 && cpu1 >= 0 {
-			rw.ServerCPU = float64((cpu1 - cpu0).Microseconds()) / own
-		}
+		rw.ServerCPU = cpuPer(cpu0, cpu1, own)
 		rw.ClientCPU = float64((self1 - self0).Microseconds()) / total
-		if t.backend != nil && t.backend != t.server {
-			if b := procCPU(t.backend.pid()); b >= 0 && bcpu0 >= 0 {
-				rw.BackendCPU = float64((b - bcpu0).Microseconds()) / total
-			}
+		if ownBackend {
+			rw.BackendCPU = cpuPer(bcpu0, procCPU(t.backend.pid()), total)
 		}
 	}
 	if t.url != "" && statsOK {
-		req1, bad1, ok := backendStats(t.url)
-		if ok && total > 0 {
-			rw.BackendPer = float64(req1-req0) / total
-		}
-		if ok && bad1 > bad0 {
-			// A request the backend refused is shitenno breaking the
-			// contract; the client already saw a failure, make it visible.
-			rw.Res.FirstErr = fmt.Sprintf("%s (backend refused %d requests as malformed)", rw.Res.FirstErr, bad1-bad0)
-		}
+		rw.addBackendStats(t.url, req0, bad0, total)
 	}
-	if t.server.exited() {
-		rw.Res.Errors++
-		rw.Res.FirstErr = t.server.name + " exited: " + t.server.logTail()
+}
+
+// runPair runs t and pt interleaved, fills rw.Res and rw.Pair, and
+// returns the pair half's request count.
+func (r *runner) runPair(rw *row, t, pt target, conns int) float64 {
+	ppid := pt.server.pid()
+	pcpu0 := procCPU(ppid)
+	res := runLoadN([]dialFunc{t.dial, pt.dial}, conns, r.o.Warmup, r.o.Duration)
+	rw.Res = res[0]
+	rw.Pair = &pairRun{Server: pt.server.name, Res: res[1], ServerCPU: cpuPer(pcpu0, procCPU(ppid), float64(res[1].Total))}
+	return float64(res[1].Total)
+}
+
+// cpuPer is the CPU time from cpu0 to cpu1 in µs per request over n
+// requests, -1 when either reading or n is unknown.
+func cpuPer(cpu0, cpu1 time.Duration, n float64) float64 {
+	if cpu0 < 0 || cpu1 < 0 || n <= 0 {
+		return -1
 	}
-	return rw
+	return float64((cpu1 - cpu0).Microseconds()) / n
+}
+
+// addBackendStats reads the backend's counters again: requests per
+// request since req0 over total, and any request it refused as malformed
+// since bad0, added to the run's first error.
+func (rw *row) addBackendStats(url string, req0, bad0 int64, total float64) {
+	req1, bad1, ok := backendStats(url)
+	if ok && total > 0 {
+		rw.BackendPer = float64(req1-req0) / total
+	}
+	if ok && bad1 > bad0 {
+		// A request the backend refused is shitenno breaking the
+		// contract; the client already saw a failure, make it visible.
+		rw.Res.FirstErr = fmt.Sprintf("%s (backend refused %d requests as malformed)", rw.Res.FirstErr, bad1-bad0)
+	}
 }
 
 // prewarm looks every key up once over 8 connections.
