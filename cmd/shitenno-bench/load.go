@@ -93,67 +93,11 @@ func runLoadN(dials []dialFunc, conns int, warm, dur time.Duration) []loadResult
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat := make([][]time.Duration, n)
-			cs := make([]client, n)
-			total, errs := make([]int64, n), make([]int64, n)
-			werr := make([]error, n)
-			fail := func(t int, err error) {
-				errs[t]++
-				if werr[t] == nil {
-					werr[t] = err
-				}
-			}
-			i := w % numKeys
-			for step := 0; ; step++ {
-				for k := range n {
-					t := (k + step) % n
-					ph := phase.Load()
-					if ph == 2 {
-						break
-					}
-					if cs[t] == nil {
-						var err error
-						if cs[t], err = dials[t](); err != nil {
-							fail(t, fmt.Errorf("connect: %w", err))
-							cs[t] = nil
-							time.Sleep(10 * time.Millisecond)
-							continue
-						}
-					}
-					t0 := time.Now()
-					err := cs[t].lookup(i, t0)
-					d := time.Since(t0)
-					if err != nil {
-						// The stream may be out of step: start over on a new connection.
-						fail(t, fmt.Errorf("%s: %w", benchKey(i), err))
-						cs[t].close()
-						cs[t] = nil
-						continue
-					}
-					total[t]++
-					if ph == 1 {
-						lat[t] = append(lat[t], d)
-					}
-				}
-				if phase.Load() == 2 {
-					break
-				}
-				i = (i + conns) % numKeys
-			}
+			lw := newLoadWorker(dials)
+			lw.run(w, conns, &phase)
 			mu.Lock()
 			defer mu.Unlock()
-			for t, c := range cs {
-				if c != nil {
-					c.close()
-				}
-				res[t].Ops += int64(len(lat[t]))
-				res[t].Total += total[t]
-				res[t].Errors += errs[t]
-				res[t].Lat = append(res[t].Lat, lat[t]...)
-				if firstErr[t] == nil {
-					firstErr[t] = werr[t]
-				}
-			}
+			lw.merge(res, firstErr)
 		}()
 	}
 	time.Sleep(warm)
@@ -171,6 +115,96 @@ func runLoadN(dials []dialFunc, conns int, warm, dur time.Duration) []loadResult
 		}
 	}
 	return res
+}
+
+// loadWorker is one of runLoadN's closed-loop workers: a connection to
+// each server and its own tallies per server, merged into the results
+// once it stops (no locking in the loop).
+type loadWorker struct {
+	dials       []dialFunc
+	cs          []client
+	lat         [][]time.Duration
+	total, errs []int64
+	werr        []error
+}
+
+func newLoadWorker(dials []dialFunc) *loadWorker {
+	n := len(dials)
+	return &loadWorker{dials: dials, cs: make([]client, n), lat: make([][]time.Duration, n),
+		total: make([]int64, n), errs: make([]int64, n), werr: make([]error, n)}
+}
+
+// run sends worker w's keys (w, w+conns, …) to every server in turn,
+// starting with a different server at each key, until phase is 2.
+func (lw *loadWorker) run(w, conns int, phase *atomic.Int32) {
+	n := len(lw.dials)
+	i := w % numKeys
+	for step := 0; ; step++ {
+		for k := range n {
+			ph := phase.Load()
+			if ph == 2 {
+				break
+			}
+			lw.lookup((k+step)%n, i, ph == 1)
+		}
+		if phase.Load() == 2 {
+			return
+		}
+		i = (i + conns) % numKeys
+	}
+}
+
+// lookup sends key i to server t, connecting first if need be, and
+// records its latency when measuring.
+func (lw *loadWorker) lookup(t, i int, measuring bool) {
+	if lw.cs[t] == nil {
+		c, err := lw.dials[t]()
+		if err != nil {
+			lw.fail(t, fmt.Errorf("connect: %w", err))
+			time.Sleep(10 * time.Millisecond)
+			return
+		}
+		lw.cs[t] = c
+	}
+	t0 := time.Now()
+	err := lw.cs[t].lookup(i, t0)
+	d := time.Since(t0)
+	if err != nil {
+		// The stream may be out of step: start over on a new connection.
+		lw.fail(t, fmt.Errorf("%s: %w", benchKey(i), err))
+		lw.cs[t].close()
+		lw.cs[t] = nil
+		return
+	}
+	lw.total[t]++
+	if measuring {
+		lw.lat[t] = append(lw.lat[t], d)
+	}
+}
+
+// fail counts an error on server t and keeps the worker's first.
+func (lw *loadWorker) fail(t int, err error) {
+	lw.errs[t]++
+	if lw.werr[t] == nil {
+		lw.werr[t] = err
+	}
+}
+
+// merge closes the worker's connections and adds its tallies to res
+// (the caller holds the lock).
+func (lw *loadWorker) merge(res []loadResult, firstErr []error) {
+	for t, c := range lw.cs {
+		if c != nil {
+			c.close()
+		}
+		res[t].Ops += int64(len(lw.lat[t]))
+		res[t].Total += lw.total[t]
+		res[t].Errors += lw.errs[t]
+		res[t].Lat = append(res[t].Lat, lw.lat[t]...)
+		if firstErr[t] == nil {
+			firstErr[t] = lw.werr[t]
+		}
+	}
 }
 
 // MeanLatency is the mean latency of the measured lookups: over the same
@@ -211,14 +245,28 @@ type socketmapClient struct {
 	w   *wire
 }
 
-func dialSocketmap(network, addr string, w *wire) dialFunc {
+// dialWith returns a dialFunc connecting to addr and handing the
+// connection to open, which wraps it in a client (after a handshake, for
+// some); the connection is closed when open fails.
+func dialWith(network, addr string, open func(net.Conn) (client, error)) dialFunc {
 	return func() (client, error) {
 		c, err := net.DialTimeout(network, addr, opTimeout)
 		if err != nil {
 			return nil, err
 		}
-		return &socketmapClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), buf: make([]byte, 0, 256), w: w}, nil
+		cl, err := open(c)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		return cl, nil
 	}
+}
+
+func dialSocketmap(network, addr string, w *wire) dialFunc {
+	return dialWith(network, addr, func(c net.Conn) (client, error) {
+		return &socketmapClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), buf: make([]byte, 0, 256), w: w}, nil
+	})
 }
 
 func (s *socketmapClient) lookup(i int, now time.Time) error {
@@ -249,18 +297,13 @@ type dictClient struct {
 }
 
 func dialDict(network, addr string, w *wire) dialFunc {
-	return func() (client, error) {
-		c, err := net.DialTimeout(network, addr, opTimeout)
-		if err != nil {
-			return nil, err
-		}
+	return dialWith(network, addr, func(c net.Conn) (client, error) {
 		_ = c.SetDeadline(time.Now().Add(opTimeout))
 		if _, err := io.WriteString(c, dictHelloRaw); err != nil {
-			c.Close()
 			return nil, err
 		}
 		return &dictClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), w: w}, nil
-	}
+	})
 }
 
 func (d *dictClient) lookup(i int, now time.Time) error {
@@ -489,20 +532,15 @@ type saslClient struct {
 var saslCPID atomic.Int64
 
 func dialSASL(network, addr string, authTail, okTail [][]byte) dialFunc {
-	return func() (client, error) {
-		c, err := net.DialTimeout(network, addr, opTimeout)
-		if err != nil {
-			return nil, err
-		}
+	return dialWith(network, addr, func(c net.Conn) (client, error) {
 		_ = c.SetDeadline(time.Now().Add(opTimeout))
 		s := &saslClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), buf: make([]byte, 0, 256),
 			authTail: authTail, okTail: okTail}
 		if err := s.handshake(); err != nil {
-			c.Close()
 			return nil, err
 		}
 		return s, nil
-	}
+	})
 }
 
 // handshake sends the client's VERSION and CPID without waiting, as
@@ -577,13 +615,9 @@ type policyClient struct {
 }
 
 func dialPolicy(network, addr string, w *wire) dialFunc {
-	return func() (client, error) {
-		c, err := net.DialTimeout(network, addr, opTimeout)
-		if err != nil {
-			return nil, err
-		}
+	return dialWith(network, addr, func(c net.Conn) (client, error) {
 		return &policyClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), w: w}, nil
-	}
+	})
 }
 
 func (p *policyClient) lookup(i int, now time.Time) error {
