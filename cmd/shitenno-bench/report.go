@@ -198,48 +198,33 @@ func (r report) writeTables(b *strings.Builder) {
 	r.writeRuns(b)
 }
 
+// targetSpec is one row of a targets table: its name, and its cell for
+// a protocol (false: not measured).
+type targetSpec struct {
+	name string
+	cell func(proto string) (string, bool)
+}
+
+// writeTargetTable writes a targets table under title, a column per
+// protocol.
+func (r report) writeTargetTable(b *strings.Builder, title string, protos []string, targets []targetSpec) {
+	b.WriteString(title)
+	b.WriteString("| target | " + strings.Join(protos, " | ") + " |\n")
+	b.WriteString("|---|" + strings.Repeat("---|", len(protos)) + "\n")
+	for _, t := range targets {
+		r.targetRow(b, protos, t.name, t.cell)
+	}
+}
+
 // writeLookupTables writes the targets and ratios of issue 6 for the
 // socketmap and dict protocols.
 func (r report) writeLookupTables(b *strings.Builder, protos []string) {
-	b.WriteString("## Targets\n\n")
-	b.WriteString("| target | " + strings.Join(protos, " | ") + " |\n")
-	b.WriteString("|---|" + strings.Repeat("---|", len(protos)) + "\n")
-	r.targetRow(b, protos, fmt.Sprintf("cached ≥ %.1f× null @%d conns, p99 < %s", targetCachedVsNull, targetConns, fmtDur(targetCachedP99)), func(p string) (string, bool) {
-		med, lo, hi, ok := r.ratio(p, scCached, scNull, targetConns)
-		c := r.find(p, scCached, targetConns)
-		if !ok || c == nil {
-			return "", false
-		}
-		p99 := c.Res.Quantile(0.99)
-		good := med >= targetCachedVsNull && p99 < targetCachedP99 && r.errors(p, scCached, targetConns) == 0
-		return fmt.Sprintf("%s %s, p99 %s", mark(good), fmtRatio(med, lo, hi), fmtDur(p99)), true
-	})
-	r.targetRow(b, protos, fmt.Sprintf("uncached ≥ %.1f× direct @%d conns", targetUncachedVsDirect, targetConns), func(p string) (string, bool) {
-		med, lo, hi, ok := r.ratio(p, scUncached, scDirect, targetConns)
-		if !ok {
-			return "", false
-		}
-		good := med >= targetUncachedVsDirect && r.errors(p, scUncached, targetConns) == 0
-		return fmt.Sprintf("%s %s", mark(good), fmtRatio(med, lo, hi)), true
-	})
-	r.targetRow(b, protos, fmt.Sprintf("%d conns: no errors, daemon RSS ≤ %s", targetManyConns, fmtBytes(targetRSS)), func(p string) (string, bool) {
-		var errs int64
-		var rss int64 = -1
-		seen := false
-		for _, sc := range scenariosOf(p) {
-			for _, rw := range r.runs(p, sc, targetManyConns) {
-				errs += rw.Res.Errors
-				if sc == scUncached || sc == scCached {
-					seen = true
-					rss = max(rss, rw.RSS)
-				}
-			}
-		}
-		if !seen {
-			return "", false
-		}
-		ok := errs == 0 && rss >= 0 && rss <= targetRSS
-		return fmt.Sprintf("%s %d errors, RSS %s", mark(ok), errs, fmtBytes(rss)), true
+	r.writeTargetTable(b, "## Targets\n\n", protos, []targetSpec{
+		{fmt.Sprintf("cached ≥ %.1f× null @%d conns, p99 < %s", targetCachedVsNull, targetConns, fmtDur(targetCachedP99)),
+			r.cachedVsNull(targetCachedVsNull)},
+		{fmt.Sprintf("uncached ≥ %.1f× direct @%d conns", targetUncachedVsDirect, targetConns),
+			r.ratioTarget(scUncached, scDirect, targetConns, targetUncachedVsDirect)},
+		{fmt.Sprintf("%d conns: no errors, daemon RSS ≤ %s", targetManyConns, fmtBytes(targetRSS)), r.manyConns},
 	})
 	r.writeIssue21Targets(b, protos)
 	b.WriteString("\n## Ratios\n\n")
@@ -247,31 +232,77 @@ func (r report) writeLookupTables(b *strings.Builder, protos []string) {
 		"|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range protos {
 		for _, n := range r.Opts.Conns {
-			ud, nd, un, pd, cn, p99, hit := "—", "—", "—", "—", "—", "—", "—"
-			if med, lo, hi, ok := r.ratio(p, scUncached, scDirect, n); ok {
-				ud = fmtRatio(med, lo, hi)
-			}
-			if med, lo, hi, ok := r.ratio(p, scNaive, scDirect, n); ok {
-				nd = fmtRatio(med, lo, hi)
-			}
-			if med, lo, hi, ok := r.ratio(p, scUncached, scNaive, n); ok {
-				un = fmtRatio(med, lo, hi)
-			}
-			if med, lo, hi, ok := r.ratioOf(p, scUncached, scDirect, n, p50); ok {
-				pd = fmtRatio(med, lo, hi)
-			}
-			if med, lo, hi, ok := r.ratio(p, scCached, scNull, n); ok {
-				cn = fmtRatio(med, lo, hi)
-			}
+			p99, hit := "—", "—"
 			if c := r.find(p, scCached, n); c != nil {
 				p99 = fmtDur(c.Res.Quantile(0.99))
 				if c.BackendPer >= 0 {
 					hit = fmt.Sprintf("%.1f %%", 100*max(0, 1-c.BackendPer))
 				}
 			}
-			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", p, n, ud, nd, un, pd, cn, p99, hit)
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", p, n,
+				ratioCell(r.ratio(p, scUncached, scDirect, n)), ratioCell(r.ratio(p, scNaive, scDirect, n)),
+				ratioCell(r.ratio(p, scUncached, scNaive, n)), ratioCell(r.ratioOf(p, scUncached, scDirect, n, p50)),
+				ratioCell(r.ratio(p, scCached, scNull, n)), p99, hit)
 		}
 	}
+}
+
+// ratioCell prints a ratio's median and range, "—" when not measured.
+func ratioCell(med, lo, hi float64, ok bool) string {
+	if !ok {
+		return "—"
+	}
+	return fmtRatio(med, lo, hi)
+}
+
+// cachedVsNull is the target cell "cached ≥ least× null at
+// targetConns, p99 under targetCachedP99, no errors".
+func (r report) cachedVsNull(least float64) func(string) (string, bool) {
+	return func(p string) (string, bool) {
+		med, lo, hi, ok := r.ratio(p, scCached, scNull, targetConns)
+		c := r.find(p, scCached, targetConns)
+		if !ok || c == nil {
+			return "", false
+		}
+		p99 := c.Res.Quantile(0.99)
+		good := med >= least && p99 < targetCachedP99 && r.errors(p, scCached, targetConns) == 0
+		return fmt.Sprintf("%s %s, p99 %s", mark(good), fmtRatio(med, lo, hi), fmtDur(p99)), true
+	}
+}
+
+// ratioTarget is the target cell "a ≥ least× b at conns, a without
+// errors".
+func (r report) ratioTarget(a, b string, conns int, least float64) func(string) (string, bool) {
+	return func(p string) (string, bool) {
+		med, lo, hi, ok := r.ratio(p, a, b, conns)
+		if !ok {
+			return "", false
+		}
+		good := med >= least && r.errors(p, a, conns) == 0
+		return fmt.Sprintf("%s %s", mark(good), fmtRatio(med, lo, hi)), true
+	}
+}
+
+// manyConns is the target cell "no errors at targetManyConns, daemon
+// peak RSS within targetRSS".
+func (r report) manyConns(p string) (string, bool) {
+	var errs int64
+	var rss int64 = -1
+	seen := false
+	for _, sc := range scenariosOf(p) {
+		for _, rw := range r.runs(p, sc, targetManyConns) {
+			errs += rw.Res.Errors
+			if sc == scUncached || sc == scCached {
+				seen = true
+				rss = max(rss, rw.RSS)
+			}
+		}
+	}
+	if !seen {
+		return "", false
+	}
+	ok := errs == 0 && rss >= 0 && rss <= targetRSS
+	return fmt.Sprintf("%s %d errors, RSS %s", mark(ok), errs, fmtBytes(rss)), true
 }
 
 // p50 is a run's median latency in ns, for ratioOf.
@@ -282,71 +313,71 @@ func p50(rw *row) float64 { return float64(rw.Res.Quantile(0.5)) }
 // connection, the cached path against the null responder, and dovecot
 // against postfix.
 func (r report) writeIssue21Targets(b *strings.Builder, protos []string) {
-	b.WriteString("\n## Targets of issue #21\n\n")
-	b.WriteString("| target | " + strings.Join(protos, " | ") + " |\n")
-	b.WriteString("|---|" + strings.Repeat("---|", len(protos)) + "\n")
-	r.targetRow(b, protos, fmt.Sprintf("uncached ≥ %.0f× naive @%d conns", targetUncachedVsNaive, targetManyConns), func(p string) (string, bool) {
-		med, lo, hi, ok := r.ratio(p, scUncached, scNaive, targetManyConns)
+	targets := []targetSpec{
+		{fmt.Sprintf("uncached ≥ %.0f× naive @%d conns", targetUncachedVsNaive, targetManyConns),
+			r.ratioTarget(scUncached, scNaive, targetManyConns, targetUncachedVsNaive)},
+		{fmt.Sprintf("uncached ≥ %.1f× direct @%d and %d conns", targetUncachedVsDirect2, targetConns, targetManyConns),
+			r.uncachedVsDirect2},
+		{fmt.Sprintf("uncached p50 ≤ %.1f× direct p50 @1 conn", targetP50VsDirect), r.p50VsDirect},
+		{fmt.Sprintf("cached ≥ %.2f× null @%d conns, p99 < %s", targetCachedVsNull2, targetConns, fmtDur(targetCachedP99)),
+			r.cachedVsNull(targetCachedVsNull2)},
+	}
+	if slices.Contains(protos, "postfix") && slices.Contains(protos, "dovecot") {
+		targets = append(targets, targetSpec{
+			fmt.Sprintf("dovecot's uncached / direct ≥ %.1f× postfix's, every concurrency", targetDovecotVsPostfix),
+			r.dovecotVsPostfix})
+	}
+	r.writeTargetTable(b, "\n## Targets of issue #21\n\n", protos, targets)
+}
+
+// uncachedVsDirect2 is issue #21's uncached / direct target, at
+// targetConns and targetManyConns.
+func (r report) uncachedVsDirect2(p string) (string, bool) {
+	var cells []string
+	good := true
+	for _, n := range []int{targetConns, targetManyConns} {
+		med, lo, hi, ok := r.ratio(p, scUncached, scDirect, n)
 		if !ok {
 			return "", false
 		}
-		good := med >= targetUncachedVsNaive && r.errors(p, scUncached, targetManyConns) == 0
-		return fmt.Sprintf("%s %s", mark(good), fmtRatio(med, lo, hi)), true
-	})
-	r.targetRow(b, protos, fmt.Sprintf("uncached ≥ %.1f× direct @%d and %d conns", targetUncachedVsDirect2, targetConns, targetManyConns), func(p string) (string, bool) {
-		var cells []string
-		good := true
-		for _, n := range []int{targetConns, targetManyConns} {
-			med, lo, hi, ok := r.ratio(p, scUncached, scDirect, n)
-			if !ok {
-				return "", false
-			}
-			good = good && med >= targetUncachedVsDirect2 && r.errors(p, scUncached, n) == 0
-			cells = append(cells, fmt.Sprintf("%s @%d", fmtRatio(med, lo, hi), n))
-		}
-		return mark(good) + " " + strings.Join(cells, ", "), true
-	})
-	r.targetRow(b, protos, fmt.Sprintf("uncached p50 ≤ %.1f× direct p50 @1 conn", targetP50VsDirect), func(p string) (string, bool) {
-		med, lo, hi, ok := r.ratioOf(p, scUncached, scDirect, 1, p50)
-		u := r.find(p, scUncached, 1)
-		if !ok || u == nil {
-			return "", false
-		}
-		return fmt.Sprintf("%s %s, p50 %s", mark(med <= targetP50VsDirect), fmtRatio(med, lo, hi), fmtDur(u.Res.Quantile(0.5))), true
-	})
-	r.targetRow(b, protos, fmt.Sprintf("cached ≥ %.2f× null @%d conns, p99 < %s", targetCachedVsNull2, targetConns, fmtDur(targetCachedP99)), func(p string) (string, bool) {
-		med, lo, hi, ok := r.ratio(p, scCached, scNull, targetConns)
-		c := r.find(p, scCached, targetConns)
-		if !ok || c == nil {
-			return "", false
-		}
-		p99 := c.Res.Quantile(0.99)
-		good := med >= targetCachedVsNull2 && p99 < targetCachedP99 && r.errors(p, scCached, targetConns) == 0
-		return fmt.Sprintf("%s %s, p99 %s", mark(good), fmtRatio(med, lo, hi), fmtDur(p99)), true
-	})
-	if slices.Contains(protos, "postfix") && slices.Contains(protos, "dovecot") {
-		name := fmt.Sprintf("dovecot's uncached / direct ≥ %.1f× postfix's, every concurrency", targetDovecotVsPostfix)
-		r.targetRow(b, protos, name, func(p string) (string, bool) {
-			if p != "dovecot" {
-				return "—", true
-			}
-			var cells []string
-			good := true
-			for _, n := range r.Opts.Conns {
-				d, _, _, ok1 := r.ratio("dovecot", scUncached, scDirect, n)
-				q, _, _, ok2 := r.ratio("postfix", scUncached, scDirect, n)
-				if !ok1 || !ok2 || q <= 0 {
-					continue
-				}
-				good = good && d/q >= targetDovecotVsPostfix
-				cells = append(cells, fmt.Sprintf("%.2f× @%d", d/q, n))
-			}
-			if len(cells) == 0 {
-				return "", false
-			}
-			return mark(good) + " " + strings.Join(cells, ", "), true
-		})
+		good = good && med >= targetUncachedVsDirect2 && r.errors(p, scUncached, n) == 0
+		cells = append(cells, fmt.Sprintf("%s @%d", fmtRatio(med, lo, hi), n))
 	}
+	return mark(good) + " " + strings.Join(cells, ", "), true
+}
+
+// p50VsDirect is issue #21's latency target at one connection.
+func (r report) p50VsDirect(p string) (string, bool) {
+	med, lo, hi, ok := r.ratioOf(p, scUncached, scDirect, 1, p50)
+	u := r.find(p, scUncached, 1)
+	if !ok || u == nil {
+		return "", false
+	}
+	return fmt.Sprintf("%s %s, p50 %s", mark(med <= targetP50VsDirect), fmtRatio(med, lo, hi), fmtDur(u.Res.Quantile(0.5))), true
+}
+
+// dovecotVsPostfix compares dovecot's uncached / direct ratio with
+// postfix's at every concurrency, in dovecot's column ("—" in the
+// others).
+func (r report) dovecotVsPostfix(p string) (string, bool) {
+	if p != "dovecot" {
+		return "—", true
+	}
+	var cells []string
+	good := true
+	for _, n := range r.Opts.Conns {
+		d, _, _, ok1 := r.ratio("dovecot", scUncached, scDirect, n)
+		q, _, _, ok2 := r.ratio("postfix", scUncached, scDirect, n)
+		if !ok1 || !ok2 || q <= 0 {
+			continue
+		}
+		good = good && d/q >= targetDovecotVsPostfix
+		cells = append(cells, fmt.Sprintf("%.2f× @%d", d/q, n))
+	}
+	if len(cells) == 0 {
+		return "", false
+	}
+	return mark(good) + " " + strings.Join(cells, ", "), true
 }
 
 // writeLoginTables writes the SMTP AUTH, policy and nginx figures: each
@@ -354,34 +385,7 @@ func (r report) writeIssue21Targets(b *strings.Builder, protos []string) {
 func (r report) writeLoginTables(b *strings.Builder) {
 	nginx := slices.Contains(r.Opts.Protocols, "nginx")
 	if nginx {
-		b.WriteString("\n## Brute-force limiter (issue #19)\n\n| target | nginx |\n|---|---|\n")
-		// Judged on CPU per login: it is what the limiter adds, and it
-		// holds still under a load that moves the throughput ratio of
-		// even two identical daemons by ±10 % per round.
-		name := fmt.Sprintf("limiter costs < %.0f %% @%d conns: shitenno-nginx CPU per login on / off ≤ %.2f×",
-			100*targetLimiterCost, targetConns, 1+targetLimiterCost)
-		r.targetRow(b, []string{"nginx"}, name, func(p string) (string, bool) {
-			med, lo, hi, ok := r.limiterRatio(p, targetConns, limiterCPU)
-			if !ok {
-				return "", false
-			}
-			good := med <= 1+targetLimiterCost && r.errors(p, scLimiter, targetConns) == 0
-			s := fmt.Sprintf("%s %s", mark(good), fmtRatio(med, lo, hi))
-			if sm, slo, shi, ok := r.limiterRatio(p, targetConns, limiterSpeed); ok {
-				s += fmt.Sprintf("; throughput on / off %s", fmtRatio(sm, slo, shi))
-			}
-			return s, true
-		})
-		r.targetRow(b, []string{"nginx"}, "limiter bookkeeping per login (in-process) < 5 % of shitenno-nginx's CPU per login", func(p string) (string, bool) {
-			c := r.find(p, scUncached, targetConns)
-			if r.LimiterOn <= 0 || c == nil || c.ServerCPU <= 0 {
-				return "", false
-			}
-			extra := float64(r.LimiterOn-r.LimiterOff) / float64(time.Microsecond)
-			frac := extra / c.ServerCPU
-			return fmt.Sprintf("%s on %s, off %s: +%.2f µs = %.2f %% of %.0f µs", mark(frac < targetLimiterCost),
-				fmtNs(r.LimiterOn), fmtNs(r.LimiterOff), extra, 100*frac, c.ServerCPU), true
-		})
+		r.writeLimiterTargets(b)
 	}
 	b.WriteString("\n## SMTP AUTH, policy, nginx auth_http\n\n")
 	b.WriteString("| protocol | conns | requests/s through shitenno / direct | shitenno p50 | shitenno p99 |")
@@ -398,27 +402,50 @@ func (r report) writeLoginTables(b *strings.Builder) {
 			continue
 		}
 		for _, n := range r.Opts.Conns {
-			ud, p50, p99 := "—", "—", "—"
-			if med, lo, hi, ok := r.ratio(p, scUncached, scDirect, n); ok {
-				ud = fmtRatio(med, lo, hi)
-			}
+			p50, p99 := "—", "—"
 			if c := r.find(p, scUncached, n); c != nil {
 				p50, p99 = fmtDur(c.Res.Quantile(0.5)), fmtDur(c.Res.Quantile(0.99))
 			}
-			fmt.Fprintf(b, "| %s | %d | %s | %s | %s |", p, n, ud, p50, p99)
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s |", p, n, ratioCell(r.ratio(p, scUncached, scDirect, n)), p50, p99)
 			if nginx {
-				on, cpu := "—", "—"
-				if med, lo, hi, ok := r.limiterRatio(p, n, limiterSpeed); ok {
-					on = fmtRatio(med, lo, hi)
-				}
-				if med, lo, hi, ok := r.limiterRatio(p, n, limiterCPU); ok {
-					cpu = fmtRatio(med, lo, hi)
-				}
-				fmt.Fprintf(b, " %s | %s |", on, cpu)
+				fmt.Fprintf(b, " %s | %s |", ratioCell(r.limiterRatio(p, n, limiterSpeed)), ratioCell(r.limiterRatio(p, n, limiterCPU)))
 			}
 			b.WriteString("\n")
 		}
 	}
+}
+
+// writeLimiterTargets writes issue #19's targets for the brute-force
+// limiter of shitenno-nginx.
+func (r report) writeLimiterTargets(b *strings.Builder) {
+	b.WriteString("\n## Brute-force limiter (issue #19)\n\n| target | nginx |\n|---|---|\n")
+	// Judged on CPU per login: it is what the limiter adds, and it
+	// holds still under a load that moves the throughput ratio of
+	// even two identical daemons by ±10 % per round.
+	name := fmt.Sprintf("limiter costs < %.0f %% @%d conns: shitenno-nginx CPU per login on / off ≤ %.2f×",
+		100*targetLimiterCost, targetConns, 1+targetLimiterCost)
+	r.targetRow(b, []string{"nginx"}, name, func(p string) (string, bool) {
+		med, lo, hi, ok := r.limiterRatio(p, targetConns, limiterCPU)
+		if !ok {
+			return "", false
+		}
+		good := med <= 1+targetLimiterCost && r.errors(p, scLimiter, targetConns) == 0
+		s := fmt.Sprintf("%s %s", mark(good), fmtRatio(med, lo, hi))
+		if sm, slo, shi, ok := r.limiterRatio(p, targetConns, limiterSpeed); ok {
+			s += fmt.Sprintf("; throughput on / off %s", fmtRatio(sm, slo, shi))
+		}
+		return s, true
+	})
+	r.targetRow(b, []string{"nginx"}, "limiter bookkeeping per login (in-process) < 5 % of shitenno-nginx's CPU per login", func(p string) (string, bool) {
+		c := r.find(p, scUncached, targetConns)
+		if r.LimiterOn <= 0 || c == nil || c.ServerCPU <= 0 {
+			return "", false
+		}
+		extra := float64(r.LimiterOn-r.LimiterOff) / float64(time.Microsecond)
+		frac := extra / c.ServerCPU
+		return fmt.Sprintf("%s on %s, off %s: +%.2f µs = %.2f %% of %.0f µs", mark(frac < targetLimiterCost),
+			fmtNs(r.LimiterOn), fmtNs(r.LimiterOff), extra, 100*frac, c.ServerCPU), true
+	})
 }
 
 // limiterRatio is the median over rounds of f on the interleaved
