@@ -139,26 +139,48 @@ func parseBackendRequest(verb string, body []byte) (int, []byte, bool) {
 	default:
 		return 0, nil, false
 	}
+	if i, obj, ok := parseLookupFast(verb, body); ok {
+		return i, obj, true
+	}
+	return parseLookupSlow(verb, body)
+}
+
+// compactObject returns the Object of a request in the exact compact
+// encoding {"Verb":"<verb>","Object":...}, which the fast paths read.
+func compactObject(verb string, body []byte) ([]byte, bool) {
 	pre := `{"Verb":"` + verb + `","Object":`
 	if bytes.HasPrefix(body, []byte(pre)) && len(body) > len(pre) && body[len(body)-1] == '}' {
-		obj := body[len(pre) : len(body)-1]
-		var k []byte
-		if verb == postfixVerb {
-			k = unquoteSimple(obj)
-		} else {
-			const op, os = `{"Context":"shared","Object":`, `}`
-			if bytes.HasPrefix(obj, []byte(op)) && bytes.HasSuffix(obj, []byte(os)) {
-				k = unquoteSimple(obj[len(op) : len(obj)-len(os)])
-			}
-		}
-		if k != nil {
-			i, ok := keyIndex(k)
-			if !ok {
-				i = -1
-			}
-			return i, obj, true
+		return body[len(pre) : len(body)-1], true
+	}
+	return nil, false
+}
+
+// parseLookupFast is parseBackendRequest for a postfix or dovecot
+// request as shitenno encodes it, keys without escapes; false for
+// anything else.
+func parseLookupFast(verb string, body []byte) (int, []byte, bool) {
+	obj, ok := compactObject(verb, body)
+	if !ok {
+		return 0, nil, false
+	}
+	var k []byte
+	if verb == postfixVerb {
+		k = unquoteSimple(obj)
+	} else {
+		const op, os = `{"Context":"shared","Object":`, `}`
+		if bytes.HasPrefix(obj, []byte(op)) && bytes.HasSuffix(obj, []byte(os)) {
+			k = unquoteSimple(obj[len(op) : len(obj)-len(os)])
 		}
 	}
+	if k == nil {
+		return 0, nil, false
+	}
+	return keyOrNone(k), obj, true
+}
+
+// parseLookupSlow is parseBackendRequest for a postfix or dovecot
+// request through encoding/json.
+func parseLookupSlow(verb string, body []byte) (int, []byte, bool) {
 	var req struct {
 		Verb   string
 		Object json.RawMessage
@@ -178,11 +200,16 @@ func parseBackendRequest(verb string, body []byte) (int, []byte, bool) {
 		}
 		key = *o.Object
 	}
-	i, ok := keyIndex([]byte(key))
+	return keyOrNone([]byte(key)), req.Object, true
+}
+
+// keyOrNone is k's index in the data set, -1 for a key outside it.
+func keyOrNone(k []byte) int {
+	i, ok := keyIndex(k)
 	if !ok {
-		i = -1
+		return -1
 	}
-	return i, req.Object, true
+	return i
 }
 
 // unquoteSimple returns the inside of a JSON string without escapes, or
@@ -213,37 +240,14 @@ var loginFields = map[string][]string{
 func parseLoginRequest(verb string, body []byte) (int, []byte, bool) {
 	names := loginFields[verb]
 	var vals [3][]byte
-	pre := `{"Verb":"` + verb + `","Object":`
-	obj, ok := []byte(nil), false
-	if bytes.HasPrefix(body, []byte(pre)) && len(body) > len(pre) && body[len(body)-1] == '}' {
-		obj = body[len(pre) : len(body)-1]
+	obj, ok := compactObject(verb, body)
+	if ok {
 		ok = scanFlatObject(obj, verb == saslVerb, names, vals[:len(names)])
 	}
 	if !ok {
 		// Anything the fast path does not know: decode it properly.
-		var req struct {
-			Verb   string
-			Object map[string]any
-		}
-		var raw struct{ Object json.RawMessage }
-		if json.Unmarshal(body, &req) != nil || req.Verb != verb || req.Object == nil || json.Unmarshal(body, &raw) != nil {
+		if obj, ok = decodeLoginRequest(verb, body, names, vals[:len(names)]); !ok {
 			return 0, nil, false
-		}
-		obj = raw.Object
-		for k, v := range req.Object {
-			if _, isBool := v.(bool); isBool && verb == saslVerb && k == "Secured" {
-				continue
-			}
-			if _, isString := v.(string); !isString {
-				return 0, nil, false
-			}
-		}
-		for j, n := range names {
-			v, ok := req.Object[n].(string)
-			if !ok {
-				return 0, nil, false
-			}
-			vals[j] = []byte(v)
 		}
 	}
 	for j := range names {
@@ -251,6 +255,43 @@ func parseLoginRequest(verb string, body []byte) (int, []byte, bool) {
 			return 0, nil, false
 		}
 	}
+	return loginIndex(verb, vals), obj, true
+}
+
+// decodeLoginRequest is parseLoginRequest's slow path through
+// encoding/json: every member a string (but sasl's Secured), the values of
+// names stored in vals; it returns the raw Object.
+func decodeLoginRequest(verb string, body []byte, names []string, vals [][]byte) ([]byte, bool) {
+	var req struct {
+		Verb   string
+		Object map[string]any
+	}
+	var raw struct{ Object json.RawMessage }
+	if json.Unmarshal(body, &req) != nil || req.Verb != verb || req.Object == nil || json.Unmarshal(body, &raw) != nil {
+		return nil, false
+	}
+	for k, v := range req.Object {
+		if _, isBool := v.(bool); isBool && verb == saslVerb && k == "Secured" {
+			continue
+		}
+		if _, isString := v.(string); !isString {
+			return nil, false
+		}
+	}
+	for j, n := range names {
+		v, ok := req.Object[n].(string)
+		if !ok {
+			return nil, false
+		}
+		vals[j] = []byte(v)
+	}
+	return raw.Object, true
+}
+
+// loginIndex is the key's index for a login whose loginFields values
+// are vals, -1 for an unknown key or, for sasl and nginx, a wrong
+// password or mechanism.
+func loginIndex(verb string, vals [3][]byte) int {
 	i, known := keyIndex(vals[0])
 	switch {
 	case !known:
@@ -259,7 +300,7 @@ func parseLoginRequest(verb string, body []byte) (int, []byte, bool) {
 		verb == nginxVerb && (string(vals[1]) != loginPassword(i) || string(vals[2]) != "plain"):
 		i = -1
 	}
-	return i, obj, true
+	return i
 }
 
 // scanFlatObject reads obj as {"name":"value",...} with no escapes and no
@@ -270,52 +311,76 @@ func scanFlatObject(obj []byte, bools bool, names []string, vals [][]byte) bool 
 	if len(obj) < 2 || obj[0] != '{' || obj[len(obj)-1] != '}' {
 		return false
 	}
-	p := obj[1 : len(obj)-1]
-	str := func() ([]byte, bool) {
-		if len(p) == 0 || p[0] != '"' {
-			return nil, false
-		}
-		e := bytes.IndexByte(p[1:], '"')
-		if e < 0 {
-			return nil, false
-		}
-		s := p[1 : 1+e]
-		if bytes.IndexByte(s, '\\') >= 0 {
-			return nil, false
-		}
-		p = p[e+2:]
-		return s, true
-	}
-	for len(p) > 0 {
-		k, ok := str()
-		if !ok || len(p) == 0 || p[0] != ':' {
+	s := flatScanner{p: obj[1 : len(obj)-1]}
+	for len(s.p) > 0 {
+		k, ok := s.str()
+		if !ok || len(s.p) == 0 || s.p[0] != ':' {
 			return false
 		}
-		p = p[1:]
-		var v []byte
-		switch {
-		case bools && bytes.HasPrefix(p, []byte("true")):
-			p = p[4:]
-		case bools && bytes.HasPrefix(p, []byte("false")):
-			p = p[5:]
-		default:
-			if v, ok = str(); !ok {
+		s.p = s.p[1:]
+		v, ok := s.value(bools)
+		if !ok || !storeFlat(k, v, names, vals) || !s.comma() {
+			return false
+		}
+	}
+	return true
+}
+
+// flatScanner is scanFlatObject's position in the object's members.
+type flatScanner struct{ p []byte }
+
+// str reads a string without escapes.
+func (s *flatScanner) str() ([]byte, bool) {
+	if len(s.p) == 0 || s.p[0] != '"' {
+		return nil, false
+	}
+	e := bytes.IndexByte(s.p[1:], '"')
+	if e < 0 {
+		return nil, false
+	}
+	v := s.p[1 : 1+e]
+	if bytes.IndexByte(v, '\\') >= 0 {
+		return nil, false
+	}
+	s.p = s.p[e+2:]
+	return v, true
+}
+
+// value reads a string, or a boolean when bools is set (returned as nil).
+func (s *flatScanner) value(bools bool) ([]byte, bool) {
+	switch {
+	case bools && bytes.HasPrefix(s.p, []byte("true")):
+		s.p = s.p[4:]
+	case bools && bytes.HasPrefix(s.p, []byte("false")):
+		s.p = s.p[5:]
+	default:
+		return s.str()
+	}
+	return nil, true
+}
+
+// comma reads the comma between two members; false for one ending the
+// object.
+func (s *flatScanner) comma() bool {
+	if len(s.p) == 0 {
+		return true
+	}
+	if s.p[0] != ',' || len(s.p) == 1 {
+		return false
+	}
+	s.p = s.p[1:]
+	return true
+}
+
+// storeFlat stores v in vals where k is the first occurrence of one of
+// names; false for a boolean (nil v) where a string is read.
+func storeFlat(k, v []byte, names []string, vals [][]byte) bool {
+	for j, n := range names {
+		if string(k) == n && vals[j] == nil {
+			vals[j] = v
+			if v == nil {
 				return false
 			}
-		}
-		for j, n := range names {
-			if string(k) == n && vals[j] == nil {
-				vals[j] = v
-				if v == nil {
-					return false // a boolean where a string is read
-				}
-			}
-		}
-		if len(p) > 0 {
-			if p[0] != ',' || len(p) == 1 {
-				return false
-			}
-			p = p[1:]
 		}
 	}
 	return true
