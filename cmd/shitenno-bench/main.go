@@ -64,32 +64,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		err = cmdRun(fs, args[1:], stdout)
 	case "backend":
-		listen := fs.String("listen", "127.0.0.1:18090", "address to listen on")
-		maxAge := fs.Int("max-age", 0, "Cache-Control max-age (seconds) on every answer; 0 sends none")
-		if err = fs.Parse(args[1:]); err == nil {
-			err = serveBackend(*listen, *maxAge)
-		}
+		err = cmdBackend(fs, args[1:])
 	case "null":
-		proto := fs.String("protocol", "postfix", "postfix or dovecot")
-		sock := fs.String("socket", "", "unix socket path")
-		if err = fs.Parse(args[1:]); err == nil {
-			if *sock == "" {
-				err = fmt.Errorf("--socket is required")
-			} else {
-				err = serveNull(*proto, *sock)
-			}
-		}
+		err = cmdNull(fs, args[1:])
 	case "naive":
-		proto := fs.String("protocol", "postfix", "postfix or dovecot")
-		sock := fs.String("socket", "", "unix socket path")
-		url := fs.String("url", "", "backend base URL (the verb is appended)")
-		if err = fs.Parse(args[1:]); err == nil {
-			if *sock == "" || *url == "" || (*proto != "postfix" && *proto != "dovecot") {
-				err = fmt.Errorf("--socket, --url and --protocol postfix|dovecot are required")
-			} else {
-				err = serveNaive(*proto, *sock, *url)
-			}
-		}
+		err = cmdNaive(fs, args[1:])
 	case "gen-data":
 		err = writeExampleData(stdout)
 	case "-h", "--help", "help":
@@ -109,7 +88,58 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+func cmdBackend(fs *pflag.FlagSet, args []string) error {
+	listen := fs.String("listen", "127.0.0.1:18090", "address to listen on")
+	maxAge := fs.Int("max-age", 0, "Cache-Control max-age (seconds) on every answer; 0 sends none")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return serveBackend(*listen, *maxAge)
+}
+
+func cmdNull(fs *pflag.FlagSet, args []string) error {
+	proto := fs.String("protocol", "postfix", "postfix or dovecot")
+	sock := fs.String("socket", "", "unix socket path")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *sock == "" {
+		return fmt.Errorf("--socket is required")
+	}
+	return serveNull(*proto, *sock)
+}
+
+func cmdNaive(fs *pflag.FlagSet, args []string) error {
+	proto := fs.String("protocol", "postfix", "postfix or dovecot")
+	sock := fs.String("socket", "", "unix socket path")
+	url := fs.String("url", "", "backend base URL (the verb is appended)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *sock == "" || *url == "" || (*proto != "postfix" && *proto != "dovecot") {
+		return fmt.Errorf("--socket, --url and --protocol postfix|dovecot are required")
+	}
+	return serveNaive(*proto, *sock, *url)
+}
+
 func cmdRun(fs *pflag.FlagSet, args []string, stdout io.Writer) error {
+	o, err := parseRunFlags(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if o.Work == "" {
+		d, err := os.MkdirTemp("", "shitenno-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		o.Work = d
+	}
+	return benchRun(o)
+}
+
+// parseRunFlags reads and checks the flags of shitenno-bench run.
+func parseRunFlags(fs *pflag.FlagSet, args []string, stdout io.Writer) (runOptions, error) {
 	self, _ := os.Executable()
 	bin := fs.String("bin", filepath.Dir(self), "directory holding shitenno-postfix, shitenno-dovecot, shitenno-nginx, shitenno-example-backend")
 	work := fs.String("work", "", "scratch directory for configs, sockets and logs (default: a new temp dir, removed afterwards)")
@@ -126,48 +156,59 @@ func cmdRun(fs *pflag.FlagSet, args []string, stdout io.Writer) error {
 	commit := fs.String("commit", "", "source version recorded in the results")
 	control := fs.Bool("limiter-control", false, "A/A control: run the limiter scenario's daemon with the limiter off too, to see the noise floor of the on/off ratios")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return runOptions{}, err
 	}
 	o := runOptions{Bin: *bin, Work: *work, Backend: *backend, Warmup: *warm, Duration: *dur, Repeat: *repeat,
 		MaxAge: *maxAge, Out: *out, Extra: *extra, Commit: *commit, LimiterControl: *control, Stdout: stdout}
 	if o.Backend != "builtin" && o.Backend != "example" {
-		return fmt.Errorf("--backend must be builtin or example")
+		return o, fmt.Errorf("--backend must be builtin or example")
 	}
-	for _, p := range strings.Split(*protos, ",") {
-		if !slices.Contains(allProtocols, p) {
-			return fmt.Errorf("--protocols: unknown protocol %q (known: %s)", p, strings.Join(allProtocols, ", "))
-		}
-		if slices.Contains(o.Protocols, p) {
-			continue
-		}
-		o.Protocols = append(o.Protocols, p)
+	var err error
+	if o.Protocols, err = protocolList(*protos); err != nil {
+		return o, err
 	}
-	for _, c := range strings.Split(*conns, ",") {
-		n, err := strconv.Atoi(c)
-		if err != nil || n < 1 || n > 4096 {
-			return fmt.Errorf("--conns: %q is not a number of connections in 1..4096", c)
-		}
-		o.Conns = append(o.Conns, n)
+	if o.Conns, err = connList("conns", *conns, 4096); err != nil {
+		return o, err
 	}
 	if *repeatAt != "" {
-		for _, c := range strings.Split(*repeatAt, ",") {
-			n, err := strconv.Atoi(c)
-			if err != nil || n < 1 {
-				return fmt.Errorf("--repeat-at: %q is not a number of connections", c)
-			}
-			o.RepeatAt = append(o.RepeatAt, n)
+		if o.RepeatAt, err = connList("repeat-at", *repeatAt, 0); err != nil {
+			return o, err
 		}
 	}
 	if o.Repeat < 1 || o.Repeat > 20 {
-		return fmt.Errorf("--repeat must be in 1..20")
+		return o, fmt.Errorf("--repeat must be in 1..20")
 	}
-	if o.Work == "" {
-		d, err := os.MkdirTemp("", "shitenno-bench-")
-		if err != nil {
-			return err
+	return o, nil
+}
+
+// protocolList parses --protocols: known names, each kept once, in the
+// order given.
+func protocolList(s string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if !slices.Contains(allProtocols, p) {
+			return nil, fmt.Errorf("--protocols: unknown protocol %q (known: %s)", p, strings.Join(allProtocols, ", "))
 		}
-		defer os.RemoveAll(d)
-		o.Work = d
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
 	}
-	return benchRun(o)
+	return out, nil
+}
+
+// connList parses a comma-separated list of connection counts for
+// --<flag>, each at least 1 and at most hi (0: no bound).
+func connList(flag, s string, hi int) ([]int, error) {
+	var out []int
+	for _, c := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(c)
+		switch {
+		case hi > 0 && (err != nil || n < 1 || n > hi):
+			return nil, fmt.Errorf("--%s: %q is not a number of connections in 1..%d", flag, c, hi)
+		case err != nil || n < 1:
+			return nil, fmt.Errorf("--%s: %q is not a number of connections", flag, c)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
