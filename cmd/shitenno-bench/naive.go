@@ -47,52 +47,70 @@ func serveNaive(proto, path, base string) error {
 func naiveConn(c net.Conn, proto, base string, hc *http.Client) {
 	defer c.Close()
 	br := bufio.NewReader(c)
+	answer := naiveDict
+	if proto == "postfix" {
+		answer = naivePostfix
+	}
 	for {
-		var out string
-		if proto == "postfix" {
-			p, err := readNetstring(br, nil)
-			if err != nil {
-				return
-			}
-			name, key, _ := strings.Cut(string(p), " ")
-			data, found, err := naiveAsk(hc, base+name, key)
-			var s string
-			switch {
-			case err == nil && found && json.Unmarshal(data, &s) == nil:
-				out = "OK " + s
-			case err == nil && !found:
-				out = "NOTFOUND "
-			default:
-				out = "TEMP backend error"
-			}
-			out = strconv.Itoa(len(out)) + ":" + out + ","
-		} else {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if line[0] != 'L' {
-				continue // the hello, or a command this daemon ignores
-			}
-			path, _, _ := strings.Cut(strings.TrimSuffix(line[1:], "\n"), "\t")
-			parts := strings.SplitN(path, "/", 3) // shared/<verb>/<key>
-			if len(parts) != 3 || parts[0] != "shared" {
-				out = "Funsupported\n"
-			} else if data, found, err := naiveAsk(hc, base+parts[1], map[string]string{"Context": "shared", "Object": parts[2]}); err != nil {
-				out = "Fbackend error\n"
-			} else if !found {
-				out = "N\n"
-			} else {
-				var compact bytes.Buffer
-				_ = json.Compact(&compact, data)
-				r := strings.NewReplacer("\x01", "\x011", "\t", "\x01t", "\n", "\x01n")
-				out = "O" + r.Replace(compact.String()) + "\n"
-			}
+		out, err := answer(br, base, hc)
+		if err != nil {
+			return
+		}
+		if out == "" {
+			continue
 		}
 		if _, err := c.Write([]byte(out)); err != nil {
 			return
 		}
 	}
+}
+
+// naivePostfix reads one socketmap request and returns its reply.
+func naivePostfix(br *bufio.Reader, base string, hc *http.Client) (string, error) {
+	p, err := readNetstring(br, nil)
+	if err != nil {
+		return "", err
+	}
+	name, key, _ := strings.Cut(string(p), " ")
+	data, found, err := naiveAsk(hc, base+name, key)
+	var out, s string
+	switch {
+	case err == nil && found && json.Unmarshal(data, &s) == nil:
+		out = "OK " + s
+	case err == nil && !found:
+		out = "NOTFOUND "
+	default:
+		out = "TEMP backend error"
+	}
+	return strconv.Itoa(len(out)) + ":" + out + ",", nil
+}
+
+// naiveDict reads one dict line and returns its reply, "" for a line it
+// does not answer.
+func naiveDict(br *bufio.Reader, base string, hc *http.Client) (string, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if line[0] != 'L' {
+		return "", nil // the hello, or a command this daemon ignores
+	}
+	path, _, _ := strings.Cut(strings.TrimSuffix(line[1:], "\n"), "\t")
+	parts := strings.SplitN(path, "/", 3) // shared/<verb>/<key>
+	if len(parts) != 3 || parts[0] != "shared" {
+		return "Funsupported\n", nil
+	}
+	data, found, err := naiveAsk(hc, base+parts[1], map[string]string{"Context": "shared", "Object": parts[2]})
+	switch {
+	case err != nil:
+		return "Fbackend error\n", nil
+	case !found:
+		return "N\n", nil
+	}
+	var compact bytes.Buffer
+	_ = json.Compact(&compact, data)
+	r := strings.NewReplacer("\x01", "\x011", "\t", "\x01t", "\n", "\x01n")
+	return "O" + r.Replace(compact.String()) + "\n", nil
 }
 
 // naiveAsk POSTs {"Verb","Object"} to url and decodes the reply.
