@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -22,7 +24,8 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	log  string
-	done chan struct{}
+	done chan struct{} // closed once the process has exited
+	gone atomic.Bool   // set just before done is closed, for exited
 }
 
 // startProc starts argv with stdout and stderr going to <work>/<name>.log.
@@ -40,34 +43,29 @@ func startProc(work, name string, argv ...string) (*proc, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
+	go func() { _ = cmd.Wait(); p.gone.Store(true); close(p.done) }()
 	return p, nil
 }
 
 // childEnv drops proxy variables: every hop of the benchmark is local.
 func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch strings.ToLower(k) {
-		case "http_proxy", "https_proxy", "all_proxy", "no_proxy":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
+	return slices.DeleteFunc(os.Environ(), isProxyVar)
+}
+
+// proxyVars are the variables (in any case) that would send a child's
+// HTTP requests through a proxy.
+var proxyVars = []string{"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+
+// isProxyVar reports whether the environment entry kv sets one of
+// proxyVars.
+func isProxyVar(kv string) bool {
+	k, _, _ := strings.Cut(kv, "=")
+	return slices.Contains(proxyVars, strings.ToLower(k))
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) exited() bool { return p.gone.Load() }
 
 // stop sends SIGTERM, then SIGKILL after 5 s.
 func (p *proc) stop() {
