@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"net"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -94,52 +93,41 @@ func TestLoadAgainstNull(t *testing.T) {
 			}
 		})
 	}
-	srv := httptest.NewServer(newFastBackend(0))
-	defer srv.Close()
+	base, _ := fastBackendClient(t)
 	for _, proto := range []string{"postfix", "dovecot"} {
-		t.Run("direct "+proto, func(t *testing.T) {
-			d, cleanup := dialHTTP(srv.URL+"/", proto)
-			defer cleanup()
-			res := runLoad(d, 2, 0, 200*time.Millisecond)
-			if res.Errors != 0 || res.Ops == 0 {
-				t.Fatalf("%d errors (%s), %d ops", res.Errors, res.FirstErr, res.Ops)
-			}
-		})
+		t.Run("direct "+proto, func(t *testing.T) { checkDirect(t, base, proto) })
+	}
+}
+
+// checkDirect drives proto's direct HTTP client against the backend at
+// base: every reply must check.
+func checkDirect(t *testing.T, base, proto string) {
+	t.Helper()
+	d, cleanup := dialHTTP(base, proto)
+	defer cleanup()
+	res := runLoad(d, 2, 0, 200*time.Millisecond)
+	if res.Errors != 0 || res.Ops == 0 {
+		t.Fatalf("%d errors (%s), %d ops", res.Errors, res.FirstErr, res.Ops)
 	}
 }
 
 // TestWrongRepliesAreErrors: a server answering the wrong key, or not at
 // all, is counted, never skipped.
 func TestWrongRepliesAreErrors(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "liar")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	key0 := netstring("OK " + virtualValue(0))
-	go func() {
+	sock := serveConns(t, func(c net.Conn) {
+		buf := make([]byte, 4096)
 		for {
-			c, err := l.Accept()
-			if err != nil {
+			if _, err := c.Read(buf); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-					// Always the answer for key 0, and the dict hello gets
-					// one too (wrong: it must not).
-					if _, err := c.Write(key0); err != nil {
-						return
-					}
-				}
-			}()
+			// Always the answer for key 0, and the dict hello gets one
+			// too (wrong: it must not).
+			if _, err := c.Write(key0); err != nil {
+				return
+			}
 		}
-	}()
+	})
 	w := postfixWire()
 	res := runLoad(dialSocketmap("unix", sock, &w), 2, 0, 100*time.Millisecond)
 	if res.Errors == 0 || !strings.Contains(res.FirstErr, "want") {

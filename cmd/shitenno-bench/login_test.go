@@ -117,7 +117,8 @@ func serveSASL(t *testing.T, h sasl.Handler) string {
 	return serveOn(t, srv.Serve, func() { srv.Close() })
 }
 
-// serveOn runs serve on a new unix socket until the test ends.
+// serveOn runs serve on a new unix socket until the test ends, then
+// calls stop and closes the listener (if stop has not).
 func serveOn(t *testing.T, serve func(net.Listener) error, stop func()) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "s")
@@ -126,8 +127,40 @@ func serveOn(t *testing.T, serve func(net.Listener) error, stop func()) string {
 		t.Fatal(err)
 	}
 	go func() { _ = serve(l) }()
-	t.Cleanup(stop)
+	t.Cleanup(func() { stop(); l.Close() })
 	return sock
+}
+
+// serveConns serves a new unix socket until the test ends, running
+// handle on each connection in a goroutine of its own and closing the
+// connection when handle returns.
+func serveConns(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
+	return serveOn(t, func(l net.Listener) error {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return err
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}, func() {})
+}
+
+// fastBackendClient serves the built-in backend until the test ends and
+// returns its base URL and a shitenno remote client asking it.
+func fastBackendClient(t *testing.T) (string, *remote.Client) {
+	t.Helper()
+	srv := httptest.NewServer(newFastBackend(0))
+	t.Cleanup(srv.Close)
+	rc, err := remote.New(remote.Options{URLs: []string{srv.URL + "/"}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv.URL + "/", rc
 }
 
 // loginServers serves the SMTP AUTH, policy and auth_http protocols with
@@ -156,12 +189,7 @@ func loginServers(t *testing.T, backend bridge.Backend, nginxGuard bool) map[str
 // shitenno's servers and bridges against the built-in backend, and the
 // direct clients against the backend alone: every reply must check.
 func TestLoginClientsThroughShitenno(t *testing.T) {
-	srv := httptest.NewServer(newFastBackend(0))
-	defer srv.Close()
-	rc, err := remote.New(remote.Options{URLs: []string{srv.URL + "/"}, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, rc := fastBackendClient(t)
 	for proto, dial := range loginServers(t, rc, false) {
 		t.Run(proto, func(t *testing.T) {
 			// Enough operations to reach the unknown keys (every
@@ -179,14 +207,7 @@ func TestLoginClientsThroughShitenno(t *testing.T) {
 				t.Fatalf("only %d ops in 30 s", ops)
 			}
 		})
-		t.Run("direct "+proto, func(t *testing.T) {
-			d, cleanup := dialHTTP(srv.URL+"/", proto)
-			defer cleanup()
-			res := runLoad(d, 2, 0, 200*time.Millisecond)
-			if res.Errors != 0 || res.Ops == 0 {
-				t.Fatalf("%d errors (%s), %d ops", res.Errors, res.FirstErr, res.Ops)
-			}
-		})
+		t.Run("direct "+proto, func(t *testing.T) { checkDirect(t, base, proto) })
 	}
 }
 
@@ -252,12 +273,7 @@ func TestLoginClientsCountWrongAnswers(t *testing.T) {
 // always the same password) never block anyone, so the limiter-on
 // scenario measures the limiter's bookkeeping, not refusals.
 func TestNginxLimiterLetsTheMixThrough(t *testing.T) {
-	srv := httptest.NewServer(newFastBackend(0))
-	defer srv.Close()
-	rc, err := remote.New(remote.Options{URLs: []string{srv.URL + "/"}, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rc := fastBackendClient(t)
 	c, _ := loginServers(t, rc, true)["nginx"]()
 	// Only the wrong logins, twice over (a success would reset a count),
 	// then every right one.
