@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -250,7 +249,7 @@ func leakCheck(t *testing.T, h socketmap.Handler, n int) leakStats {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		clients = append(clients, &socketmapClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), w: &w})
+		clients = append(clients, &socketmapClient{streamConn: newStreamConn(c), w: &w})
 	}
 	drive := func(total int) error {
 		var wg sync.WaitGroup

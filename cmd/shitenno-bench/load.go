@@ -236,11 +236,23 @@ func (d *deadliner) arm(now time.Time) {
 	}
 }
 
+// streamConn is what the clients on a kept stream connection share: the
+// connection with its deadline and a read buffer.
+type streamConn struct {
+	deadliner
+	br *bufio.Reader
+}
+
+func newStreamConn(c net.Conn) streamConn {
+	return streamConn{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096)}
+}
+
+func (s *streamConn) close() { s.c.Close() }
+
 // socketmapClient speaks postfix's socketmap protocol like postfix does:
 // one request, wait for the reply, no pipelining.
 type socketmapClient struct {
-	deadliner
-	br  *bufio.Reader
+	streamConn
 	buf []byte
 	w   *wire
 }
@@ -265,7 +277,7 @@ func dialWith(network, addr string, open func(net.Conn) (client, error)) dialFun
 
 func dialSocketmap(network, addr string, w *wire) dialFunc {
 	return dialWith(network, addr, func(c net.Conn) (client, error) {
-		return &socketmapClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), buf: make([]byte, 0, 256), w: w}, nil
+		return &socketmapClient{streamConn: newStreamConn(c), buf: make([]byte, 0, 256), w: w}, nil
 	})
 }
 
@@ -284,16 +296,13 @@ func (s *socketmapClient) lookup(i int, now time.Time) error {
 	return nil
 }
 
-func (s *socketmapClient) close() { s.c.Close() }
-
 // dictClient speaks dovecot's proxy dict protocol like dovecot 2.3.17+'s
 // auth worker: a hello, then one lookup at a time. It keeps its
 // connection, which dovecot does not (it reconnects per batch): the
 // benchmark measures lookups, not connection set-up.
 type dictClient struct {
-	deadliner
-	br *bufio.Reader
-	w  *wire
+	streamConn
+	w *wire
 }
 
 func dialDict(network, addr string, w *wire) dialFunc {
@@ -302,7 +311,7 @@ func dialDict(network, addr string, w *wire) dialFunc {
 		if _, err := io.WriteString(c, dictHelloRaw); err != nil {
 			return nil, err
 		}
-		return &dictClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), w: w}, nil
+		return &dictClient{streamConn: newStreamConn(c), w: w}, nil
 	})
 }
 
@@ -325,8 +334,6 @@ func (d *dictClient) lookup(i int, now time.Time) error {
 	}
 	return fmt.Errorf("reply %q, want %q", clip(line), clip(d.w.want[i]))
 }
-
-func (d *dictClient) close() { d.c.Close() }
 
 // httpClient POSTs the lookup straight to the backend, as shitenno would,
 // with the same keep-alive transport settings (remote.NewTransport), and
@@ -520,8 +527,7 @@ func clip(b []byte) string {
 // up to DONE, then one AUTH at a time with the PLAIN initial response, on
 // a connection kept for the process's life.
 type saslClient struct {
-	deadliner
-	br       *bufio.Reader
+	streamConn
 	id       int
 	buf      []byte
 	authTail [][]byte
@@ -534,8 +540,7 @@ var saslCPID atomic.Int64
 func dialSASL(network, addr string, authTail, okTail [][]byte) dialFunc {
 	return dialWith(network, addr, func(c net.Conn) (client, error) {
 		_ = c.SetDeadline(time.Now().Add(opTimeout))
-		s := &saslClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), buf: make([]byte, 0, 256),
-			authTail: authTail, okTail: okTail}
+		s := &saslClient{streamConn: newStreamConn(c), buf: make([]byte, 0, 256), authTail: authTail, okTail: okTail}
 		if err := s.handshake(); err != nil {
 			return nil, err
 		}
@@ -603,20 +608,17 @@ func (s *saslClient) lookup(i int, now time.Time) error {
 	return fmt.Errorf("reply %q, want FAIL\\t%s", clip(line), id)
 }
 
-func (s *saslClient) close() { s.c.Close() }
-
 // policyClient speaks postfix's policy delegation protocol as smtpd
 // does: a request of name=value lines and an empty line, then the reply
 // "action=...\n\n", one at a time on a kept connection.
 type policyClient struct {
-	deadliner
-	br *bufio.Reader
-	w  *wire
+	streamConn
+	w *wire
 }
 
 func dialPolicy(network, addr string, w *wire) dialFunc {
 	return dialWith(network, addr, func(c net.Conn) (client, error) {
-		return &policyClient{deadliner: deadliner{c: c}, br: bufio.NewReaderSize(c, 4096), w: w}, nil
+		return &policyClient{streamConn: newStreamConn(c), w: w}, nil
 	})
 }
 
@@ -641,8 +643,6 @@ func (p *policyClient) lookup(i int, now time.Time) error {
 	}
 	return nil
 }
-
-func (p *policyClient) close() { p.c.Close() }
 
 // nginxClient sends auth_http requests as nginx's mail proxy does: a new
 // connection per login, an HTTP/1.0 GET with the Auth-* headers, the

@@ -422,20 +422,17 @@ func (r *runner) target(proto, sc string) (target, error) {
 func dialProto(proto, path string) dialFunc {
 	switch proto {
 	case "dovecot":
-		w := dovecotWire()
-		return dialDict("unix", path, &w)
+		return dialDict("unix", path, new(dovecotWire()))
 	case "sasl":
 		authTail, okTail := saslWire()
 		return dialSASL("unix", path, authTail, okTail)
 	case "policy":
-		w := policyWire()
-		return dialPolicy("unix", path, &w)
+		return dialPolicy("unix", path, new(policyWire()))
 	case "nginx":
 		req, want := nginxWire()
 		return dialNginx("unix", path, req, want)
 	}
-	w := postfixWire()
-	return dialSocketmap("unix", path, &w)
+	return dialSocketmap("unix", path, new(postfixWire()))
 }
 
 // measure runs one scenario at one concurrency and collects the process
