@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 var errClosed = errors.New("closed")
@@ -44,29 +46,16 @@ func (c *echoConn) Close() error { return c.nc.Close() }
 
 func start(t *testing.T, core *Core) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	core.ErrClosed = errClosed
-	done := make(chan error, 1)
-	go func() { done <- core.Serve(l, func(nc net.Conn) Conn { return &echoConn{nc: nc} }) }()
-	t.Cleanup(func() {
-		core.Close()
-		if err := <-done; !errors.Is(err, errClosed) {
-			t.Errorf("Serve returned %v, want ErrClosed", err)
-		}
-	})
-	return l.Addr().String()
+	serve := func(l net.Listener) error {
+		return core.Serve(l, func(nc net.Conn) Conn { return &echoConn{nc: nc} })
+	}
+	return testutil.ServeUntilCleanup(t, "tcp", serve, core.Close, errClosed)
 }
 
 func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := testutil.Dial(t, "tcp", addr)
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	return c, bufio.NewReader(c)
 }

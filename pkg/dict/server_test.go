@@ -37,19 +37,7 @@ func start(t *testing.T, srv *Server) (addr string, logs *testutil.SyncBuffer) {
 	if srv.Logger == nil {
 		srv.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v", err)
-		}
-	})
-	return l.Addr().String(), logs
+	return testutil.ServeUntilCleanup(t, "tcp", srv.Serve, srv.Close, ErrServerClosed), logs
 }
 
 type client struct {
@@ -60,11 +48,7 @@ type client struct {
 
 func dial(t *testing.T, addr string) *client {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
+	nc := testutil.Dial(t, "tcp", addr)
 	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
 	return &client{t: t, nc: nc, br: bufio.NewReader(nc)}
 }
@@ -312,12 +296,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 		return Reply{Kind: Found, Value: "done"}
 	})
 	srv := &Server{Handler: h}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
+	l, served := testutil.Serve(t, "tcp", srv.Serve)
 	c := dial(t, l.Addr().String())
 	idle := dial(t, l.Addr().String())
 	// One answered lookup proves the server has read everything the idle
@@ -327,27 +306,17 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 		t.Fatalf("warm-up reply %q", got)
 	}
 	c.send(hello23 + "Lk\tu\n")
-	<-started
-	shut := make(chan error, 1)
-	go func() { shut <- srv.Shutdown(context.Background()) }()
-	// The idle connection is closed at once, the busy one is not.
-	idle.closed()
-	select {
-	case err := <-shut:
-		t.Fatalf("Shutdown returned %v with a lookup in flight", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(release)
-	if got := c.line(); got != "Odone\n" {
-		t.Fatalf("reply %q", got)
-	}
-	c.closed()
-	if err := <-shut; err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	if err := <-served; !errors.Is(err, ErrServerClosed) {
-		t.Fatalf("Serve: %v", err)
-	}
+	testutil.ShutdownCheck{
+		Shutdown: srv.Shutdown, Served: served, Closed: ErrServerClosed,
+		Started: started, Release: release,
+		IdleClosed: idle.closed,
+		Answered: func() {
+			if got := c.line(); got != "Odone\n" {
+				t.Fatalf("reply %q", got)
+			}
+			c.closed()
+		},
+	}.Run(t)
 	if err := srv.Serve(l); !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve after Shutdown: %v", err)
 	}
@@ -361,12 +330,7 @@ func TestShutdownDeadlineCancels(t *testing.T) {
 		return Reply{Kind: Failed, Value: "cancelled"}
 	})
 	srv := &Server{Handler: h}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
+	l, served := testutil.Serve(t, "tcp", srv.Serve)
 	c := dial(t, l.Addr().String())
 	c.send(hello23 + "Lk\tu\n")
 	<-started

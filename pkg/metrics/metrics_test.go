@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
+	shtest "github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/remote"
 )
 
@@ -324,19 +324,8 @@ func TestHealthzAndMetricsEndpoint(t *testing.T) {
 // address.
 func serve(t *testing.T, srv *Server) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		_ = srv.Shutdown(context.Background())
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve after Shutdown: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	shutdown := func() error { return srv.Shutdown(context.Background()) }
+	return shtest.ServeUntilCleanup(t, "tcp", srv.Serve, shutdown, ErrServerClosed)
 }
 
 // Serve blocks like every other shitenno Serve: it returns only after
@@ -351,12 +340,7 @@ func TestServerServeBlocks(t *testing.T) {
 				<-release
 				_, _ = io.WriteString(w, "done")
 			}))
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			served := make(chan error, 1)
-			go func() { served <- srv.Serve(ln) }()
+			ln, served := shtest.Serve(t, "tcp", srv.Serve)
 			got := make(chan string, 1)
 			go func() {
 				resp, err := http.Get("http://" + ln.Addr().String() + "/")

@@ -11,20 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/testutil"
+
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func start(t *testing.T, h Handler) (*Server, string, chan error) {
+func start(t *testing.T, h Handler) (*Server, string, <-chan error) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &Server{Handler: h}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
+	l, done := testutil.Serve(t, "tcp", s.Serve)
 	return s, l.Addr().String(), done
 }
 
@@ -57,11 +54,7 @@ var echoPolicy = HandlerFunc(func(ctx context.Context, req Request) string {
 
 func TestServerRequests(t *testing.T) {
 	s, addr, done := start(t, echoPolicy)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testutil.Dial(t, "tcp", addr)
 	br := bufio.NewReader(c)
 	for _, tc := range []struct{ req, want string }{
 		{"request=smtpd_access_policy\nrecipient=a@b\n\n", "action=REJECT a@b\n"},
@@ -77,12 +70,7 @@ func TestServerRequests(t *testing.T) {
 			t.Errorf("%q: got %q %v, want %q", tc.req, got, err, tc.want)
 		}
 	}
-	if err := s.Shutdown(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != ErrServerClosed {
-		t.Fatalf("Serve returned %v", err)
-	}
+	testutil.Stopped(t, s.Shutdown, done, ErrServerClosed)
 }
 
 // TestServerViolationsClose: a protocol violation or an invalid action
@@ -110,11 +98,7 @@ func TestServerViolationsClose(t *testing.T) {
 		}
 		c.Close()
 	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testutil.Dial(t, "tcp", addr)
 	io.WriteString(c, "recipient=ok\n\n")
 	if got, _ := readReply(t, c, bufio.NewReader(c)); got != "action=REJECT ok\n" {
 		t.Errorf("after violations: %q", got)
@@ -132,26 +116,17 @@ func TestServerShutdown(t *testing.T) {
 		<-release
 		return "DUNNO"
 	}))
-	busy, _ := net.Dial("tcp", addr)
-	defer busy.Close()
-	idle, _ := net.Dial("tcp", addr)
-	defer idle.Close()
+	busy := testutil.Dial(t, "tcp", addr)
+	idle := testutil.Dial(t, "tcp", addr)
 	io.WriteString(busy, "request=smtpd_access_policy\n\n")
-	<-started
-	shut := make(chan error, 1)
-	go func() { shut <- s.Shutdown(context.Background()) }()
-	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := idle.Read(make([]byte, 1)); err != io.EOF {
-		t.Errorf("idle connection: %v, want EOF", err)
-	}
-	close(release)
-	if got, err := readReply(t, busy, bufio.NewReader(busy)); got != "action=DUNNO\n" {
-		t.Errorf("in-flight reply %q %v", got, err)
-	}
-	if err := <-shut; err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != ErrServerClosed {
-		t.Fatalf("Serve returned %v", err)
-	}
+	testutil.ShutdownCheck{
+		Shutdown: s.Shutdown, Served: done, Closed: ErrServerClosed,
+		Started: started, Release: release,
+		IdleClosed: func() { testutil.ExpectEOF(t, idle, "idle connection") },
+		Answered: func() {
+			if got, err := readReply(t, busy, bufio.NewReader(busy)); got != "action=DUNNO\n" {
+				t.Errorf("in-flight reply %q %v", got, err)
+			}
+		},
+	}.Run(t)
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/testutil"
+
 	"go.uber.org/goleak"
 )
 
@@ -46,28 +48,12 @@ type client struct {
 
 func start(t *testing.T, s *Server) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
-	t.Cleanup(func() {
-		s.Close()
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return l.Addr().String()
+	return testutil.ServeUntilCleanup(t, "tcp", s.Serve, s.Close, ErrServerClosed)
 }
 
 func dial(t *testing.T, addr string) *client {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
+	nc := testutil.Dial(t, "tcp", addr)
 	return &client{t: t, nc: nc, br: bufio.NewReader(nc)}
 }
 
@@ -369,12 +355,7 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 		return Result{Verdict: Accept}
 	})
 	s := &Server{Handler: h}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(l) }()
+	l, served := testutil.Serve(t, "tcp", s.Serve)
 	addr := l.Addr().String()
 	idle := postfix(t, addr)
 	// One answered login proves the server read everything idle sent.
@@ -382,26 +363,17 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	idle.line()
 	busy := postfix(t, addr)
 	busy.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00slow\x00x") + "\n")
-	<-started
-	shut := make(chan error, 1)
-	go func() { shut <- s.Shutdown(context.Background()) }()
-	idle.closed()
-	select {
-	case err := <-shut:
-		t.Fatalf("Shutdown returned %v with a login in flight", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(release)
-	if got := busy.line(); got != "OK\t1\tuser=slow\n" {
-		t.Fatalf("in-flight reply %q", got)
-	}
-	busy.closed()
-	if err := <-shut; err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	if err := <-served; !errors.Is(err, ErrServerClosed) {
-		t.Fatalf("Serve: %v", err)
-	}
+	testutil.ShutdownCheck{
+		Shutdown: s.Shutdown, Served: served, Closed: ErrServerClosed,
+		Started: started, Release: release,
+		IdleClosed: idle.closed,
+		Answered: func() {
+			if got := busy.line(); got != "OK\t1\tuser=slow\n" {
+				t.Fatalf("in-flight reply %q", got)
+			}
+			busy.closed()
+		},
+	}.Run(t)
 }
 
 // A reply to one connection's login never waits for another's.

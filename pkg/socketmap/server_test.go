@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 
 	"go.uber.org/goleak"
 )
@@ -35,17 +37,11 @@ func (h *echoHandler) ServeSocketmap(ctx context.Context, r Request) Reply {
 	return Reply{Kind: OK, Text: string(r.Name) + ":" + string(r.Key)}
 }
 
-func serve(t *testing.T, h Handler) (*Server, string, chan error) {
+func serve(t *testing.T, h Handler) (*Server, string, <-chan error) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "s")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &Server{Handler: h, IdleTimeout: time.Minute}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
-	return s, sock, done
+	l, done := testutil.Serve(t, "unix", s.Serve)
+	return s, l.Addr().String(), done
 }
 
 func exchange(t *testing.T, c net.Conn, br *bufio.Reader, req string) string {
@@ -64,10 +60,7 @@ func exchange(t *testing.T, c net.Conn, br *bufio.Reader, req string) string {
 func TestServerManyRequestsPerConnection(t *testing.T) {
 	h := &echoHandler{}
 	s, sock, done := serve(t, h)
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testutil.Dial(t, "unix", sock)
 	br := bufio.NewReader(c)
 	for _, tc := range []struct{ req, want string }{
 		{"8:verb1 ok,", "OK verb1:ok"},
@@ -91,29 +84,17 @@ func TestServerManyRequestsPerConnection(t *testing.T) {
 		}
 	}
 	c.Close()
-	if err := s.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; !errors.Is(err, ErrServerClosed) {
-		t.Fatalf("Serve returned %v", err)
-	}
+	testutil.Stopped(t, s.Shutdown, done, ErrServerClosed)
 }
 
 // TestServerProtocolErrorClosesOnlyThatConnection: a garbled frame closes
 // its connection; another connection keeps working.
 func TestServerProtocolErrorClosesOnlyThatConnection(t *testing.T) {
 	s, sock, done := serve(t, &echoHandler{})
-	good, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer good.Close()
+	good := testutil.Dial(t, "unix", sock)
 	gbr := bufio.NewReader(good)
 	for _, junk := range []string{"999999999:", "5:abcde;", "x", "-1:", "\x00\xff\xfe"} {
-		bad, err := net.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
+		bad := testutil.Dial(t, "unix", sock)
 		io.WriteString(bad, junk)
 		if tcp, ok := bad.(*net.UnixConn); ok && junk == "x" {
 			tcp.CloseWrite() // a frame cut short by EOF
@@ -137,44 +118,22 @@ func TestServerProtocolErrorClosesOnlyThatConnection(t *testing.T) {
 func TestServerShutdown(t *testing.T) {
 	h := &echoHandler{release: make(chan struct{}), started: make(chan struct{}, 1)}
 	s, sock, done := serve(t, h)
-	idle, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	busy, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	idle := testutil.Dial(t, "unix", sock)
+	busy := testutil.Dial(t, "unix", sock)
 	io.WriteString(busy, "11:verb1 block,")
-	<-h.started
-
-	shut := make(chan error, 1)
-	go func() { shut <- s.Shutdown(context.Background()) }()
-	// The idle connection is closed without waiting for the busy one.
-	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := idle.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("idle connection: %v, want EOF", err)
-	}
-	select {
-	case err := <-shut:
-		t.Fatalf("Shutdown returned %v before the in-flight request finished", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(h.release)
-	br := bufio.NewReader(busy)
-	_ = busy.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := ReadNetstring(br, nil, MaxPayload)
-	if err != nil || string(p) != "OK verb1:block" {
-		t.Fatalf("in-flight reply: %q %v", p, err)
-	}
-	if err := <-shut; err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; !errors.Is(err, ErrServerClosed) {
-		t.Fatalf("Serve: %v", err)
-	}
+	testutil.ShutdownCheck{
+		Shutdown: s.Shutdown, Served: done, Closed: ErrServerClosed,
+		Started: h.started, Release: h.release,
+		IdleClosed: func() { testutil.ExpectEOF(t, idle, "idle connection") },
+		Answered: func() {
+			br := bufio.NewReader(busy)
+			_ = busy.SetReadDeadline(time.Now().Add(testutil.ReadTimeout))
+			p, err := ReadNetstring(br, nil, MaxPayload)
+			if err != nil || string(p) != "OK verb1:block" {
+				t.Fatalf("in-flight reply: %q %v", p, err)
+			}
+		},
+	}.Run(t)
 	// New connections are refused.
 	if c, err := net.Dial("unix", sock); err == nil {
 		c.Close()
@@ -187,11 +146,7 @@ func TestServerShutdown(t *testing.T) {
 func TestServerShutdownDeadline(t *testing.T) {
 	h := &echoHandler{release: make(chan struct{}), started: make(chan struct{}, 1)}
 	s, sock, done := serve(t, h)
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testutil.Dial(t, "unix", sock)
 	io.WriteString(c, "11:verb1 block,")
 	<-h.started
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -205,24 +160,12 @@ func TestServerShutdownDeadline(t *testing.T) {
 
 // TestServerIdleTimeout closes connections that stay silent.
 func TestServerIdleTimeout(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "s")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &Server{Handler: &echoHandler{}, IdleTimeout: 50 * time.Millisecond, ReadTimeout: 50 * time.Millisecond}
-	go s.Serve(l)
-	defer s.Close()
+	sock := testutil.ServeUntilCleanup(t, "unix", s.Serve, s.Close, ErrServerClosed)
 	for _, first := range []string{"", "5:ab"} { // silent, and a slowloris half frame
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := testutil.Dial(t, "unix", sock)
 		io.WriteString(c, first)
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
-			t.Errorf("%q: got %v, want EOF from the idle/read timeout", first, err)
-		}
+		testutil.ExpectEOF(t, c, fmt.Sprintf("%q (the idle/read timeout)", first))
 		c.Close()
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/testutil"
+
 	"go.uber.org/goleak"
 )
 
@@ -34,14 +36,9 @@ func (h *tableHandler) ServeTCPTable(ctx context.Context, key []byte) Reply {
 	return Reply{Kind: OK, Text: "v:" + string(key)}
 }
 
-func start(t *testing.T, s *Server) (string, chan error) {
+func start(t *testing.T, s *Server) (string, <-chan error) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
+	l, done := testutil.Serve(t, "tcp", s.Serve)
 	return l.Addr().String(), done
 }
 
@@ -61,11 +58,7 @@ func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, req string) string {
 func TestServerLookups(t *testing.T) {
 	s := &Server{Handler: &tableHandler{}, MaxRequestSize: 100}
 	addr, done := start(t, s)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testutil.Dial(t, "tcp", addr)
 	br := bufio.NewReader(c)
 	for _, tc := range []struct{ req, want string }{
 		{"get alice@example.org\n", "200 v:alice@example.org\n"},
@@ -81,12 +74,7 @@ func TestServerLookups(t *testing.T) {
 			t.Errorf("%.30q: got %q, want %q", tc.req, got, tc.want)
 		}
 	}
-	if err := s.Shutdown(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != ErrServerClosed {
-		t.Fatalf("Serve returned %v", err)
-	}
+	testutil.Stopped(t, s.Shutdown, done, ErrServerClosed)
 }
 
 // TestServerShutdownAnswersInFlight: an idle connection is closed at
@@ -95,36 +83,21 @@ func TestServerShutdownAnswersInFlight(t *testing.T) {
 	h := &tableHandler{started: make(chan struct{}), release: make(chan struct{})}
 	s := &Server{Handler: h}
 	addr, done := start(t, s)
-	busy, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	idle, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
+	busy := testutil.Dial(t, "tcp", addr)
+	idle := testutil.Dial(t, "tcp", addr)
 	br := bufio.NewReader(busy)
 	if _, err := io.WriteString(busy, "get block\n"); err != nil {
 		t.Fatal(err)
 	}
-	<-h.started
-	shut := make(chan error, 1)
-	go func() { shut <- s.Shutdown(context.Background()) }()
-	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := idle.Read(make([]byte, 1)); err != io.EOF {
-		t.Errorf("idle connection: %v, want EOF", err)
-	}
-	close(h.release)
-	_ = busy.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if l, err := br.ReadString('\n'); l != "200 v:block\n" {
-		t.Errorf("in-flight reply %q %v", l, err)
-	}
-	if err := <-shut; err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != ErrServerClosed {
-		t.Fatalf("Serve returned %v", err)
-	}
+	testutil.ShutdownCheck{
+		Shutdown: s.Shutdown, Served: done, Closed: ErrServerClosed,
+		Started: h.started, Release: h.release,
+		IdleClosed: func() { testutil.ExpectEOF(t, idle, "idle connection") },
+		Answered: func() {
+			_ = busy.SetReadDeadline(time.Now().Add(testutil.ReadTimeout))
+			if l, err := br.ReadString('\n'); l != "200 v:block\n" {
+				t.Errorf("in-flight reply %q %v", l, err)
+			}
+		},
+	}.Run(t)
 }
