@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"fmt"
 	"net/http"
 	"os"
 	"regexp"
@@ -18,7 +16,7 @@ import (
 // backend exchange on stderr, the password never printed; exit 0 found,
 // 1 refused, 75 temporary failure.
 func TestQuery(t *testing.T) {
-	conf := testutil.BackendConf(t, "/api/", aliceBobCarol)
+	conf := aliceBobCarolConf(t)
 	p := daemon.Program{Name: "nginx", Build: build, Query: query}
 	for _, tc := range []struct {
 		args  []string
@@ -32,45 +30,37 @@ func TestQuery(t *testing.T) {
 		{[]string{"bob@example.org", "s3cret-pw"}, 1, "Auth-Status: ", `< {"Status":"KO"}`},
 		{[]string{"carol@example.org", "s3cret-pw"}, 75, "Auth-Status: ", `< HTTP/1.1 500 Internal Server Error`},
 	} {
-		var out, errb bytes.Buffer
-		code := p.Run(append([]string{"--config", conf, "query"}, tc.args...), &out, &errb)
-		if code != tc.code || !strings.Contains(out.String(), tc.out) {
-			t.Errorf("query %q: exit %d stdout %q, want %d with %q\nstderr:\n%s", tc.args, code, out.String(), tc.code, tc.out, errb.String())
+		code, out, errb := testutil.Run(p, append([]string{"--config", conf, "query"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(out, tc.out) {
+			t.Errorf("query %q: exit %d stdout %q, want %d with %q\nstderr:\n%s", tc.args, code, out, tc.code, tc.out, errb)
 		}
-		if !strings.Contains(errb.String(), tc.trace) || !strings.Contains(errb.String(), `"Auth-Pass":"[redacted]"`) {
-			t.Errorf("query %q: stderr lacks %q or the redacted password:\n%s", tc.args, tc.trace, errb.String())
+		if !strings.Contains(errb, tc.trace) || !strings.Contains(errb, `"Auth-Pass":"[redacted]"`) {
+			t.Errorf("query %q: stderr lacks %q or the redacted password:\n%s", tc.args, tc.trace, errb)
 		}
-		if strings.Contains(errb.String()+out.String(), "s3cret-pw") {
-			t.Errorf("query %q: password printed:\n%s%s", tc.args, out.String(), errb.String())
+		if strings.Contains(errb+out, "s3cret-pw") {
+			t.Errorf("query %q: password printed:\n%s%s", tc.args, out, errb)
 		}
 	}
 }
 
-// aliceBobCarol is the test backend: alice logs in, bob is refused, carol
-// gets an HTTP 500 (a temporary failure).
-func aliceBobCarol(w http.ResponseWriter, r *http.Request) {
-	var body bytes.Buffer
-	body.ReadFrom(r.Body)
-	switch {
-	case strings.Contains(body.String(), `"alice@example.org"`):
-		fmt.Fprint(w, `{"Status":"OK","Data":{"Auth-Server":"127.0.0.1","Auth-Port":143}}`)
-	case strings.Contains(body.String(), `"bob@example.org"`):
-		fmt.Fprint(w, `{"Status":"KO"}`)
-	default:
-		http.Error(w, "no", http.StatusInternalServerError)
-	}
+// aliceBobCarolConf configures a test backend: alice logs in, bob is
+// refused, carol gets an HTTP 500 (a temporary failure).
+func aliceBobCarolConf(t *testing.T) string {
+	return testutil.AnswersConf(t, "/api/", http.StatusInternalServerError,
+		testutil.Answer{Match: `"alice@example.org"`, Reply: `{"Status":"OK","Data":{"Auth-Server":"127.0.0.1","Auth-Port":143}}`},
+		testutil.Answer{Match: `"bob@example.org"`, Reply: `{"Status":"KO"}`})
 }
 
 // TestOneLinePerRequest: at debug level an nginx request is logged once,
 // by the lookup recorder every listener shares, with the outcome
 // vocabulary of the metrics (the HTTP handler used to add a second line).
 func TestOneLinePerRequest(t *testing.T) {
-	conf := testutil.BackendConf(t, "/api/", aliceBobCarol)
+	conf := aliceBobCarolConf(t)
 	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintln(f, `LogLevel = "debug"`)
+	f.WriteString("LogLevel = \"debug\"\n")
 	f.Close()
 	p := daemon.Program{Name: "nginx", Build: build, Query: query}
 	perRequest := regexp.MustCompile(`(?m)^.*level=(DEBUG|WARN).*(verb=nginx|nginx auth).*$`)
@@ -79,11 +69,10 @@ func TestOneLinePerRequest(t *testing.T) {
 		"bob@example.org":   `level=DEBUG msg=lookup .*verb=nginx outcome=not_found`,
 		"carol@example.org": `level=WARN msg="lookup failed" .*verb=nginx`,
 	} {
-		var out, errb bytes.Buffer
-		p.Run([]string{"--config", conf, "query", user, "pw"}, &out, &errb)
-		lines := perRequest.FindAllString(errb.String(), -1)
+		_, _, errb := testutil.Run(p, "--config", conf, "query", user, "pw")
+		lines := perRequest.FindAllString(errb, -1)
 		if len(lines) != 1 || !regexp.MustCompile(want).MatchString(lines[0]) {
-			t.Errorf("%s: want one line per request matching %s, got %d:\n%s", user, want, len(lines), errb.String())
+			t.Errorf("%s: want one line per request matching %s, got %d:\n%s", user, want, len(lines), errb)
 		}
 	}
 }

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,20 +15,16 @@ import (
 // failure, every attribute sent (request= added).
 func TestQueryPolicy(t *testing.T) {
 	var got map[string]any
-	conf := testutil.BackendConf(t, "/", func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		var env struct{ Object map[string]any }
-		_ = json.Unmarshal(b, &env)
-		got = env.Object
-		user, _ := env.Object["sasl_username"].(string)
+	conf := testutil.AnswerConf(t, "/", func(r testutil.Request) (int, string) {
+		got = r.Object
+		user, _ := r.Object["sasl_username"].(string)
 		switch user {
 		case "over":
-			fmt.Fprint(w, `{"Status":"OK","Data":"REJECT 5.7.1 over quota"}`)
+			return http.StatusOK, `{"Status":"OK","Data":"REJECT 5.7.1 over quota"}`
 		case "":
-			fmt.Fprint(w, `{"Status":"KO"}`)
-		default:
-			http.Error(w, "no", http.StatusBadGateway)
+			return http.StatusOK, `{"Status":"KO"}`
 		}
+		return http.StatusBadGateway, "no"
 	})
 	p := daemon.Program{Name: "postfix", Build: build, Query: query}
 	for _, tc := range []struct {
@@ -43,10 +36,9 @@ func TestQueryPolicy(t *testing.T) {
 		{[]string{"protocol_state=RCPT"}, 1, "action=DUNNO\n\n"},
 		{[]string{"sasl_username=broken"}, 75, "action=DEFER_IF_PERMIT Service temporarily unavailable\n\n"},
 	} {
-		var out, errb bytes.Buffer
-		code := p.Run(append([]string{"--config", conf, "query", "--policy"}, tc.args...), &out, &errb)
-		if code != tc.code || out.String() != tc.stdout {
-			t.Errorf("%v: exit %d stdout %q, want %d %q\n%s", tc.args, code, out.String(), tc.code, tc.stdout, errb.String())
+		code, out, errb := testutil.Run(p, append([]string{"--config", conf, "query", "--policy"}, tc.args...)...)
+		if code != tc.code || out != tc.stdout {
+			t.Errorf("%v: exit %d stdout %q, want %d %q\n%s", tc.args, code, out, tc.code, tc.stdout, errb)
 		}
 		if got["request"] != "smtpd_access_policy" {
 			t.Errorf("%v: backend got %v", tc.args, got)
@@ -55,8 +47,7 @@ func TestQueryPolicy(t *testing.T) {
 	if got := fmt.Sprint(got); !strings.Contains(got, "sasl_username:broken") {
 		t.Errorf("object %s", got)
 	}
-	var out, errb bytes.Buffer
-	if code := p.Run([]string{"--config", conf, "query", "--policy", "novalue"}, &out, &errb); code != daemon.ExitConfig {
+	if code, _, _ := testutil.Run(p, "--config", conf, "query", "--policy", "novalue"); code != daemon.ExitConfig {
 		t.Errorf("bad attribute: exit %d", code)
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,16 +13,9 @@ import (
 // backend: the exact socketmap reply on stdout, the backend exchange on
 // stderr, exit 0 found, 1 not found, 75 temporary failure.
 func TestQuery(t *testing.T) {
-	conf := testutil.BackendConf(t, "/api/", func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/api/virtual":
-			fmt.Fprint(w, `{"Status":"OK","Data":"alice@example.org"}`)
-		case "/api/missing":
-			fmt.Fprint(w, `{"Status":"KO"}`)
-		default:
-			http.Error(w, "no", http.StatusBadGateway)
-		}
-	})
+	conf := testutil.AnswersConf(t, "/api/", http.StatusBadGateway,
+		testutil.Answer{Match: "/api/virtual", Reply: `{"Status":"OK","Data":"alice@example.org"}`},
+		testutil.Answer{Match: "/api/missing", Reply: `{"Status":"KO"}`})
 	p := daemon.Program{Name: "postfix", Build: build, Query: query, QueryUsage: "TABLE KEY"}
 	for _, tc := range []struct {
 		table, key string
@@ -36,17 +27,15 @@ func TestQuery(t *testing.T) {
 		{"missing", "b@example.org", 1, "9:NOTFOUND ,\n", `< {"Status":"KO"}`},
 		{"broken", "c@example.org", 75, "28:TEMP backend HTTP status 502,\n", `< HTTP/1.1 502 Bad Gateway`},
 	} {
-		var out, errb bytes.Buffer
-		code := p.Run([]string{"--config", conf, "query", tc.table, tc.key}, &out, &errb)
-		if code != tc.code || out.String() != tc.stdout {
-			t.Errorf("query %s %s: exit %d stdout %q, want %d %q\nstderr:\n%s", tc.table, tc.key, code, out.String(), tc.code, tc.stdout, errb.String())
+		code, out, errb := testutil.Run(p, "--config", conf, "query", tc.table, tc.key)
+		if code != tc.code || out != tc.stdout {
+			t.Errorf("query %s %s: exit %d stdout %q, want %d %q\nstderr:\n%s", tc.table, tc.key, code, out, tc.code, tc.stdout, errb)
 		}
-		if !strings.Contains(errb.String(), tc.trace) {
-			t.Errorf("query %s: stderr lacks %q:\n%s", tc.table, tc.trace, errb.String())
+		if !strings.Contains(errb, tc.trace) {
+			t.Errorf("query %s: stderr lacks %q:\n%s", tc.table, tc.trace, errb)
 		}
 	}
-	var out, errb bytes.Buffer
-	if code := p.Run([]string{"--config", conf, "query", "virtual"}, &out, &errb); code != daemon.ExitConfig {
+	if code, _, _ := testutil.Run(p, "--config", conf, "query", "virtual"); code != daemon.ExitConfig {
 		t.Errorf("query with a missing KEY: exit %d, want %d", code, daemon.ExitConfig)
 	}
 }

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,21 +14,17 @@ import (
 // / 1 / 75 for OK / KO / failure, and the password never on stderr.
 func TestQuerySASL(t *testing.T) {
 	var got map[string]any
-	conf := testutil.BackendConf(t, "/", func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		var env struct{ Object map[string]any }
-		_ = json.Unmarshal(b, &env)
-		got = env.Object
+	conf := testutil.AnswerConf(t, "/", func(r testutil.Request) (int, string) {
+		got = r.Object
 		switch {
-		case r.URL.Path != "/sasl":
-			http.NotFound(w, r)
-		case env.Object["User"] == "alice" && env.Object["Password"] == "s3cret pw":
-			fmt.Fprint(w, `{"Status":"OK","Data":{"User":"alice@example.org"}}`)
-		case env.Object["User"] == "broken":
-			http.Error(w, "no", http.StatusInternalServerError)
-		default:
-			fmt.Fprint(w, `{"Status":"KO"}`)
+		case r.Path != "/sasl":
+			return http.StatusNotFound, "404 page not found"
+		case r.Object["User"] == "alice" && r.Object["Password"] == "s3cret pw":
+			return http.StatusOK, `{"Status":"OK","Data":{"User":"alice@example.org"}}`
+		case r.Object["User"] == "broken":
+			return http.StatusInternalServerError, "no"
 		}
+		return http.StatusOK, `{"Status":"KO"}`
 	})
 	for _, tc := range []struct {
 		user, stdin string
@@ -45,28 +37,25 @@ func TestQuerySASL(t *testing.T) {
 		{"broken", "x", 75, "(connection closed: postfix answers 454 4.7.0 Temporary authentication failure)\n"},
 	} {
 		p := daemon.Program{Name: "postfix", Build: build, Query: query, Stdin: strings.NewReader(tc.stdin)}
-		var out, errb bytes.Buffer
-		code := p.Run([]string{"--config", conf, "query", "--sasl", tc.user}, &out, &errb)
-		if code != tc.code || out.String() != tc.stdout {
-			t.Errorf("%s: exit %d stdout %q, want %d %q\n%s", tc.user, code, out.String(), tc.code, tc.stdout, errb.String())
+		code, out, errb := testutil.Run(p, "--config", conf, "query", "--sasl", tc.user)
+		if code != tc.code || out != tc.stdout {
+			t.Errorf("%s: exit %d stdout %q, want %d %q\n%s", tc.user, code, out, tc.code, tc.stdout, errb)
 		}
 		if got["Mechanism"] != "PLAIN" || got["Service"] != "smtp" {
 			t.Errorf("%s: backend got %v", tc.user, got)
 		}
-		if strings.Contains(errb.String(), "s3cret") || !strings.Contains(errb.String(), `"Verb":"sasl"`) {
-			t.Errorf("%s: stderr:\n%s", tc.user, errb.String())
+		if strings.Contains(errb, "s3cret") || !strings.Contains(errb, `"Verb":"sasl"`) {
+			t.Errorf("%s: stderr:\n%s", tc.user, errb)
 		}
 	}
 	for _, args := range [][]string{{"--sasl"}, {"--sasl", "a", "b"}} {
 		p := daemon.Program{Name: "postfix", Build: build, Query: query, Stdin: strings.NewReader("pw\n")}
-		var out, errb bytes.Buffer
-		if code := p.Run(append([]string{"--config", conf, "query"}, args...), &out, &errb); code != daemon.ExitConfig {
+		if code, _, _ := testutil.Run(p, append([]string{"--config", conf, "query"}, args...)...); code != daemon.ExitConfig {
 			t.Errorf("%v: exit %d", args, code)
 		}
 	}
 	p := daemon.Program{Name: "postfix", Build: build, Query: query, Stdin: strings.NewReader("")}
-	var out, errb bytes.Buffer
-	if code := p.Run([]string{"--config", conf, "query", "--sasl", "alice"}, &out, &errb); code != daemon.ExitConfig {
+	if code, _, _ := testutil.Run(p, "--config", conf, "query", "--sasl", "alice"); code != daemon.ExitConfig {
 		t.Errorf("no password: exit %d", code)
 	}
 }
