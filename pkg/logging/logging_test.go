@@ -128,46 +128,19 @@ func listenTCP(t *testing.T, addr string) *receiver {
 		t.Fatal(err)
 	}
 	r := &receiver{frames: make(chan string, 1000), addr: "tcp://" + l.Addr().String()}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Go(func() {
+	r.stop = testutil.Accept(t, l, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := l.Accept()
+			f, err := readOctetCounted(br)
 			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+					r.frames <- "FRAMING ERROR: " + err.Error()
+				}
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				br := bufio.NewReader(c)
-				for {
-					f, err := readOctetCounted(br)
-					if err != nil {
-						if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-							r.frames <- "FRAMING ERROR: " + err.Error()
-						}
-						return
-					}
-					r.frames <- f
-				}
-			})
+			r.frames <- f
 		}
-	})
-	var once sync.Once
-	r.stop = func() {
-		once.Do(func() {
-			l.Close()
-			mu.Lock()
-			for _, c := range conns {
-				c.Close()
-			}
-			mu.Unlock()
-			wg.Wait()
-		})
-	}
-	t.Cleanup(r.stop)
+	}).Stop
 	return r
 }
 
@@ -463,35 +436,8 @@ func TestStalledReceiverDoesNotBlock(t *testing.T) {
 				t.Cleanup(func() { c.Close() })
 				devLog = path
 			case "tcp":
-				ln, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				var conns []net.Conn
-				var mu sync.Mutex
-				done := make(chan struct{})
-				go func() {
-					defer close(done)
-					for {
-						c, err := ln.Accept()
-						if err != nil {
-							return
-						}
-						mu.Lock()
-						conns = append(conns, c) // accepted, never read
-						mu.Unlock()
-					}
-				}()
-				t.Cleanup(func() {
-					ln.Close()
-					<-done
-					mu.Lock()
-					for _, c := range conns {
-						c.Close()
-					}
-					mu.Unlock()
-				})
-				devLog = "tcp://" + ln.Addr().String()
+				unread := testutil.AcceptTCP(t, func(net.Conn) {}) // accepted, never read
+				devLog = "tcp://" + unread.Addr()
 			}
 			l, out := newTestLogger(t, Options{DevLog: devLog, QueueSize: 16, FlushTimeout: 100 * time.Millisecond})
 			const n = 50000

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // cannedBackend serves keep-alive HTTP/1.1 on a loopback listener with
@@ -17,23 +19,10 @@ import (
 // net/http's server (BenchmarkLookupHTTP) would otherwise double.
 func cannedBackend(tb testing.TB, body string) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { l.Close() })
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
 		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go serveCanned(c, resp)
-		}
-	}()
-	return "http://" + l.Addr().String() + "/"
+	a := testutil.AcceptTCP(tb, func(c net.Conn) { serveCanned(c, resp) })
+	return "http://" + a.Addr() + "/"
 }
 
 func serveCanned(c net.Conn, resp []byte) {

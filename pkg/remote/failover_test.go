@@ -7,11 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // refusedURL is a loopback URL where nothing listens: connecting is
@@ -35,7 +36,7 @@ func refusedURL(t testing.TB) string {
 type rawBackend struct {
 	url      string
 	requests atomic.Int64
-	conns    atomic.Int64
+	conns    *atomic.Int64
 	// idemHeader is set if a request carried X-Idempotency-Key on the
 	// wire (it must not: it is only a marker for net/http).
 	idemHeader atomic.Bool
@@ -43,38 +44,9 @@ type rawBackend struct {
 
 func startRawBackend(t testing.TB, answered int) *rawBackend {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &rawBackend{url: "http://" + l.Addr().String() + "/"}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		open []net.Conn
-	)
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			b.conns.Add(1)
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			wg.Go(func() { b.serve(c, answered) })
-		}
-	})
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		for _, c := range open {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	b := &rawBackend{}
+	a := testutil.AcceptTCP(t, func(c net.Conn) { b.serve(c, answered) })
+	b.url, b.conns = "http://"+a.Addr()+"/", &a.Accepted
 	return b
 }
 
@@ -380,26 +352,14 @@ func TestResetAfterResponseHeaderDoesNotFailOver(t *testing.T) {
 // TestGarbageResponseDoesNotFailOver: a reply that is not HTTP still means
 // bytes of a response arrived.
 func TestGarbageResponseDoesNotFailOver(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = http.ReadRequest(bufio.NewReader(c))
-			_, _ = io.WriteString(c, "SMTP 220 hello\r\n\r\n")
-			_ = c.Close()
-		}
+	garbage := testutil.AcceptTCP(t, func(c net.Conn) {
+		_, _ = http.ReadRequest(bufio.NewReader(c))
+		_, _ = io.WriteString(c, "SMTP 220 hello\r\n\r\n")
+		_ = c.Close()
 	})
 	second := newCountingBackend(answer("OK", `"second"`))
-	c := newLookupClient(t, Options{URLs: []string{"http://" + l.Addr().String() + "/", startHTTPTest(t, second)}})
-	_, err = c.Lookup(t.Context(), "virtual", "k")
+	c := newLookupClient(t, Options{URLs: []string{"http://" + garbage.Addr() + "/", startHTTPTest(t, second)}})
+	_, err := c.Lookup(t.Context(), "virtual", "k")
 	if re := asError(t, err); re.Kind != "transport" || re.BeforeResponse {
 		t.Fatalf("got %+v", re)
 	}
@@ -413,44 +373,13 @@ func TestGarbageResponseDoesNotFailOver(t *testing.T) {
 // nowhere once the handshake is done.
 type blackHole struct {
 	url   string
-	conns atomic.Int64
+	conns *atomic.Int64
 }
 
 func startBlackHole(t testing.TB) *blackHole {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &blackHole{url: "http://" + l.Addr().String() + "/"}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		open []net.Conn
-	)
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			b.conns.Add(1)
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			wg.Go(func() { _, _ = io.Copy(io.Discard, c) })
-		}
-	})
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		for _, c := range open {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return b
+	a := testutil.AcceptTCP(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	return &blackHole{url: "http://" + a.Addr() + "/", conns: &a.Accepted}
 }
 
 // TestFailoverFromSilentBackend: a first URL that takes the request and

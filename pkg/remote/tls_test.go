@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // tlsEnv is the usual fixture: a root CA, a server certificate for
@@ -480,22 +482,11 @@ func TestTLSMustStaple(t *testing.T) {
 // gave HTTP response to HTTPS client", which stays a transport failure.)
 func TestTLSHandshakeWithNonTLSServer(t *testing.T) {
 	e := newTLSEnv(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = conn.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
-			conn.Close()
-		}
-	}()
-	c, obs := newTLSClient(t, "https://"+l.Addr().String()+"/", mustTLS(t, TLSOptions{CertPool: []string{e.caFile}}), "")
+	ssh := testutil.AcceptTCP(t, func(conn net.Conn) {
+		_, _ = conn.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
+		conn.Close()
+	})
+	c, obs := newTLSClient(t, "https://"+ssh.Addr()+"/", mustTLS(t, TLSOptions{CertPool: []string{e.caFile}}), "")
 	lookupRefused(t, c, obs, "handshake")
 }
 
@@ -556,24 +547,9 @@ func TestNewTLSErrors(t *testing.T) {
 // the handshake is a timeout, not a TLS refusal.
 func TestTLSHandshakeTimeout(t *testing.T) {
 	e := newTLSEnv(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { <-done; conn.Close() }()
-		}
-	}()
+	silent := testutil.AcceptTCP(t, func(net.Conn) {}) // accepts, never answers
 	s := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}})
-	c, err := New(Options{URLs: []string{"https://" + l.Addr().String() + "/"}, Timeout: 200 * time.Millisecond, Transport: NewTransport(s.Config(), 0)})
+	c, err := New(Options{URLs: []string{"https://" + silent.Addr() + "/"}, Timeout: 200 * time.Millisecond, Transport: NewTransport(s.Config(), 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
