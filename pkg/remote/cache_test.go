@@ -236,6 +236,37 @@ func (n *pipeNet) transport(t testing.TB) *http.Transport {
 	return tr
 }
 
+// pipeClient serves handler as the one backend (b1:80) of a new pipeNet
+// and returns a client of it with o's other options. Call it inside the
+// bubble.
+func pipeClient(t testing.TB, handler http.Handler, o Options) (*Client, *pipeHost) {
+	t.Helper()
+	var pn pipeNet
+	host := pn.serve(t, "b1:80", handler)
+	o.URLs, o.Transport = []string{"http://b1:80/"}, pn.transport(t)
+	return newLookupClient(t, o), host
+}
+
+// cachingPipeClient is a pipeClient with a cache of 100 entries, whose
+// backend answers "a" with the Cache-Control header cc.
+func cachingPipeClient(t testing.TB, cc string, o Options) (*Client, *countingBackend, *pipeHost) {
+	t.Helper()
+	be := newCountingBackend(answer("OK", `"a"`, "Cache-Control", cc))
+	o.Cache = NewCache(100, 0, 0)
+	c, host := pipeClient(t, be, o)
+	return c, be, host
+}
+
+// cachedSince is a cachingPipeClient that looked "k" up age ago (in the
+// bubble's time).
+func cachedSince(t testing.TB, cc string, age time.Duration) (*Client, *countingBackend) {
+	t.Helper()
+	c, be, _ := cachingPipeClient(t, cc, Options{})
+	mustLookup(t, c, "k")
+	time.Sleep(age)
+	return c, be
+}
+
 func mustLookup(t testing.TB, c *Client, key string) Result {
 	t.Helper()
 	r, err := c.Lookup(context.Background(), "virtual", key)
@@ -604,12 +635,7 @@ func TestLookupCacheKeyedByVerbAndObject(t *testing.T) {
 // http.Server over in-memory pipes, and its Date header is virtual too.
 func TestLookupExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var pn pipeNet
-		be := newCountingBackend(answer("OK", `"a"`, "Cache-Control", "max-age=10"))
-		pn.serve(t, "b1:80", be)
-		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/"}, Transport: pn.transport(t), Cache: NewCache(100, 0, 0)})
-		mustLookup(t, c, "k")
-		time.Sleep(9 * time.Second)
+		c, be := cachedSince(t, "max-age=10", 9*time.Second)
 		mustLookup(t, c, "k")
 		if n := be.requests.Load(); n != 1 {
 			t.Fatalf("%d requests before expiry", n)
@@ -626,11 +652,8 @@ func TestLookupStaleIfError(t *testing.T) {
 	for _, outage := range []string{"HTTP 503", "refused"} {
 		t.Run(outage, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				var pn pipeNet
-				be := newCountingBackend(answer("OK", `"a"`, "Cache-Control", "max-age=10, stale-if-error=60"))
-				host := pn.serve(t, "b1:80", be)
 				obs := &eventCounter{}
-				c := newLookupClient(t, Options{URLs: []string{"http://b1:80/"}, Transport: pn.transport(t), Cache: NewCache(100, 0, 0), Observer: obs})
+				c, be, host := cachingPipeClient(t, "max-age=10, stale-if-error=60", Options{Observer: obs})
 				if r := mustLookup(t, c, "k"); r.Stale {
 					t.Fatal("fresh reply marked stale")
 				}
@@ -674,12 +697,7 @@ func TestLookupStaleIfError(t *testing.T) {
 
 func TestLookupNoStaleWithoutStaleIfError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var pn pipeNet
-		be := newCountingBackend(answer("OK", `"a"`, "Cache-Control", "max-age=10"))
-		pn.serve(t, "b1:80", be)
-		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/"}, Transport: pn.transport(t), Cache: NewCache(100, 0, 0)})
-		mustLookup(t, c, "k")
-		time.Sleep(10 * time.Second)
+		c, be := cachedSince(t, "max-age=10", 10*time.Second)
 		be.set(failWith(500))
 		if _, err := c.Lookup(t.Context(), "virtual", "k"); err == nil {
 			t.Fatal("expired entry served after a failure without stale-if-error")

@@ -145,15 +145,23 @@ func TestNoFailoverAfterResponse(t *testing.T) {
 	}
 }
 
+// pipeFailover serves first and second as the backends b1:80 and b2:80 of
+// a new pipeNet and returns a client of both, in that order, with o's
+// other options. Call it inside the bubble.
+func pipeFailover(t testing.TB, first, second http.Handler, o Options) (c *Client, b1, b2 *pipeHost) {
+	t.Helper()
+	var pn pipeNet
+	b1, b2 = pn.serve(t, "b1:80", first), pn.serve(t, "b2:80", second)
+	o.URLs, o.Transport = []string{"http://b1:80/", "http://b2:80/"}, pn.transport(t)
+	return newLookupClient(t, o), b1, b2
+}
+
 // TestFailoverBackoffThenReprobe: a refusing backend is skipped for
 // FailoverBackoff, then tried again first.
 func TestFailoverBackoffThenReprobe(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var pn pipeNet
-		b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
-		b2 := pn.serve(t, "b2:80", answer("OK", `"second"`))
+		c, b1, b2 := pipeFailover(t, answer("OK", `"first"`), answer("OK", `"second"`), Options{FailoverBackoff: 30 * time.Second})
 		b1.refuse.Store(true)
-		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, FailoverBackoff: 30 * time.Second, Transport: pn.transport(t)})
 		want := func(data string, b1Dials int64) {
 			t.Helper()
 			if r := mustLookup(t, c, "k"); string(r.Data) != data {
@@ -184,11 +192,8 @@ func TestFailoverBackoffThenReprobe(t *testing.T) {
 // failing the lookup untried.
 func TestFailoverLastResort(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var pn pipeNet
-		b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
-		b2 := pn.serve(t, "b2:80", answer("OK", `"second"`))
+		c, b1, b2 := pipeFailover(t, answer("OK", `"first"`), answer("OK", `"second"`), Options{FailoverBackoff: 30 * time.Second})
 		b1.refuse.Store(true)
-		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, FailoverBackoff: 30 * time.Second, Transport: pn.transport(t)})
 		mustLookup(t, c, "k") // b1 backs off
 		b1.refuse.Store(false)
 		b2.down()
@@ -204,35 +209,42 @@ func TestFailoverLastResort(t *testing.T) {
 func TestTimeoutAcrossFailover(t *testing.T) {
 	const timeout = 2 * time.Second
 	hang := func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
-	t.Run("slow refusal then hang", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			var pn pipeNet
-			b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
-			b2 := pn.serve(t, "b2:80", newCountingBackend(hang))
-			b1.refuse.Store(true)
-			b1.dialDelay.Store(int64(1500 * time.Millisecond))
-			c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, Timeout: timeout, FailoverBackoff: time.Minute, Transport: pn.transport(t)})
-			start := time.Now()
-			_, err := c.Lookup(t.Context(), "virtual", "k")
-			if re := asError(t, err); re.Kind != "timeout" {
-				t.Fatalf("got %+v", re)
-			}
-			if d := time.Since(start); d != timeout {
-				t.Fatalf("lookup took %v, want %v", d, timeout)
-			}
-			if b2.dials.Load() != 1 {
-				t.Fatal("second backend not tried")
-			}
+	// A first URL that refuses slowly or hangs, then a second that hangs:
+	// a timeout after exactly the Timeout, the second having been tried.
+	for _, tc := range []struct {
+		name        string
+		slowRefusal bool
+	}{{"slow refusal then hang", true}, {"both hang", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				first := http.Handler(newCountingBackend(hang))
+				if tc.slowRefusal {
+					first = answer("OK", `"first"`)
+				}
+				c, b1, b2 := pipeFailover(t, first, newCountingBackend(hang), Options{Timeout: timeout, FailoverBackoff: time.Minute})
+				if tc.slowRefusal {
+					b1.refuse.Store(true)
+					b1.dialDelay.Store(int64(1500 * time.Millisecond))
+				}
+				start := time.Now()
+				_, err := c.Lookup(t.Context(), "virtual", "k")
+				if re := asError(t, err); re.Kind != "timeout" {
+					t.Fatalf("got %+v", re)
+				}
+				if d := time.Since(start); d != timeout {
+					t.Fatalf("lookup took %v, want %v", d, timeout)
+				}
+				if b2.dials.Load() != 1 {
+					t.Fatal("second backend not tried")
+				}
+			})
 		})
-	})
+	}
 	// A first URL that hangs gets its share of the Timeout (half, with
 	// two URLs), then the second answers and the first is skipped.
 	t.Run("first hangs", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			var pn pipeNet
-			pn.serve(t, "b1:80", newCountingBackend(hang))
-			b2 := pn.serve(t, "b2:80", answer("OK", `"second"`))
-			c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, Timeout: timeout, FailoverBackoff: time.Minute, Transport: pn.transport(t)})
+			c, _, b2 := pipeFailover(t, newCountingBackend(hang), answer("OK", `"second"`), Options{Timeout: timeout, FailoverBackoff: time.Minute})
 			start := time.Now()
 			if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` {
 				t.Fatalf("got %s", r.Data)
@@ -248,39 +260,17 @@ func TestTimeoutAcrossFailover(t *testing.T) {
 			}
 		})
 	})
-	t.Run("both hang", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			var pn pipeNet
-			pn.serve(t, "b1:80", newCountingBackend(hang))
-			b2 := pn.serve(t, "b2:80", newCountingBackend(hang))
-			c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, Timeout: timeout, FailoverBackoff: time.Minute, Transport: pn.transport(t)})
-			start := time.Now()
-			_, err := c.Lookup(t.Context(), "virtual", "k")
-			if re := asError(t, err); re.Kind != "timeout" {
-				t.Fatalf("got %+v", re)
-			}
-			if d := time.Since(start); d != timeout {
-				t.Fatalf("lookup took %v, want %v", d, timeout)
-			}
-			if b2.dials.Load() != 1 {
-				t.Fatal("second backend not tried")
-			}
-		})
-	})
 	// A backend that has begun its answer keeps the whole Timeout: the
 	// per-attempt budget only bounds the wait for the first byte.
 	t.Run("slow body keeps the Timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			var pn pipeNet
-			pn.serve(t, "b1:80", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, _, _ := pipeFailover(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(200)
 				_, _ = io.WriteString(w, `{"Status":`)
 				w.(http.Flusher).Flush()
 				time.Sleep(timeout * 3 / 4)
 				_, _ = io.WriteString(w, `"OK","Data":"first"}`)
-			}))
-			pn.serve(t, "b2:80", answer("OK", `"second"`))
-			c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, Timeout: timeout, FailoverBackoff: time.Minute, Transport: pn.transport(t)})
+			}), answer("OK", `"second"`), Options{Timeout: timeout, FailoverBackoff: time.Minute})
 			if r := mustLookup(t, c, "k"); string(r.Data) != `"first"` {
 				t.Fatalf("got %s", r.Data)
 			}
@@ -502,13 +492,8 @@ func TestNonIdempotentVerbsOption(t *testing.T) {
 // ConnectTimeout, so the next URL is tried within the Timeout.
 func TestConnectTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var pn pipeNet
-		b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
-		pn.serve(t, "b2:80", answer("OK", `"second"`))
+		c, b1, _ := pipeFailover(t, answer("OK", `"first"`), answer("OK", `"second"`), Options{Timeout: 3 * time.Second, ConnectTimeout: 500 * time.Millisecond, FailoverBackoff: time.Minute})
 		b1.dialDelay.Store(int64(time.Hour))
-		tr := pn.transport(t)
-		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/", "http://b2:80/"}, Timeout: 3 * time.Second, ConnectTimeout: 500 * time.Millisecond,
-			FailoverBackoff: time.Minute, Transport: tr})
 		start := time.Now()
 		if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` {
 			t.Fatalf("got %s", r.Data)

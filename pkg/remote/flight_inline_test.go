@@ -14,10 +14,12 @@ import (
 // caller alone in its flight still returns as soon as its ctx ends, and a
 // request nobody waits for any more is cancelled at the backend.
 
-// cancelAwareBackend holds every request until release is closed and
-// counts the requests whose client went away first.
-func cancelAwareBackend(release <-chan struct{}, cancelled *atomic.Int64) *countingBackend {
-	return newCountingBackend(func(w http.ResponseWriter, r *http.Request) {
+// cancelAwareClient is a client of a pipeClient backend that holds every
+// request until release is closed and counts in cancelled the requests
+// whose client went away first.
+func cancelAwareClient(t testing.TB) (c *Client, be *countingBackend, release chan struct{}, cancelled *atomic.Int64) {
+	release, cancelled = make(chan struct{}), new(atomic.Int64)
+	be = newCountingBackend(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 			answer("OK", `"a"`)(w, r)
@@ -25,18 +27,15 @@ func cancelAwareBackend(release <-chan struct{}, cancelled *atomic.Int64) *count
 			cancelled.Add(1)
 		}
 	})
+	c, _ = pipeClient(t, be, Options{})
+	return c, be, release, cancelled
 }
 
 // TestFlightLeaderAloneCancelled: with nobody else waiting, the leader's
 // cancellation aborts the request and the leader returns at once.
 func TestFlightLeaderAloneCancelled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		release := make(chan struct{})
-		var cancelled atomic.Int64
-		be := cancelAwareBackend(release, &cancelled)
-		var pn pipeNet
-		pn.serve(t, "b1:80", be)
-		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/"}, Transport: pn.transport(t)})
+		c, _, release, cancelled := cancelAwareClient(t)
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { _, err := c.Lookup(ctx, "virtual", "k"); done <- err }()
@@ -63,12 +62,7 @@ func TestFlightLeaderAloneCancelled(t *testing.T) {
 // request instead of joining the abandoned one.
 func TestFlightAllCancelled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		release := make(chan struct{})
-		var cancelled atomic.Int64
-		be := cancelAwareBackend(release, &cancelled)
-		var pn pipeNet
-		pn.serve(t, "b1:80", be)
-		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/"}, Transport: pn.transport(t)})
+		c, be, release, cancelled := cancelAwareClient(t)
 		ctx, cancel := context.WithCancel(t.Context())
 		var wg sync.WaitGroup
 		errs := make([]error, 5)

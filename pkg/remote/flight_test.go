@@ -49,9 +49,7 @@ func TestCoalescing(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				release := make(chan struct{})
 				be := blockingBackend(release, tc.reply)
-				var pn pipeNet
-				pn.serve(t, "b1:80", be)
-				c := newLookupClient(t, Options{URLs: []string{"http://b1:80/"}, Transport: pn.transport(t), Cache: tc.cache})
+				c, _ := pipeClient(t, be, Options{Cache: tc.cache})
 				const callers = 100
 				var (
 					wg      sync.WaitGroup
@@ -91,9 +89,7 @@ func TestCoalescingDistinctKeys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
 		be := blockingBackend(release, answer("OK", `"a"`))
-		var pn pipeNet
-		pn.serve(t, "b1:80", be)
-		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/"}, Transport: pn.transport(t)})
+		c, _ := pipeClient(t, be, Options{})
 		var wg sync.WaitGroup
 		for _, q := range []struct{ verb, obj string }{{"virtual", "a"}, {"virtual", "b"}, {"domains", "a"}, {"virtual", "a"}} {
 			wg.Go(func() {
@@ -118,9 +114,7 @@ func TestCoalescingLeaderCancelled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
 		be := blockingBackend(release, answer("OK", `"a"`))
-		var pn pipeNet
-		pn.serve(t, "b1:80", be)
-		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/"}, Transport: pn.transport(t)})
+		c, _ := pipeClient(t, be, Options{})
 		ctx, cancel := context.WithCancel(t.Context())
 		var leaderErr error
 		var wg sync.WaitGroup

@@ -54,7 +54,10 @@ func BenchmarkLookupHTTP(b *testing.B) {
 	benchLookups(b, c)
 }
 
-func benchHTTPS(b *testing.B, h2 bool) {
+// benchTLSBackend starts benchBackend over TLS (HTTP/2 if h2) with a
+// stapled OCSP response, and returns it with a client TLS setup that
+// trusts its CA, pins its key and requires the staple.
+func benchTLSBackend(b *testing.B, h2 bool) (*httptest.Server, *TLSSetup) {
 	ca := newTestCA(b, "Bench CA")
 	leaf, key := ca.server(b, "backend.test", nil)
 	cert := tlsChain(leaf, key)
@@ -63,12 +66,17 @@ func benchHTTPS(b *testing.B, h2 bool) {
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	srv.EnableHTTP2 = h2
 	srv.StartTLS()
-	defer srv.Close()
+	b.Cleanup(srv.Close)
 	caFile := writeTestFile(b, b.TempDir(), "ca.pem", pemCert(ca.cert))
 	s, err := NewTLS(TLSOptions{CertPool: []string{caFile}, HPKP: []string{SPKIPin(ca.cert)}, OCSP: OCSPRequireStapled})
 	if err != nil {
 		b.Fatal(err)
 	}
+	return srv, s
+}
+
+func benchHTTPS(b *testing.B, h2 bool) {
+	srv, s := benchTLSBackend(b, h2)
 	c, err := New(Options{URLs: []string{srv.URL + "/"}, Timeout: 5 * time.Second, TLS: s.Config()})
 	if err != nil {
 		b.Fatal(err)
@@ -87,19 +95,7 @@ func BenchmarkLookupHTTPS2(b *testing.B) { benchHTTPS(b, true) }
 // BenchmarkHandshake is the cost of one full handshake with the pin and
 // OCSP checks: what keep-alive saves on every lookup.
 func BenchmarkHandshake(b *testing.B) {
-	ca := newTestCA(b, "Bench CA")
-	leaf, key := ca.server(b, "backend.test", nil)
-	cert := tlsChain(leaf, key)
-	cert.OCSPStaple = ca.ocspResp(b, ocsp.Response{Status: ocsp.Good, SerialNumber: leaf.SerialNumber}, nil, nil)
-	srv := httptest.NewUnstartedServer(benchBackend())
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.StartTLS()
-	defer srv.Close()
-	caFile := writeTestFile(b, b.TempDir(), "ca.pem", pemCert(ca.cert))
-	s, err := NewTLS(TLSOptions{CertPool: []string{caFile}, HPKP: []string{SPKIPin(ca.cert)}, OCSP: OCSPRequireStapled})
-	if err != nil {
-		b.Fatal(err)
-	}
+	srv, s := benchTLSBackend(b, false)
 	conf := s.Config()
 	conf.ClientSessionCache = nil // always a full handshake
 	addr := srv.Listener.Addr().String()

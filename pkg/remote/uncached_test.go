@@ -14,10 +14,8 @@ func TestUncached(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
 		be := blockingBackend(release, answer("OK", `"a"`, "Cache-Control", "max-age=60"))
-		var pn pipeNet
-		pn.serve(t, "b1:80", be)
 		cache := NewCache(10, 0, 0)
-		c := newLookupClient(t, Options{URLs: []string{"http://b1:80/"}, Transport: pn.transport(t), Cache: cache})
+		c, _ := pipeClient(t, be, Options{Cache: cache})
 		ctx := Uncached(t.Context())
 		const callers = 5
 		var wg sync.WaitGroup
