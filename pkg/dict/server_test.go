@@ -1,12 +1,9 @@
 package dict
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -40,45 +37,25 @@ func start(t *testing.T, srv *Server) (addr string, logs *testutil.SyncBuffer) {
 	return testutil.ServeUntilCleanup(t, "tcp", srv.Serve, srv.Close, ErrServerClosed), logs
 }
 
-type client struct {
-	t  *testing.T
-	nc net.Conn
-	br *bufio.Reader
-}
+type client struct{ *testutil.LineConn }
 
-func dial(t *testing.T, addr string) *client {
+func dial(t *testing.T, addr string) client {
 	t.Helper()
-	nc := testutil.Dial(t, "tcp", addr)
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	return &client{t: t, nc: nc, br: bufio.NewReader(nc)}
-}
-
-func (c *client) send(s string) {
-	c.t.Helper()
-	if _, err := io.WriteString(c.nc, s); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *client) line() string {
-	c.t.Helper()
-	l, err := c.br.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read reply: %v (got %q)", err, l)
-	}
-	return l
+	c := testutil.DialLines(t, "tcp", addr)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return client{c}
 }
 
 // closed asserts that the server closed the connection without sending
 // anything more.
-func (c *client) closed() {
-	c.t.Helper()
-	rest, err := io.ReadAll(c.br)
+func (c client) closed() {
+	c.T.Helper()
+	rest, err := c.Rest()
 	if err != nil {
-		c.t.Fatalf("read: %v", err)
+		c.T.Fatalf("read: %v", err)
 	}
 	if len(rest) != 0 {
-		c.t.Fatalf("unexpected bytes before close: %q", rest)
+		c.T.Fatalf("unexpected bytes before close: %q", rest)
 	}
 }
 
@@ -87,23 +64,15 @@ const hello23 = "H3\t2\t0\t\tsomewhere\n"
 func TestLookupReplies(t *testing.T) {
 	addr, _ := start(t, &Server{Handler: echo})
 	c := dial(t, addr)
-	c.send(hello23 + "Lshared/passdb/alice@example.org\talice@example.org\n")
-	if got, want := c.line(), "Oshared/passdb/alice@example.org|alice@example.org|somewhere\n"; got != want {
-		t.Fatalf("reply %q, want %q", got, want)
-	}
-	c.send("Lshared/passdb/missing\tx\n")
-	if got := c.line(); got != "N\n" {
-		t.Fatalf("reply %q", got)
-	}
-	c.send("Lshared/passdb/fail\tx\n")
-	if got := c.line(); got != "Fbackend timeout\n" {
-		t.Fatalf("reply %q", got)
-	}
+	c.Send(hello23 + "Lshared/passdb/alice@example.org\talice@example.org\n")
+	c.Expect("reply", "Oshared/passdb/alice@example.org|alice@example.org|somewhere\n")
+	c.Send("Lshared/passdb/missing\tx\n")
+	c.Expect("reply", "N\n")
+	c.Send("Lshared/passdb/fail\tx\n")
+	c.Expect("reply", "Fbackend timeout\n")
 	// Escaped key and user arrive unescaped; the value goes back escaped.
-	c.send("Lshared/passdb/a\x01tb\tu\x01ns\n")
-	if got, want := c.line(), "Oshared/passdb/a\x01tb|u\x01ns|somewhere\n"; got != want {
-		t.Fatalf("reply %q, want %q", got, want)
-	}
+	c.Send("Lshared/passdb/a\x01tb\tu\x01ns\n")
+	c.Expect("reply", "Oshared/passdb/a\x01tb|u\x01ns|somewhere\n")
 }
 
 func TestHelloVersions(t *testing.T) {
@@ -116,14 +85,14 @@ func TestHelloVersions(t *testing.T) {
 	} {
 		c := dial(t, addr)
 		// 2.2 lookups carry no user field.
-		c.send(h + "Lshared/userdb/bob\n")
-		if got, want := c.line(), "Oshared/userdb/bob||somewhere\n"; got != want {
+		c.Send(h + "Lshared/userdb/bob\n")
+		if got, want := c.Line(), "Oshared/userdb/bob||somewhere\n"; got != want {
 			t.Fatalf("%q: reply %q, want %q", h, got, want)
 		}
 	}
 	for _, h := range []string{"H5\t0\t0\t\tx\n", "H1\t0\t0\t\tx\n"} {
 		c := dial(t, addr)
-		c.send(h + "Lshared/userdb/bob\n")
+		c.Send(h + "Lshared/userdb/bob\n")
 		c.closed()
 	}
 	if !strings.Contains(logs.String(), "unsupported dovecot dict protocol version") || !strings.Contains(logs.String(), "major=5") {
@@ -136,17 +105,15 @@ func TestNoReplyCommands(t *testing.T) {
 	c := dial(t, addr)
 	// Nothing may answer H, B, S, U, A, T, R, V: the first line back must
 	// be the lookup's reply.
-	c.send(hello23 + "B1\tuser\nS1\tshared/k\tv\nU1\tshared/k\nA1\tshared/n\t1\nT1\t0\t0\nV1\t1\nR1\n" +
+	c.Send(hello23 + "B1\tuser\nS1\tshared/k\tv\nU1\tshared/k\nA1\tshared/n\t1\nT1\t0\t0\nV1\t1\nR1\n" +
 		"B2\tuser\t60\nLshared/passdb/x\tu\n")
-	if got := c.line(); got != "Oshared/passdb/x|u|somewhere\n" {
-		t.Fatalf("reply %q", got)
-	}
+	c.Expect("reply", "Oshared/passdb/x|u|somewhere\n")
 }
 
 func TestIterateAndCommit(t *testing.T) {
 	addr, _ := start(t, &Server{Handler: echo})
 	c := dial(t, addr)
-	c.send(hello23 + "I0\t0\tshared/userdb/\t\n" +
+	c.Send(hello23 + "I0\t0\tshared/userdb/\t\n" +
 		"B7\tu\nS7\tshared/k\tv\nC7\n" +
 		"B8\tu\nU8\tshared/k\nD8\n" +
 		"Lshared/passdb/x\tu\n")
@@ -156,9 +123,7 @@ func TestIterateAndCommit(t *testing.T) {
 		"AF8\t" + ReadOnlyReason + "\n",
 		"Oshared/passdb/x|u|somewhere\n",
 	} {
-		if got := c.line(); got != want {
-			t.Fatalf("reply %q, want %q", got, want)
-		}
+		c.Expect("reply", want)
 	}
 }
 
@@ -177,17 +142,15 @@ func TestProtocolErrorsClose(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, logs := start(t, &Server{Handler: echo, MaxLineSize: 100})
 			c := dial(t, addr)
-			c.send(tc.in)
+			c.Send(tc.in)
 			c.closed()
 			if !strings.Contains(logs.String(), tc.log) {
 				t.Fatalf("log lacks %q:\n%s", tc.log, logs)
 			}
 			// The daemon keeps serving others.
 			c2 := dial(t, addr)
-			c2.send(hello23 + "Lshared/passdb/y\tu\n")
-			if got := c2.line(); got != "Oshared/passdb/y|u|somewhere\n" {
-				t.Fatalf("next connection got %q", got)
-			}
+			c2.Send(hello23 + "Lshared/passdb/y\tu\n")
+			c2.Expect("next connection:", "Oshared/passdb/y|u|somewhere\n")
 		})
 	}
 }
@@ -195,10 +158,8 @@ func TestProtocolErrorsClose(t *testing.T) {
 func TestProtocolErrorAnswersEarlierLookups(t *testing.T) {
 	addr, _ := start(t, &Server{Handler: echo})
 	c := dial(t, addr)
-	c.send(hello23 + "Lshared/passdb/x\tu\nZwhat\n")
-	if got := c.line(); got != "Oshared/passdb/x|u|somewhere\n" {
-		t.Fatalf("reply %q", got)
-	}
+	c.Send(hello23 + "Lshared/passdb/x\tu\nZwhat\n")
+	c.Expect("reply", "Oshared/passdb/x|u|somewhere\n")
 	c.closed()
 }
 
@@ -222,11 +183,9 @@ func TestPipelineOrderAndConcurrency(t *testing.T) {
 	})
 	addr, _ := start(t, &Server{Handler: h})
 	c := dial(t, addr)
-	c.send(hello23 + "Lk1\tu\nLk2\tu\nI0\t0\tshared/\t\nLk3\tu\n")
+	c.Send(hello23 + "Lk1\tu\nLk2\tu\nI0\t0\tshared/\t\nLk3\tu\n")
 	for _, want := range []string{"Ok1\n", "Ok2\n", "\n", "Ok3\n"} {
-		if got := c.line(); got != want {
-			t.Fatalf("reply %q, want %q", got, want)
-		}
+		c.Expect("reply", want)
 	}
 }
 
@@ -251,9 +210,9 @@ func TestPipelineBound(t *testing.T) {
 	for i := range 40 {
 		b.WriteString("Lk" + string(rune('A'+i)) + "\tu\n")
 	}
-	c.send(b.String())
+	c.Send(b.String())
 	for i := range 40 {
-		if got, want := c.line(), "Ok"+string(rune('A'+i))+"\n"; got != want {
+		if got, want := c.Line(), "Ok"+string(rune('A'+i))+"\n"; got != want {
 			t.Fatalf("reply %d = %q, want %q", i, got, want)
 		}
 	}
@@ -265,7 +224,7 @@ func TestPipelineBound(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	addr, _ := start(t, &Server{Handler: echo, IdleTimeout: 50 * time.Millisecond})
 	c := dial(t, addr)
-	c.send(hello23)
+	c.Send(hello23)
 	c.closed()
 }
 
@@ -277,10 +236,8 @@ func TestIdleTimeoutStillAnswers(t *testing.T) {
 	})
 	addr, _ := start(t, &Server{Handler: h, IdleTimeout: 20 * time.Millisecond})
 	c := dial(t, addr)
-	c.send(hello23 + "Lk\tu\n")
-	if got := c.line(); got != "Olate\n" {
-		t.Fatalf("reply %q", got)
-	}
+	c.Send(hello23 + "Lk\tu\n")
+	c.Expect("reply", "Olate\n")
 	c.closed()
 }
 
@@ -301,19 +258,15 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	idle := dial(t, l.Addr().String())
 	// One answered lookup proves the server has read everything the idle
 	// client sent: closing a socket with unread input sends RST, not FIN.
-	idle.send(hello23 + "Lw\tu\n")
-	if got := idle.line(); got != "Owarm\n" {
-		t.Fatalf("warm-up reply %q", got)
-	}
-	c.send(hello23 + "Lk\tu\n")
+	idle.Send(hello23 + "Lw\tu\n")
+	idle.Expect("warm-up reply", "Owarm\n")
+	c.Send(hello23 + "Lk\tu\n")
 	testutil.ShutdownCheck{
 		Shutdown: srv.Shutdown, Served: served, Closed: ErrServerClosed,
 		Started: started, Release: release,
 		IdleClosed: idle.closed,
 		Answered: func() {
-			if got := c.line(); got != "Odone\n" {
-				t.Fatalf("reply %q", got)
-			}
+			c.Expect("reply", "Odone\n")
 			c.closed()
 		},
 	}.Run(t)
@@ -332,7 +285,7 @@ func TestShutdownDeadlineCancels(t *testing.T) {
 	srv := &Server{Handler: h}
 	l, served := testutil.Serve(t, "tcp", srv.Serve)
 	c := dial(t, l.Addr().String())
-	c.send(hello23 + "Lk\tu\n")
+	c.Send(hello23 + "Lk\tu\n")
 	<-started
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -353,19 +306,15 @@ func TestHandlerPanicClosesConnection(t *testing.T) {
 	})
 	addr, logs := start(t, &Server{Handler: h})
 	c := dial(t, addr)
-	c.send(hello23 + "Lboom\tu\n")
-	if got := c.line(); got != "Finternal error\n" {
-		t.Fatalf("reply %q", got)
-	}
+	c.Send(hello23 + "Lboom\tu\n")
+	c.Expect("reply", "Finternal error\n")
 	c.closed()
 	if !strings.Contains(logs.String(), "handler panic") {
 		t.Fatalf("log:\n%s", logs)
 	}
 	c2 := dial(t, addr)
-	c2.send(hello23 + "Lok\tu\n")
-	if got := c2.line(); got != "Ook\n" {
-		t.Fatalf("reply %q", got)
-	}
+	c2.Send(hello23 + "Lok\tu\n")
+	c2.Expect("reply", "Ook\n")
 }
 
 func TestClientGoneCancelsNothingElse(t *testing.T) {
@@ -378,12 +327,12 @@ func TestClientGoneCancelsNothingElse(t *testing.T) {
 	addr, _ := start(t, &Server{Handler: h, MaxPipeline: 2})
 	for range 5 {
 		c := dial(t, addr)
-		c.send(hello23 + strings.Repeat("Lk\tu\n", 20))
-		c.nc.Close()
+		c.Send(hello23 + strings.Repeat("Lk\tu\n", 20))
+		c.Close()
 	}
 	c := dial(t, addr)
-	c.send(hello23 + "Lk\tu\n")
-	if got := c.line(); len(got) != 10002 {
+	c.Send(hello23 + "Lk\tu\n")
+	if got := c.Line(); len(got) != 10002 {
 		t.Fatalf("reply of %d bytes", len(got))
 	}
 }

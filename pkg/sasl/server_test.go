@@ -1,7 +1,6 @@
 package sasl
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -40,62 +39,39 @@ var users = HandlerFunc(func(ctx context.Context, r *Request) Result {
 	return Result{Verdict: Reject}
 })
 
-type client struct {
-	t  *testing.T
-	nc net.Conn
-	br *bufio.Reader
-}
+type client struct{ *testutil.LineConn }
 
 func start(t *testing.T, s *Server) string {
 	t.Helper()
 	return testutil.ServeUntilCleanup(t, "tcp", s.Serve, s.Close, ErrServerClosed)
 }
 
-func dial(t *testing.T, addr string) *client {
+func dial(t *testing.T, addr string) client {
 	t.Helper()
-	nc := testutil.Dial(t, "tcp", addr)
-	return &client{t: t, nc: nc, br: bufio.NewReader(nc)}
+	return client{testutil.DialLines(t, "tcp", addr)}
 }
 
 // postfix connects as smtpd does: its two lines, then the handshake read
 // up to DONE.
-func postfix(t *testing.T, addr string) *client {
+func postfix(t *testing.T, addr string) client {
 	c := dial(t, addr)
-	c.send("VERSION\t1\t0\nCPID\t4242\n")
+	c.Send("VERSION\t1\t0\nCPID\t4242\n")
 	for {
-		if c.line() == "DONE\n" {
+		if c.Line() == "DONE\n" {
 			return c
 		}
 	}
 }
 
-func (c *client) send(s string) {
-	c.t.Helper()
-	if _, err := io.WriteString(c.nc, s); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *client) line() string {
-	c.t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	l, err := c.br.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (got %q)", err, l)
-	}
-	return l
-}
-
 // closed asserts the server closed the connection without sending more.
-func (c *client) closed() {
-	c.t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	rest, err := io.ReadAll(c.br)
+func (c client) closed() {
+	c.T.Helper()
+	rest, err := c.Rest()
 	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
-		c.t.Fatalf("read: %v", err)
+		c.T.Fatalf("read: %v", err)
 	}
 	if len(rest) != 0 {
-		c.t.Fatalf("bytes before close: %q", rest)
+		c.T.Fatalf("bytes before close: %q", rest)
 	}
 }
 
@@ -109,7 +85,7 @@ func TestHandshake(t *testing.T) {
 	// The handshake comes before the client says anything.
 	var got strings.Builder
 	for !strings.HasSuffix(got.String(), "DONE\n") {
-		got.WriteString(c.line())
+		got.WriteString(c.Line())
 	}
 	re := regexp.MustCompile(`^VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\nSPID\t[0-9]+\nCUID\t[0-9]+\nCOOKIE\t[0-9a-f]{32}\nDONE\n$`)
 	if !re.MatchString(got.String()) {
@@ -117,13 +93,9 @@ func TestHandshake(t *testing.T) {
 	}
 	only := start(t, &Server{Handler: users, Mechanisms: []string{MechLOGIN}})
 	c = dial(t, only)
-	if l := c.line(); l != "VERSION\t1\t2\n" {
-		t.Fatalf("first line %q", l)
-	}
-	if l := c.line(); l != "MECH\tLOGIN\tplaintext\n" {
-		t.Fatalf("MECH line %q", l)
-	}
-	if l := c.line(); !strings.HasPrefix(l, "SPID\t") {
+	c.Expect("first line", "VERSION\t1\t2\n")
+	c.Expect("MECH line", "MECH\tLOGIN\tplaintext\n")
+	if l := c.Line(); !strings.HasPrefix(l, "SPID\t") {
 		t.Fatalf("after MECH %q", l)
 	}
 }
@@ -163,8 +135,8 @@ func TestExchanges(t *testing.T) {
 		{"AUTH\t4000000000\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n", "OK\t4000000000\tuser=ok\n"},
 	}
 	for _, s := range steps {
-		c.send(s.send)
-		if got := c.line(); got != s.want {
+		c.Send(s.send)
+		if got := c.Line(); got != s.want {
 			t.Fatalf("sent %q: got %q, want %q", s.send, got, s.want)
 		}
 	}
@@ -180,8 +152,8 @@ func TestRequestFields(t *testing.T) {
 	})
 	addr := start(t, &Server{Handler: h})
 	c := postfix(t, addr)
-	c.send("AUTH\t1\tplain\tservice=submission\tnologin\tlip=192.0.2.1\trip=2001:db8::7\tsecured\tsession=abc\tresp=" + b64("zid\x00alice\x00s3cret") + "\n")
-	c.line()
+	c.Send("AUTH\t1\tplain\tservice=submission\tnologin\tlip=192.0.2.1\trip=2001:db8::7\tsecured\tsession=abc\tresp=" + b64("zid\x00alice\x00s3cret") + "\n")
+	c.Line()
 	r := <-got
 	want := Request{Mechanism: "PLAIN", Credentials: Credentials{Authzid: "zid", User: "alice", Password: []byte("s3cret")},
 		Service: "submission", LocalIP: "192.0.2.1", ClientIP: "2001:db8::7", Secured: true}
@@ -199,10 +171,8 @@ func TestPasswordZeroed(t *testing.T) {
 	})
 	addr := start(t, &Server{Handler: h})
 	c := postfix(t, addr)
-	c.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00u\x00secret") + "\n")
-	if got := c.line(); got != "OK\t1\tuser=u\n" {
-		t.Fatalf("reply %q", got)
-	}
+	c.Send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00u\x00secret") + "\n")
+	c.Expect("reply", "OK\t1\tuser=u\n")
 	if p := <-kept; string(p) != "\x00\x00\x00\x00\x00\x00" {
 		t.Fatalf("password still in memory after the reply: %q", p)
 	}
@@ -212,31 +182,25 @@ func TestTempFailClosesOnlyThatConnection(t *testing.T) {
 	addr := start(t, &Server{Handler: users})
 	other := postfix(t, addr)
 	c := postfix(t, addr)
-	c.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00tmp\x00x") + "\n")
+	c.Send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00tmp\x00x") + "\n")
 	c.closed()
-	other.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n")
-	if got := other.line(); got != "OK\t1\tuser=ok\n" {
-		t.Fatalf("other connection: %q", got)
-	}
+	other.Send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n")
+	other.Expect("other connection:", "OK\t1\tuser=ok\n")
 	// A new connection is handshaken and served at once (postfix
 	// reconnects on its next login).
 	again := postfix(t, addr)
-	again.send("AUTH\t2\tLOGIN" + authPrefix + "\tresp=" + b64("ok") + "\n")
-	if got := again.line(); got != "CONT\t2\tUGFzc3dvcmQ6\n" {
-		t.Fatalf("after reconnect: %q", got)
-	}
+	again.Send("AUTH\t2\tLOGIN" + authPrefix + "\tresp=" + b64("ok") + "\n")
+	again.Expect("after reconnect:", "CONT\t2\tUGFzc3dvcmQ6\n")
 }
 
 func TestHandlerPanic(t *testing.T) {
 	addr := start(t, &Server{Handler: users})
 	c := postfix(t, addr)
-	c.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00panic\x00x") + "\n")
+	c.Send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00panic\x00x") + "\n")
 	c.closed()
 	c = postfix(t, addr)
-	c.send("AUTH\t2\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n")
-	if got := c.line(); got != "OK\t2\tuser=ok\n" {
-		t.Fatalf("after a panic: %q", got)
-	}
+	c.Send("AUTH\t2\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n")
+	c.Expect("after a panic:", "OK\t2\tuser=ok\n")
 }
 
 func TestProtocolErrorsClose(t *testing.T) {
@@ -256,10 +220,10 @@ func TestProtocolErrorsClose(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := dial(t, addr)
-			c.send(in)
+			c.Send(in)
 			for {
-				_ = c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-				l, err := c.br.ReadString('\n')
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				l, err := c.R.ReadString('\n')
 				if err != nil {
 					if l != "" || errors.Is(err, io.ErrUnexpectedEOF) {
 						t.Fatalf("partial line %q", l)
@@ -280,8 +244,8 @@ func TestProtocolErrorsClose(t *testing.T) {
 	// A line of exactly MaxLine bytes is accepted.
 	c := postfix(t, addr)
 	line := "AUTH\t1\tPLAIN\tresp="
-	c.send(line + strings.Repeat("A", MaxLine-len(line)) + "\n")
-	if got := c.line(); !strings.HasPrefix(got, "FAIL\t1\t") {
+	c.Send(line + strings.Repeat("A", MaxLine-len(line)) + "\n")
+	if got := c.Line(); !strings.HasPrefix(got, "FAIL\t1\t") {
 		t.Fatalf("longest line: %q", got)
 	}
 }
@@ -290,45 +254,35 @@ func TestMaxInFlight(t *testing.T) {
 	addr := start(t, &Server{Handler: users, MaxInFlight: 3})
 	c := postfix(t, addr)
 	for _, id := range []string{"1", "2", "3"} {
-		c.send("AUTH\t" + id + "\tLOGIN" + authPrefix + "\n")
-		if got := c.line(); got != "CONT\t"+id+"\tVXNlcm5hbWU6\n" {
+		c.Send("AUTH\t" + id + "\tLOGIN" + authPrefix + "\n")
+		if got := c.Line(); got != "CONT\t"+id+"\tVXNlcm5hbWU6\n" {
 			t.Fatalf("AUTH %s: %q", id, got)
 		}
 	}
-	c.send("AUTH\t4\tLOGIN" + authPrefix + "\n")
-	if got := c.line(); got != "FAIL\t4\treason=Too many authentication requests in progress\n" {
-		t.Fatalf("4th AUTH: %q", got)
-	}
+	c.Send("AUTH\t4\tLOGIN" + authPrefix + "\n")
+	c.Expect("4th AUTH:", "FAIL\t4\treason=Too many authentication requests in progress\n")
 	// Finishing one makes room.
-	c.send("CONT\t1\t" + b64("ok") + "\nCONT\t1\t" + b64("pw-ok") + "\n")
-	c.line()
-	if got := c.line(); got != "OK\t1\tuser=ok\n" {
-		t.Fatalf("CONT 1: %q", got)
-	}
-	c.send("AUTH\t5\tLOGIN" + authPrefix + "\n")
-	if got := c.line(); got != "CONT\t5\tVXNlcm5hbWU6\n" {
-		t.Fatalf("AUTH 5: %q", got)
-	}
+	c.Send("CONT\t1\t" + b64("ok") + "\nCONT\t1\t" + b64("pw-ok") + "\n")
+	c.Line()
+	c.Expect("CONT 1:", "OK\t1\tuser=ok\n")
+	c.Send("AUTH\t5\tLOGIN" + authPrefix + "\n")
+	c.Expect("AUTH 5:", "CONT\t5\tVXNlcm5hbWU6\n")
 }
 
 func TestContTimeout(t *testing.T) {
 	addr := start(t, &Server{Handler: users, ContTimeout: 50 * time.Millisecond, MaxInFlight: 1})
 	c := postfix(t, addr)
-	c.send("AUTH\t1\tLOGIN" + authPrefix + "\n")
-	c.line()
+	c.Send("AUTH\t1\tLOGIN" + authPrefix + "\n")
+	c.Line()
 	time.Sleep(100 * time.Millisecond)
-	c.send("CONT\t1\t" + b64("ok") + "\n")
-	if got := c.line(); got != "FAIL\t1\treason=Unknown or expired authentication request\n" {
-		t.Fatalf("late CONT: %q", got)
-	}
+	c.Send("CONT\t1\t" + b64("ok") + "\n")
+	c.Expect("late CONT:", "FAIL\t1\treason=Unknown or expired authentication request\n")
 	// An expired exchange no longer counts against MaxInFlight.
-	c.send("AUTH\t2\tLOGIN" + authPrefix + "\n")
-	c.line()
+	c.Send("AUTH\t2\tLOGIN" + authPrefix + "\n")
+	c.Line()
 	time.Sleep(100 * time.Millisecond)
-	c.send("AUTH\t3\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n")
-	if got := c.line(); got != "OK\t3\tuser=ok\n" {
-		t.Fatalf("after expiry: %q", got)
-	}
+	c.Send("AUTH\t3\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n")
+	c.Expect("after expiry:", "OK\t3\tuser=ok\n")
 }
 
 func TestIdleTimeout(t *testing.T) {
@@ -340,7 +294,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestPartialLineTimeout(t *testing.T) {
 	addr := start(t, &Server{Handler: users, ReadTimeout: 50 * time.Millisecond})
 	c := postfix(t, addr)
-	c.send("AUTH\t1\tPL")
+	c.Send("AUTH\t1\tPL")
 	c.closed()
 }
 
@@ -359,18 +313,16 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	addr := l.Addr().String()
 	idle := postfix(t, addr)
 	// One answered login proves the server read everything idle sent.
-	idle.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00fast\x00x") + "\n")
-	idle.line()
+	idle.Send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00fast\x00x") + "\n")
+	idle.Line()
 	busy := postfix(t, addr)
-	busy.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00slow\x00x") + "\n")
+	busy.Send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00slow\x00x") + "\n")
 	testutil.ShutdownCheck{
 		Shutdown: s.Shutdown, Served: served, Closed: ErrServerClosed,
 		Started: started, Release: release,
 		IdleClosed: idle.closed,
 		Answered: func() {
-			if got := busy.line(); got != "OK\t1\tuser=slow\n" {
-				t.Fatalf("in-flight reply %q", got)
-			}
+			busy.Expect("in-flight reply", "OK\t1\tuser=slow\n")
 			busy.closed()
 		},
 	}.Run(t)
@@ -391,13 +343,13 @@ func TestConnectionsIndependent(t *testing.T) {
 	addr := start(t, &Server{Handler: h})
 	defer close(release)
 	slow := postfix(t, addr)
-	slow.send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00slow\x00x") + "\n")
+	slow.Send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00slow\x00x") + "\n")
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
 			c := postfix(t, addr)
-			c.send("AUTH\t7\tPLAIN" + authPrefix + "\tresp=" + b64("\x00fast\x00x") + "\n")
-			if got := c.line(); got != "OK\t7\tuser=fast\n" {
+			c.Send("AUTH\t7\tPLAIN" + authPrefix + "\tresp=" + b64("\x00fast\x00x") + "\n")
+			if got := c.Line(); got != "OK\t7\tuser=fast\n" {
 				t.Errorf("reply %q", got)
 			}
 		})

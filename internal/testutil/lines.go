@@ -1,0 +1,59 @@
+package testutil
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// LineConn is a test's client of a line protocol (dict, dovecot auth):
+// it sends text and reads replies a line at a time, each read bounded by
+// ReadTimeout.
+type LineConn struct {
+	T testing.TB
+	net.Conn
+	R *bufio.Reader
+}
+
+// DialLines connects to a server under test (see Dial).
+func DialLines(t testing.TB, network, addr string) *LineConn {
+	t.Helper()
+	nc := Dial(t, network, addr)
+	return &LineConn{T: t, Conn: nc, R: bufio.NewReader(nc)}
+}
+
+// Send writes s.
+func (c *LineConn) Send(s string) {
+	c.T.Helper()
+	if _, err := io.WriteString(c.Conn, s); err != nil {
+		c.T.Fatal(err)
+	}
+}
+
+// Line reads one line, its "\n" included.
+func (c *LineConn) Line() string {
+	c.T.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(ReadTimeout))
+	l, err := c.R.ReadString('\n')
+	if err != nil {
+		c.T.Fatalf("read: %v (got %q)", err, l)
+	}
+	return l
+}
+
+// Rest reads what comes until the server closes the connection.
+func (c *LineConn) Rest() ([]byte, error) {
+	_ = c.SetReadDeadline(time.Now().Add(ReadTimeout))
+	return io.ReadAll(c.R)
+}
+
+// Expect reads one line and fails the test unless it is want; what names
+// the line in the failure.
+func (c *LineConn) Expect(what, want string) {
+	c.T.Helper()
+	if got := c.Line(); got != want {
+		c.T.Fatalf("%s %q, want %q", what, got, want)
+	}
+}
