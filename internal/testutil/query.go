@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -64,4 +66,18 @@ func AnswersConf(t testing.TB, base string, status int, answers ...Answer) strin
 		}
 		return status, "no"
 	})
+}
+
+// CountingBackend starts a fake backend that answers every request with
+// the JSON body reply and counts the requests in hits. It returns the
+// backend's URL; the backend stops when the test ends.
+func CountingBackend(t testing.TB, reply string) (url string, hits *atomic.Int64) {
+	t.Helper()
+	hits = new(atomic.Int64)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = io.WriteString(w, reply)
+	}))
+	t.Cleanup(be.Close)
+	return be.URL, hits
 }

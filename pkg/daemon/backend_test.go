@@ -2,12 +2,9 @@ package daemon
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/config"
 )
 
@@ -15,13 +12,8 @@ import (
 // passwords, the configured default TTLs never cache a reply; only the
 // backend's own headers may.
 func TestCredentialsIgnoreDefaultTTL(t *testing.T) {
-	var hits atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		io.WriteString(w, `{"Status":"OK","Data":{"password":"{PLAIN}x"}}`)
-	}))
-	defer srv.Close()
-	cfg, err := config.Parse("t.conf", []byte("RemoteURL = \""+srv.URL+"/\"\n[Cache]\nDefaultTTL = \"1h\"\nNegativeTTL = \"1h\"\n"))
+	url, hits := testutil.CountingBackend(t, `{"Status":"OK","Data":{"password":"{PLAIN}x"}}`)
+	cfg, err := config.Parse("t.conf", []byte("RemoteURL = \""+url+"/\"\n[Cache]\nDefaultTTL = \"1h\"\nNegativeTTL = \"1h\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

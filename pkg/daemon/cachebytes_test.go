@@ -2,12 +2,9 @@ package daemon
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/config"
 )
 
@@ -17,15 +14,10 @@ import (
 // change of any other cache setting does, while one that keeps it keeps
 // them.
 func TestCacheMaxBytesWired(t *testing.T) {
-	var hits atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		io.WriteString(w, `{"Status":"OK","Data":"v"}`)
-	}))
-	defer srv.Close()
+	url, hits := testutil.CountingBackend(t, `{"Status":"OK","Data":"v"}`)
 	parse := func(cache string) *config.Config {
 		t.Helper()
-		c, err := config.Parse("t.conf", []byte("RemoteURL = \""+srv.URL+"/\"\n[Cache]\nDefaultTTL = \"1h\"\n"+cache))
+		c, err := config.Parse("t.conf", []byte("RemoteURL = \""+url+"/\"\n[Cache]\nDefaultTTL = \"1h\"\n"+cache))
 		if err != nil {
 			t.Fatal(err)
 		}

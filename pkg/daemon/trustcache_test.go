@@ -8,16 +8,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
 	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/config"
 )
 
@@ -45,19 +42,14 @@ func writeCA(t *testing.T, path, name string) {
 // contents included); a reload that changes nothing about trust keeps
 // the cache.
 func TestReloadTrustChangeDropsCache(t *testing.T) {
-	var hits atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		io.WriteString(w, `{"Status":"OK","Data":"v"}`)
-	}))
-	defer srv.Close()
+	url, hits := testutil.CountingBackend(t, `{"Status":"OK","Data":"v"}`)
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "ca.pem")
 	writeCA(t, ca, "first CA")
 	const pin = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 	parse := func(extra string) *config.Config {
 		t.Helper()
-		c, err := config.Parse("t.conf", []byte("RemoteURL = \""+srv.URL+"/\"\nCertPool = \""+ca+"\"\n"+extra+"[Cache]\nDefaultTTL = \"1h\"\n"))
+		c, err := config.Parse("t.conf", []byte("RemoteURL = \""+url+"/\"\nCertPool = \""+ca+"\"\n"+extra+"[Cache]\nDefaultTTL = \"1h\"\n"))
 		if err != nil {
 			t.Fatal(err)
 		}
