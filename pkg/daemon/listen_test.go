@@ -146,16 +146,24 @@ func TestActivatedAssign(t *testing.T) {
 	}
 }
 
+// symlinkTarget makes a socket directory, a socket path in it, and a
+// victim file (mode 0600) holding content elsewhere, for the tests of a
+// symlink put where the socket goes.
+func symlinkTarget(t *testing.T, content string) (dir, path, victim string) {
+	t.Helper()
+	dir = t.TempDir()
+	victim = filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, filepath.Join(dir, "s"), victim
+}
+
 // TestListenUnixRaceNeverChmodsAnotherFile: whoever can write the socket
 // directory and swaps the fresh socket for a symlink between bind and
 // chmod must not get the daemon (root) to chmod or chown the target.
 func TestListenUnixRaceNeverChmodsAnotherFile(t *testing.T) {
-	dir := t.TempDir()
-	victim := filepath.Join(t.TempDir(), "victim")
-	if err := os.WriteFile(victim, []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "s")
+	dir, path, victim := symlinkTarget(t, "x")
 	afterBind = func() {
 		os.Remove(path)
 		if err := os.Symlink(victim, path); err != nil {
@@ -189,12 +197,7 @@ func TestListenUnixRaceNeverChmodsAnotherFile(t *testing.T) {
 // never followed (neither its target nor the target's directory is
 // touched).
 func TestListenUnixReplacesSymlink(t *testing.T) {
-	dir := t.TempDir()
-	victim := filepath.Join(t.TempDir(), "victim")
-	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "s")
+	_, path, victim := symlinkTarget(t, "precious")
 	if err := os.Symlink(victim, path); err != nil {
 		t.Fatal(err)
 	}

@@ -57,19 +57,7 @@ func listenNotify(t *testing.T, dir string) *notifySocket {
 		t.Fatal(err)
 	}
 	n := &notifySocket{msgs: make(chan string, 10000)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := make([]byte, 4096)
-		for {
-			k, err := c.Read(b)
-			if err != nil {
-				return
-			}
-			n.msgs <- string(b[:k])
-		}
-	}()
-	t.Cleanup(func() { c.Close(); <-done })
+	testutil.ReadPackets(t, c, 4096, n.msgs)
 	t.Setenv("NOTIFY_SOCKET", path)
 	return n
 }

@@ -116,11 +116,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 
 func dictLookup(t *testing.T, sock, key string) string {
 	t.Helper()
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testutil.Dial(t, "unix", sock)
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprintf(c, "H2\t0\t0\tuser\tshitenno\nL%s\t\n", key)
 	line, err := bufio.NewReader(c).ReadString('\n')

@@ -59,26 +59,9 @@ func listenUnixgram(t *testing.T, path string) *receiver {
 		t.Fatal(err)
 	}
 	r := &receiver{frames: make(chan string, 1000), addr: path}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := make([]byte, 65536)
-		for {
-			n, err := c.Read(b)
-			if err != nil {
-				return
-			}
-			r.frames <- string(b[:n])
-		}
-	}()
+	stop := testutil.ReadPackets(t, c, 65536, r.frames)
 	var once sync.Once
-	r.stop = func() {
-		once.Do(func() {
-			c.Close()
-			<-done
-			os.Remove(path)
-		})
-	}
+	r.stop = func() { once.Do(func() { stop(); os.Remove(path) }) }
 	t.Cleanup(r.stop)
 	return r
 }
@@ -90,21 +73,7 @@ func listenUDP(t *testing.T) *receiver {
 		t.Fatal(err)
 	}
 	r := &receiver{frames: make(chan string, 1000), addr: "udp://" + c.LocalAddr().String()}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := make([]byte, 65536)
-		for {
-			n, _, err := c.ReadFrom(b)
-			if err != nil {
-				return
-			}
-			r.frames <- string(b[:n])
-		}
-	}()
-	var once sync.Once
-	r.stop = func() { once.Do(func() { c.Close(); <-done }) }
-	t.Cleanup(r.stop)
+	r.stop = testutil.ReadPackets(t, c, 65536, r.frames)
 	return r
 }
 
