@@ -128,3 +128,18 @@ func (s ShutdownCheck) Run(t testing.TB) {
 		t.Fatalf("Serve returned %v, want %v", err, s.Closed)
 	}
 }
+
+// Retry calls try up to n times, pausing between tries, until it returns
+// nil; it returns the last error. For what takes a moment to come up or
+// to be free again (a socket a daemon is about to create, a port just
+// released).
+func Retry(n int, pause time.Duration, try func() error) error {
+	var err error
+	for i := 0; i < n; i++ {
+		if err = try(); err == nil {
+			return nil
+		}
+		time.Sleep(pause)
+	}
+	return err
+}

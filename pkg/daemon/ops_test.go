@@ -207,14 +207,10 @@ type socketmapClient struct {
 func dialSocketmap(t *testing.T, path string) *socketmapClient {
 	t.Helper()
 	var c net.Conn
-	var err error
-	for i := 0; i < 200; i++ {
-		if c, err = net.Dial("unix", path); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	if err := testutil.Retry(200, 20*time.Millisecond, func() (err error) {
+		c, err = net.Dial("unix", path)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })

@@ -84,16 +84,12 @@ func listenTCP(t *testing.T, addr string) *receiver {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
+	// The old listener's port may take a moment to be free again.
 	var l net.Listener
-	var err error
-	for i := 0; i < 50; i++ {
-		// The old listener's port may take a moment to be free again.
-		if l, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	if err := testutil.Retry(50, 20*time.Millisecond, func() (err error) {
+		l, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	r := &receiver{frames: make(chan string, 1000), addr: "tcp://" + l.Addr().String()}
