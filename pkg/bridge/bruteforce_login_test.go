@@ -7,10 +7,16 @@ import (
 	"github.com/shitenno/shitenno/pkg/bruteforce"
 )
 
-func TestLoginGuard(t *testing.T) {
+// limiter has the default limits with no network exempt (by default the
+// proxy and local networks are).
+func limiter() *bruteforce.Limiter {
 	l := bruteforce.DefaultLimits()
 	l.AllowNets = nil
-	g := LoginGuard{bruteforce.New(l, bruteforce.Options{})}
+	return bruteforce.New(l, bruteforce.Options{})
+}
+
+func TestLoginGuard(t *testing.T) {
+	g := LoginGuard{limiter()}
 	for i := 0; i < 20; i++ {
 		g.Done("192.0.2.1", "alice", []byte(fmt.Sprint(i)), OutcomeFailed)
 	}

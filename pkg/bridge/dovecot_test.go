@@ -52,12 +52,7 @@ func TestDovecotMalformedKeys(t *testing.T) {
 
 func TestDovecotReplies(t *testing.T) {
 	big := strings.Repeat("x", dict.MaxLineSize)
-	for _, tc := range []struct {
-		name    string
-		answer  func() (remote.Result, error)
-		want    dict.Reply
-		outcome Outcome
-	}{
+	for _, tc := range []replyCase[dict.Reply]{
 		{"found", found(`{"password":"{PLAIN}secret","uid":1000,"gid":1000,"home":"/var/vmail/alice"}`),
 			dict.Reply{Kind: dict.Found, Value: `{"gid":1000,"home":"/var/vmail/alice","password":"{PLAIN}secret","uid":1000}`}, OutcomeFound},
 		{"pretty printed becomes one line", found("{\n  \"uid\": 1000,\n  \"home\": \"/h\"\n}\n"),
@@ -71,14 +66,12 @@ func TestDovecotReplies(t *testing.T) {
 		{"escapes normalised", found(`{"p":"\u00e9\/x"}`),
 			dict.Reply{Kind: dict.Found, Value: `{"p":"é/x"}`}, OutcomeFound},
 		{"empty object", found(`{}`), dict.Reply{Kind: dict.Found, Value: `{}`}, OutcomeFound},
-		{"not found", func() (remote.Result, error) { return remote.Result{Status: remote.NotFound}, nil },
+		{"not found", notFound,
 			dict.Reply{Kind: dict.NotFound}, OutcomeNotFound},
 		{"not found with data", func() (remote.Result, error) {
 			return remote.Result{Status: remote.NotFound, Data: json.RawMessage(`{"a":1}`)}, nil
 		}, dict.Reply{Kind: dict.NotFound}, OutcomeNotFound},
-		{"failure", func() (remote.Result, error) {
-			return remote.Result{}, &remote.Error{Kind: remote.KindTimeout, Reason: "backend timeout"}
-		}, dict.Reply{Kind: dict.Failed, Value: "backend timeout"}, OutcomeFailed},
+		{"failure", failing(remote.KindTimeout, "backend timeout"), dict.Reply{Kind: dict.Failed, Value: "backend timeout"}, OutcomeFailed},
 		{"nested object", found(`{"a":{"b":1}}`),
 			dict.Reply{Kind: dict.Failed, Value: "backend Data is not flat (a member is an object or array)"}, OutcomeFailed},
 		{"array", found(`{"a":[1]}`),

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/shitenno/shitenno/pkg/bruteforce"
 	"github.com/shitenno/shitenno/pkg/mailauth"
 	"github.com/shitenno/shitenno/pkg/remote"
 )
@@ -15,9 +14,7 @@ import (
 // not asked, even with the right password; failures and SMTP without
 // AUTH do not count.
 func TestNginxBruteForce(t *testing.T) {
-	l := bruteforce.DefaultLimits()
-	l.AllowNets = nil
-	lim := bruteforce.New(l, bruteforce.Options{})
+	lim := limiter()
 	b := &ngxBackend{res: remote.Result{Status: remote.NotFound}}
 	var recorded int
 	n := &Nginx{Backend: b, Limiter: lim, Record: func(string, Outcome, error) { recorded++ }}

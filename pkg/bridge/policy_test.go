@@ -36,9 +36,7 @@ func TestPolicyObject(t *testing.T) {
 }
 
 func TestPolicyMapping(t *testing.T) {
-	failure := func() (remote.Result, error) {
-		return remote.Result{}, &remote.Error{Kind: "http", Reason: "backend HTTP status 503"}
-	}
+	failure := failing("http", "backend HTTP status 503")
 	for _, tc := range []struct {
 		name    string
 		fail    string
@@ -49,7 +47,7 @@ func TestPolicyMapping(t *testing.T) {
 		{"reject", "", found(`"REJECT 5.7.1 over quota"`), "REJECT 5.7.1 over quota", OutcomeFound},
 		{"dunno", "", found(`"DUNNO"`), "DUNNO", OutcomeFound},
 		{"prepend", "", found(`"PREPEND X-Quota: 3/100"`), "PREPEND X-Quota: 3/100", OutcomeFound},
-		{"KO", "", func() (remote.Result, error) { return remote.Result{Status: remote.NotFound}, nil }, "DUNNO", OutcomeNotFound},
+		{"KO", "", notFound, "DUNNO", OutcomeNotFound},
 		{"failure default", "", failure, DefaultPolicyFailAction, OutcomeFailed},
 		{"failure configured", "DUNNO", failure, "DUNNO", OutcomeFailed},
 		{"failure, invalid configured action", "a\nb", failure, DefaultPolicyFailAction, OutcomeFailed},

@@ -34,6 +34,25 @@ func found(data string) func() (remote.Result, error) {
 	}
 }
 
+// notFound is the backend's KO.
+func notFound() (remote.Result, error) { return remote.Result{Status: remote.NotFound}, nil }
+
+// failing is a lookup that fails with an error of kind and reason.
+func failing(kind remote.Kind, reason string) func() (remote.Result, error) {
+	return func() (remote.Result, error) {
+		return remote.Result{}, &remote.Error{Kind: kind, Reason: reason}
+	}
+}
+
+// replyCase is a row of a bridge's mapping table: what the backend
+// answers, the reply the bridge gives, and the outcome it records.
+type replyCase[R any] struct {
+	name    string
+	answer  func() (remote.Result, error)
+	want    R
+	outcome Outcome
+}
+
 func TestPostfixMapping(t *testing.T) {
 	big := strings.Repeat("x", socketmap.MaxPayload-3)
 	for _, tc := range []struct {
@@ -46,11 +65,9 @@ func TestPostfixMapping(t *testing.T) {
 		{"found", "alice@example.org", found(`"alice@mbox"`), socketmap.Reply{Kind: socketmap.OK, Text: "alice@mbox"}, OutcomeFound},
 		{"found escaped", "k", found(`"a\"b\u00e9"`), socketmap.Reply{Kind: socketmap.OK, Text: "a\"bé"}, OutcomeFound},
 		{"largest value", "k", found(`"` + big + `"`), socketmap.Reply{Kind: socketmap.OK, Text: big}, OutcomeFound},
-		{"not found", "k", func() (remote.Result, error) { return remote.Result{Status: remote.NotFound}, nil },
+		{"not found", "k", notFound,
 			socketmap.Reply{Kind: socketmap.NotFound}, OutcomeNotFound},
-		{"failure", "k", func() (remote.Result, error) {
-			return remote.Result{}, &remote.Error{Kind: remote.KindHTTP, Reason: "backend HTTP status 503"}
-		}, socketmap.Reply{Kind: socketmap.Temp, Text: "backend HTTP status 503"}, OutcomeFailed},
+		{"failure", "k", failing(remote.KindHTTP, "backend HTTP status 503"), socketmap.Reply{Kind: socketmap.Temp, Text: "backend HTTP status 503"}, OutcomeFailed},
 		{"data number", "k", found(`42`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
 		{"data object", "k", found(`{"a":"b"}`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
 		{"data null", "k", found(`null`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is not a string"}, OutcomeFailed},

@@ -34,10 +34,8 @@ func TestSASLObject(t *testing.T) {
 }
 
 func TestSASLMapping(t *testing.T) {
-	ko := func() (remote.Result, error) { return remote.Result{Status: remote.NotFound}, nil }
-	failure := func() (remote.Result, error) {
-		return remote.Result{}, &remote.Error{Kind: "http", Reason: "backend HTTP status 500"}
-	}
+	ko := notFound
+	failure := failing("http", "backend HTTP status 500")
 	for _, tc := range []struct {
 		name          string
 		user, authzid string

@@ -5,29 +5,21 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shitenno/shitenno/pkg/remote"
 	"github.com/shitenno/shitenno/pkg/tcptable"
 )
 
 func TestTCPTableMapping(t *testing.T) {
 	fits := strings.Repeat("x", tcptable.MaxData)
-	for _, tc := range []struct {
-		name    string
-		answer  func() (remote.Result, error)
-		want    tcptable.Reply
-		outcome Outcome
-	}{
+	for _, tc := range []replyCase[tcptable.Reply]{
 		{"found", found(`"alice@mbox"`), tcptable.Reply{Kind: tcptable.OK, Text: "alice@mbox"}, OutcomeFound},
 		{"largest", found(`"` + fits + `"`), tcptable.Reply{Kind: tcptable.OK, Text: fits}, OutcomeFound},
 		{"too long", found(`"` + fits + `x"`), tcptable.Reply{Kind: tcptable.Temp,
 			Text: "backend Data longer than postfix's 4096-byte tcp_table reply limit"}, OutcomeFailed},
 		{"too long once encoded", found(`"` + strings.Repeat("%", tcptable.MaxData/3+1) + `"`), tcptable.Reply{Kind: tcptable.Temp,
 			Text: "backend Data longer than postfix's 4096-byte tcp_table reply limit"}, OutcomeFailed},
-		{"not found", func() (remote.Result, error) { return remote.Result{Status: remote.NotFound}, nil },
+		{"not found", notFound,
 			tcptable.Reply{Kind: tcptable.NotFound}, OutcomeNotFound},
-		{"failure", func() (remote.Result, error) {
-			return remote.Result{}, &remote.Error{Kind: "http", Reason: "backend HTTP status 503"}
-		}, tcptable.Reply{Kind: tcptable.Temp, Text: "backend HTTP status 503"}, OutcomeFailed},
+		{"failure", failing("http", "backend HTTP status 503"), tcptable.Reply{Kind: tcptable.Temp, Text: "backend HTTP status 503"}, OutcomeFailed},
 		{"data not a string", found(`{"a":1}`), tcptable.Reply{Kind: tcptable.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
 		{"data empty", found(`""`), tcptable.Reply{Kind: tcptable.Temp, Text: "backend Data is an empty string"}, OutcomeFailed},
 	} {
