@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/config"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/mailauth"
@@ -16,13 +17,12 @@ import (
 // handler's own bound follows (it used to keep the start-up value and cut
 // a slower backend's answer into a temporary failure).
 func TestReloadAppliesTimeout(t *testing.T) {
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	url := testutil.Backend(t, func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(1500 * time.Millisecond)
 		fmt.Fprint(w, `{"Status":"KO"}`)
-	}))
-	defer be.Close()
+	})
 	parse := func(timeout string) *config.Config {
-		c, err := config.Parse("x.conf", []byte(fmt.Sprintf("RemoteURL = %q\nTimeout = %q\n", be.URL+"/api/", timeout)))
+		c, err := config.Parse("x.conf", []byte(fmt.Sprintf("RemoteURL = %q\nTimeout = %q\n", url+"/api/", timeout)))
 		if err != nil {
 			t.Fatal(err)
 		}

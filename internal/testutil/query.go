@@ -74,10 +74,18 @@ func AnswersConf(t testing.TB, base string, status int, answers ...Answer) strin
 func CountingBackend(t testing.TB, reply string) (url string, hits *atomic.Int64) {
 	t.Helper()
 	hits = new(atomic.Int64)
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	url = Backend(t, func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		_, _ = io.WriteString(w, reply)
-	}))
+	})
+	return url, hits
+}
+
+// Backend starts a fake backend serving h on a loopback port and returns
+// its URL (no trailing slash); it stops when the test ends.
+func Backend(t testing.TB, h http.HandlerFunc) string {
+	t.Helper()
+	be := httptest.NewServer(h)
 	t.Cleanup(be.Close)
-	return be.URL, hits
+	return be.URL
 }

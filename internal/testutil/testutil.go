@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,10 +50,8 @@ func GrepLines(s, sub string) string {
 // returns the file's path. Both go away with the test.
 func BackendConf(t testing.TB, base string, h http.HandlerFunc) string {
 	t.Helper()
-	be := httptest.NewServer(h)
-	t.Cleanup(be.Close)
 	conf := filepath.Join(t.TempDir(), "shitenno.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("RemoteURL = %q\n", be.URL+base)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("RemoteURL = %q\n", Backend(t, h)+base)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return conf

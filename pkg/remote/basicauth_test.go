@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,15 +12,14 @@ import (
 // TestBasicAuthFromURL: a RemoteURL with user:password sends them as
 // HTTP basic authentication, as net/http's client does for such URLs.
 func TestBasicAuthFromURL(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	url := startHTTPTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, p, ok := r.BasicAuth(); !ok || u != "shitenno" || p != "s3cret:pw" {
 			http.Error(w, "who are you", http.StatusUnauthorized)
 			return
 		}
 		fmt.Fprint(w, `{"Status":"OK","Data":"yes"}`)
 	}))
-	defer srv.Close()
-	base := strings.Replace(srv.URL, "http://", "http://shitenno:s3cret%3Apw@", 1) + "/"
+	base := strings.Replace(url, "http://", "http://shitenno:s3cret%3Apw@", 1)
 	c, err := New(Options{URLs: []string{base}, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +30,7 @@ func TestBasicAuthFromURL(t *testing.T) {
 		t.Fatalf("lookup with credentials in the URL: %+v %v", res, err)
 	}
 	// Without them the backend refuses, so the test can fail.
-	c2, _ := New(Options{URLs: []string{srv.URL + "/"}, Timeout: 5 * time.Second})
+	c2, _ := New(Options{URLs: []string{url}, Timeout: 5 * time.Second})
 	defer c2.CloseIdle()
 	if _, err := c2.Lookup(context.Background(), "virtual", "k"); err == nil {
 		t.Fatal("the backend accepted a request without credentials")
