@@ -18,7 +18,15 @@ func newClock() *clock                 { return &clock{t: time.Date(2026, 12, 6,
 func ip(s string) netip.Addr           { return netip.MustParseAddr(s) }
 func pw(i int) []byte                  { return []byte(fmt.Sprintf("wrong-%d", i)) }
 func newL(l Limits, c *clock) *Limiter { return New(l, Options{Now: c.now, Key: []byte("k")}) }
-func noAllow() Limits                  { l := DefaultLimits(); l.AllowNets = nil; return l }
+
+// failLogins records logins of user from a with the passwords pw(from)
+// up to pw(to-1), each with outcome o.
+func failLogins(b *Limiter, a netip.Addr, user string, from, to int, o Outcome) {
+	for i := from; i < to; i++ {
+		b.Record(a, user, pw(i), o)
+	}
+}
+func noAllow() Limits { l := DefaultLimits(); l.AllowNets = nil; return l }
 
 // login is what a bridge does: Check, then ask the backend, then Record.
 func login(b *Limiter, backend *int, a netip.Addr, user string, pass []byte, o Outcome) Decision {
@@ -104,9 +112,7 @@ func TestAllowNetsNeverBlocked(t *testing.T) {
 func TestBackendFailuresDoNotCount(t *testing.T) {
 	c := newClock()
 	b := newL(noAllow(), c)
-	for i := 0; i < 50; i++ {
-		b.Record(ip("192.0.2.1"), "alice", pw(i), Failed)
-	}
+	failLogins(b, ip("192.0.2.1"), "alice", 0, 50, Failed)
 	if b.Check(ip("192.0.2.1"), "alice").Blocked || b.Stats().Failures != 0 {
 		t.Fatal("backend failures counted")
 	}
@@ -116,13 +122,9 @@ func TestSuccessResets(t *testing.T) {
 	c := newClock()
 	b := newL(noAllow(), c)
 	a := ip("192.0.2.1")
-	for i := 0; i < 9; i++ {
-		b.Record(a, "alice", pw(i), WrongPassword)
-	}
+	failLogins(b, a, "alice", 0, 9, WrongPassword)
 	b.Record(a, "alice", []byte("right"), OK)
-	for i := 100; i < 109; i++ {
-		b.Record(a, "alice", pw(i), WrongPassword)
-	}
+	failLogins(b, a, "alice", 100, 109, WrongPassword)
 	if b.Check(a, "alice").Blocked {
 		t.Fatal("success did not reset the count")
 	}
@@ -141,9 +143,7 @@ func TestIPv6Grouping(t *testing.T) {
 		t.Fatal("other /64 blocked")
 	}
 	// IPv4 /32: a neighbour is not blocked
-	for i := 0; i < 10; i++ {
-		b.Record(ip("192.0.2.1"), "alice", pw(i), WrongPassword)
-	}
+	failLogins(b, ip("192.0.2.1"), "alice", 0, 10, WrongPassword)
 	if b.Check(ip("192.0.2.2"), "alice").Blocked || !b.Check(ip("::ffff:192.0.2.1"), "x").Blocked {
 		t.Fatal("IPv4 grouping")
 	}
@@ -154,9 +154,7 @@ func TestExpiryAfterBlockForAndWindow(t *testing.T) {
 	var logs bytes.Buffer
 	b := New(noAllow(), Options{Now: c.now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	a := ip("192.0.2.1")
-	for i := 0; i < 10; i++ {
-		b.Record(a, "alice", pw(i), WrongPassword)
-	}
+	failLogins(b, a, "alice", 0, 10, WrongPassword)
 	c.add(DefaultBlockFor - time.Second)
 	if !b.Check(a, "alice").Blocked {
 		t.Fatal("released early")
@@ -182,9 +180,7 @@ func TestSetLimitsKeepsState(t *testing.T) {
 	c := newClock()
 	b := newL(noAllow(), c)
 	a := ip("192.0.2.1")
-	for i := 0; i < 5; i++ {
-		b.Record(a, "alice", pw(i), WrongPassword)
-	}
+	failLogins(b, a, "alice", 0, 5, WrongPassword)
 	l := noAllow()
 	l.MaxFailures = 6
 	b.SetLimits(l)
@@ -226,9 +222,7 @@ func TestUserLimit(t *testing.T) {
 func TestUnblock(t *testing.T) {
 	c := newClock()
 	b := newL(noAllow(), c)
-	for i := 0; i < 10; i++ {
-		b.Record(ip("2001:db8::1"), "alice", pw(i), WrongPassword)
-	}
+	failLogins(b, ip("2001:db8::1"), "alice", 0, 10, WrongPassword)
 	if ok, err := b.Unblock("2001:db8::77"); err == nil && ok {
 		// a single address inside a blocked /64 releases the /64
 	} else {
