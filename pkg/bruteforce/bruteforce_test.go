@@ -19,6 +19,13 @@ func ip(s string) netip.Addr           { return netip.MustParseAddr(s) }
 func pw(i int) []byte                  { return []byte(fmt.Sprintf("wrong-%d", i)) }
 func newL(l Limits, c *clock) *Limiter { return New(l, Options{Now: c.now, Key: []byte("k")}) }
 
+// strictLimiter is a limiter with the default limits, none of the
+// default exempt networks, and a clock the test moves.
+func strictLimiter() (*Limiter, *clock) {
+	c := newClock()
+	return newL(noAllow(), c), c
+}
+
 // failLogins records logins of user from a with the passwords pw(from)
 // up to pw(to-1), each with outcome o.
 func failLogins(b *Limiter, a netip.Addr, user string, from, to int, o Outcome) {
@@ -75,8 +82,7 @@ func TestTenthDistinctWrongPasswordBlocks(t *testing.T) {
 }
 
 func TestRepeatedWrongPasswordCountsOnce(t *testing.T) {
-	c := newClock()
-	b := newL(noAllow(), c)
+	b, _ := strictLimiter()
 	a := ip("192.0.2.7")
 	for i := 0; i < 100; i++ {
 		b.Record(a, "alice", []byte("stale"), WrongPassword)
@@ -110,8 +116,7 @@ func TestAllowNetsNeverBlocked(t *testing.T) {
 }
 
 func TestBackendFailuresDoNotCount(t *testing.T) {
-	c := newClock()
-	b := newL(noAllow(), c)
+	b, _ := strictLimiter()
 	failLogins(b, ip("192.0.2.1"), "alice", 0, 50, Failed)
 	if b.Check(ip("192.0.2.1"), "alice").Blocked || b.Stats().Failures != 0 {
 		t.Fatal("backend failures counted")
@@ -119,8 +124,7 @@ func TestBackendFailuresDoNotCount(t *testing.T) {
 }
 
 func TestSuccessResets(t *testing.T) {
-	c := newClock()
-	b := newL(noAllow(), c)
+	b, _ := strictLimiter()
 	a := ip("192.0.2.1")
 	failLogins(b, a, "alice", 0, 9, WrongPassword)
 	b.Record(a, "alice", []byte("right"), OK)
@@ -131,8 +135,7 @@ func TestSuccessResets(t *testing.T) {
 }
 
 func TestIPv6Grouping(t *testing.T) {
-	c := newClock()
-	b := newL(noAllow(), c)
+	b, _ := strictLimiter()
 	for i := 0; i < 10; i++ {
 		b.Record(ip(fmt.Sprintf("2001:db8:1:2::%x", i+1)), "alice", pw(i), WrongPassword)
 	}
@@ -177,8 +180,7 @@ func TestExpiryAfterBlockForAndWindow(t *testing.T) {
 }
 
 func TestSetLimitsKeepsState(t *testing.T) {
-	c := newClock()
-	b := newL(noAllow(), c)
+	b, _ := strictLimiter()
 	a := ip("192.0.2.1")
 	failLogins(b, a, "alice", 0, 5, WrongPassword)
 	l := noAllow()
@@ -220,8 +222,7 @@ func TestUserLimit(t *testing.T) {
 }
 
 func TestUnblock(t *testing.T) {
-	c := newClock()
-	b := newL(noAllow(), c)
+	b, _ := strictLimiter()
 	failLogins(b, ip("2001:db8::1"), "alice", 0, 10, WrongPassword)
 	if ok, err := b.Unblock("2001:db8::77"); err == nil && ok {
 		// a single address inside a blocked /64 releases the /64

@@ -8,8 +8,7 @@ import (
 // TestPolicyKeys: every bad policy or tcp_table key is reported at its
 // line; a good set passes.
 func TestPolicyKeys(t *testing.T) {
-	const base = postfixBase
-	refuses(t, base, []badConf{
+	refuses(t, postfixBase, []badConf{
 		{"bad policy listen", "PolicyListen = \"10040\"\n", "x.conf:3: Postfix.PolicyListen: must be host:port"},
 		{"empty fail action", "PolicyFailAction = \" \"\n", "x.conf:3: Postfix.PolicyFailAction: must not be empty"},
 		{"two-line fail action", "PolicyFailAction = \"DUNNO\\nREJECT\"\n", "x.conf:3: Postfix.PolicyFailAction: must be one line"},
@@ -20,7 +19,7 @@ func TestPolicyKeys(t *testing.T) {
 		{"tcp table listen twice", "[[Postfix.TCPTable]]\nListen = \"127.0.0.1:1\"\nVerb = \"a\"\n[[Postfix.TCPTable]]\nListen = \"127.0.0.1:1\"\nVerb = \"b\"\n",
 			"Postfix.TCPTable.Listen: \"127.0.0.1:1\" used by two tables"},
 	})
-	c, err := Parse("x.conf", []byte(base+"PolicySocket = \"policy\"\nPolicyListen = \"127.0.0.1:10040\"\nPolicyFailAction = \"DUNNO\"\n"+
+	c, err := Parse("x.conf", []byte(postfixBase+"PolicySocket = \"policy\"\nPolicyListen = \"127.0.0.1:10040\"\nPolicyFailAction = \"DUNNO\"\n"+
 		"[[Postfix.TCPTable]]\nListen = \"127.0.0.1:10041\"\nVerb = \"virtual\"\n"))
 	if err != nil {
 		t.Fatal(err)
