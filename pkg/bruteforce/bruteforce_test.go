@@ -20,10 +20,15 @@ func pw(i int) []byte                  { return []byte(fmt.Sprintf("wrong-%d", i
 func newL(l Limits, c *clock) *Limiter { return New(l, Options{Now: c.now, Key: []byte("k")}) }
 
 // strictLimiter is a limiter with the default limits, none of the
-// default exempt networks, and a clock the test moves.
-func strictLimiter() (*Limiter, *clock) {
+// default exempt networks, and a clock the test moves; each of set may
+// change the limits first.
+func strictLimiter(set ...func(*Limits)) (*Limiter, *clock) {
 	c := newClock()
-	return newL(noAllow(), c), c
+	l := noAllow()
+	for _, f := range set {
+		f(&l)
+	}
+	return newL(l, c), c
 }
 
 // failLogins records logins of user from a with the passwords pw(from)
@@ -198,10 +203,7 @@ func TestSetLimitsKeepsState(t *testing.T) {
 }
 
 func TestUserLimit(t *testing.T) {
-	c := newClock()
-	l := noAllow()
-	l.MaxUserFailures = 5
-	b := newL(l, c)
+	b, _ := strictLimiter(func(l *Limits) { l.MaxUserFailures = 5 })
 	home := ip("198.51.100.9")
 	b.Record(home, "alice", []byte("right"), OK)
 	for i := 0; i < 5; i++ {
@@ -241,10 +243,7 @@ func TestUnblock(t *testing.T) {
 }
 
 func TestMaxTrackedBound(t *testing.T) {
-	c := newClock()
-	l := noAllow()
-	l.MaxTracked = 1000
-	b := newL(l, c)
+	b, _ := strictLimiter(func(l *Limits) { l.MaxTracked = 1000 })
 	n := 1000000
 	if testing.Short() {
 		n = 100000
