@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 type tlsTestCA struct {
@@ -59,15 +61,7 @@ func tlsTestSign(t testing.TB, tmpl *x509.Certificate, pub any, ca *tlsTestCA, k
 	if ca != nil {
 		parent, signer = ca.cert, ca.key
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testutil.SignCert(t, tmpl, parent, pub, signer)
 }
 
 func newTestCA(t testing.TB, name string) *tlsTestCA {
