@@ -3,14 +3,14 @@ package mailauth
 import (
 	"context"
 	"io"
-	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // TestBytesNetHTTPRefusesStillAnswered: nginx escapes bytes 0x00-0x1F,
@@ -107,11 +107,13 @@ func TestWriteDeadlineFollowsTimeout(t *testing.T) {
 		}
 		// The server was built when Timeout was 1 ms.
 		srv := NewServer(h, time.Millisecond, nil)
-		l := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+		l := testutil.NewPipeListener()
 		served := make(chan struct{})
 		go func() { defer close(served); _ = srv.Serve(l) }()
-		c, s := net.Pipe()
-		l.conns <- s
+		c, _, err := l.Dial(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
 		go func() { _, _ = io.WriteString(c, imapWire) }()
 		raw, _ := io.ReadAll(c)
 		c.Close()
@@ -122,21 +124,3 @@ func TestWriteDeadlineFollowsTimeout(t *testing.T) {
 		}
 	})
 }
-
-// pipeListener hands out the server ends of net.Pipe connections.
-type pipeListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-func (l *pipeListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
-func (l *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net: "unix"} }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -27,19 +29,11 @@ func TestMain(m *testing.M) {
 // does, and returns its address.
 func serve(t *testing.T, h Handler, logw io.Writer) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var log *slog.Logger
 	if logw != nil {
 		log = slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv := NewServer(&HTTPHandler{Handler: h, Logger: log, Timeout: 2 * time.Second}, time.Second, log)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	return l.Addr().String()
+	return serveServer(t, NewServer(&HTTPHandler{Handler: h, Logger: log, Timeout: 2 * time.Second}, time.Second, log))
 }
 
 // exchange sends raw bytes like nginx does and returns the whole response.
@@ -275,12 +269,5 @@ func serveHTTP(t *testing.T, h *HTTPHandler) string {
 // serveServer runs srv on a loopback listener and returns its address.
 func serveServer(t *testing.T, srv *Server) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	return l.Addr().String()
+	return testutil.ServeUntilCleanup(t, "tcp", srv.Serve, srv.Close, http.ErrServerClosed)
 }

@@ -19,15 +19,22 @@ const smuggled = "GET /auth HTTP/1.1\r\nHost: x\r\nAuth-Method: plain\r\nAuth-Us
 // empty line.
 var imapHead = strings.TrimSuffix(strings.SplitN(imapWire, "\r\n", 2)[1], "\r\n")
 
+// countingOK serves a Handler that lets every login in (to 10.0.0.5:143)
+// and counts its calls.
+func countingOK(t *testing.T) (addr string, calls *atomic.Int32) {
+	t.Helper()
+	calls = new(atomic.Int32)
+	return serve(t, HandlerFunc(func(ctx context.Context, req *Request) (Reply, error) {
+		calls.Add(1)
+		return Reply{Status: StatusOK, Server: netip.MustParseAddr("10.0.0.5"), Port: 143}, nil
+	}), nil), calls
+}
+
 // TestSmugglingRefused: every way of hiding a request inside another, or of
 // framing a head differently from nginx, gets one error response and a
 // closed connection; the Handler is never asked.
 func TestSmugglingRefused(t *testing.T) {
-	var calls atomic.Int32
-	addr := serve(t, HandlerFunc(func(ctx context.Context, req *Request) (Reply, error) {
-		calls.Add(1)
-		return Reply{Status: StatusOK, Server: netip.MustParseAddr("10.0.0.5"), Port: 143}, nil
-	}), nil)
+	addr, calls := countingOK(t)
 	chunked := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(smuggled), smuggled)
 	get11 := "GET /auth HTTP/1.1\r\n"
 	for name, wire := range map[string]string{
@@ -68,11 +75,7 @@ func TestSmugglingRefused(t *testing.T) {
 // the read boundaries, and so do keep-alive requests (the
 // upstream/proxy_pass form).
 func TestStrictFramingKeepsGoodRequests(t *testing.T) {
-	var calls atomic.Int32
-	addr := serve(t, HandlerFunc(func(ctx context.Context, req *Request) (Reply, error) {
-		calls.Add(1)
-		return Reply{Status: StatusOK, Server: netip.MustParseAddr("10.0.0.5"), Port: 143}, nil
-	}), nil)
+	addr, _ := countingOK(t)
 	t.Run("one byte per write", func(t *testing.T) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {

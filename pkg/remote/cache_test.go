@@ -20,6 +20,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // --- helpers shared by cache_test.go, failover_test.go, flight_test.go ---
@@ -133,8 +135,7 @@ type pipeNet struct {
 
 // pipeHost is one backend address of a pipeNet.
 type pipeHost struct {
-	conns chan net.Conn
-	done  chan struct{}
+	*testutil.PipeListener
 	// refuse makes a dial fail as a refused connection, after dialDelay.
 	refuse    atomic.Bool
 	dialDelay atomic.Int64
@@ -156,25 +157,9 @@ func (h *pipeHost) down() {
 	h.live = nil
 }
 
-func (h *pipeHost) Accept() (net.Conn, error) {
-	select {
-	case c := <-h.conns:
-		return c, nil
-	case <-h.done:
-		return nil, net.ErrClosed
-	}
-}
-func (h *pipeHost) Close() error   { return nil }
-func (h *pipeHost) Addr() net.Addr { return pipeAddr{} }
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "pipe" }
-
 // serve starts an http.Server for handler at host ("b1:80").
 func (n *pipeNet) serve(t testing.TB, host string, handler http.Handler) *pipeHost {
-	h := &pipeHost{conns: make(chan net.Conn), done: make(chan struct{})}
+	h := &pipeHost{PipeListener: testutil.NewPipeListener()}
 	n.mu.Lock()
 	if n.hosts == nil {
 		n.hosts = map[string]*pipeHost{}
@@ -188,7 +173,7 @@ func (n *pipeNet) serve(t testing.TB, host string, handler http.Handler) *pipeHo
 		_ = srv.Serve(h)
 	}()
 	t.Cleanup(func() {
-		close(h.done)
+		_ = h.Close()
 		_ = srv.Close()
 		<-served
 	})
@@ -213,18 +198,17 @@ func (n *pipeNet) dial(ctx context.Context, network, addr string) (net.Conn, err
 	if h.refuse.Load() {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	}
-	c, s := net.Pipe()
-	select {
-	case h.conns <- s:
-		h.mu.Lock()
-		h.live = append(h.live, s)
-		h.mu.Unlock()
-		return c, nil
-	case <-h.done:
+	c, s, err := h.Dial(ctx)
+	switch {
+	case errors.Is(err, net.ErrClosed):
 		return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
-	case <-ctx.Done():
-		return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+	case err != nil:
+		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
+	h.mu.Lock()
+	h.live = append(h.live, s)
+	h.mu.Unlock()
+	return c, nil
 }
 
 // transport is a keep-alive transport over the pipe network. Create it
