@@ -57,3 +57,15 @@ func (c *LineConn) Expect(what, want string) {
 		c.T.Fatalf("%s %q, want %q", what, got, want)
 	}
 }
+
+// Exchanges makes each exchange, a request and the reply wanted, in turn
+// with roundTrip (which sends a request and returns the reply) and
+// reports every reply that is not the one wanted.
+func Exchanges(t testing.TB, roundTrip func(send string) string, exchanges [][2]string) {
+	t.Helper()
+	for _, x := range exchanges {
+		if got := roundTrip(x[0]); got != x[1] {
+			t.Errorf("sent %.60q: got %q, want %q", x[0], got, x[1])
+		}
+	}
+}

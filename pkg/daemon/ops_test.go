@@ -123,12 +123,7 @@ func fakeBackend(t *testing.T, prefix string) *httptest.Server {
 
 func shortDir(t *testing.T) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", "shd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
+	return testutil.ShortTempDir(t, "shd")
 }
 
 func writeConfig(t *testing.T, path, text string) {

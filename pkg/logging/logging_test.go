@@ -44,12 +44,7 @@ func (r *receiver) next(t *testing.T) string {
 // shortTempDir returns a directory whose socket paths fit sun_path.
 func shortTempDir(t *testing.T) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", "shlog")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
+	return testutil.ShortTempDir(t, "shlog")
 }
 
 func listenUnixgram(t *testing.T, path string) *receiver {

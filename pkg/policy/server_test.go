@@ -56,20 +56,22 @@ func TestServerRequests(t *testing.T) {
 	s, addr, done := start(t, echoPolicy)
 	c := testutil.Dial(t, "tcp", addr)
 	br := bufio.NewReader(c)
-	for _, tc := range []struct{ req, want string }{
+	testutil.Exchanges(t, func(req string) string {
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readReply(t, c, br)
+		if err != nil {
+			t.Errorf("%q: %v", req, err)
+		}
+		return got
+	}, [][2]string{
 		{"request=smtpd_access_policy\nrecipient=a@b\n\n", "action=REJECT a@b\n"},
 		{"request=smtpd_access_policy\n\n", "action=DUNNO\n"},
 		// Two requests in one write: answered in order.
 		{"recipient=x\n\nrecipient=y\n\n", "action=REJECT x\n"},
 		{"", "action=REJECT y\n"},
-	} {
-		if _, err := io.WriteString(c, tc.req); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := readReply(t, c, br); got != tc.want {
-			t.Errorf("%q: got %q %v, want %q", tc.req, got, err, tc.want)
-		}
-	}
+	})
 	testutil.Stopped(t, s.Shutdown, done, ErrServerClosed)
 }
 

@@ -103,7 +103,7 @@ func TestHandshake(t *testing.T) {
 func TestExchanges(t *testing.T) {
 	addr := start(t, &Server{Handler: users})
 	c := postfix(t, addr)
-	steps := []struct{ send, want string }{
+	testutil.Exchanges(t, func(send string) string { c.Send(send); return c.Line() }, [][2]string{
 		// PLAIN with an initial response, as swaks --auth PLAIN sends it.
 		{"AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok1\x00pw-ok1") + "\n", "OK\t1\tuser=ok1\n"},
 		// The mechanism as typed; an authzid equal to the user.
@@ -133,13 +133,7 @@ func TestExchanges(t *testing.T) {
 		{"AUTH\t13\tPLAIN" + authPrefix + "\tresp=" + b64("\x00a\tb\x00x") + "\n", "FAIL\t13\treason=Invalid user name or password\n"},
 		// Ids are not contiguous (postfix skips ids after a failed write).
 		{"AUTH\t4000000000\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n", "OK\t4000000000\tuser=ok\n"},
-	}
-	for _, s := range steps {
-		c.Send(s.send)
-		if got := c.Line(); got != s.want {
-			t.Fatalf("sent %q: got %q, want %q", s.send, got, s.want)
-		}
-	}
+	})
 }
 
 func TestRequestFields(t *testing.T) {

@@ -62,17 +62,13 @@ func TestServerManyRequestsPerConnection(t *testing.T) {
 	s, sock, done := serve(t, h)
 	c := testutil.Dial(t, "unix", sock)
 	br := bufio.NewReader(c)
-	for _, tc := range []struct{ req, want string }{
+	testutil.Exchanges(t, func(req string) string { return exchange(t, c, br, req) }, [][2]string{
 		{"8:verb1 ok,", "OK verb1:ok"},
 		{"13:verb1 missing,", "NOTFOUND "},
 		{"25:verb1 Foo Bar@Example.COM,", "OK verb1:Foo Bar@Example.COM"},
 		{"7:noSPACE,", "PERM malformed request: expected \"name key\""},
 		{"6:verb1 ,", "OK verb1:"},
-	} {
-		if got := exchange(t, c, br, tc.req); got != tc.want {
-			t.Errorf("%q: got %q, want %q", tc.req, got, tc.want)
-		}
-	}
+	})
 	// Two requests written at once are answered in order.
 	if _, err := io.WriteString(c, "3:a b,3:c d,"); err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ func TestServerLookups(t *testing.T) {
 	addr, done := start(t, s)
 	c := testutil.Dial(t, "tcp", addr)
 	br := bufio.NewReader(c)
-	for _, tc := range []struct{ req, want string }{
+	testutil.Exchanges(t, func(req string) string { return roundTrip(t, c, br, req) }, [][2]string{
 		{"get alice@example.org\n", "200 v:alice@example.org\n"},
 		{"get foo%20bar%25\n", "200 v:foo%20bar%25\n"},
 		{"get missing\n", "500 not%20found\n"},
@@ -69,11 +69,7 @@ func TestServerLookups(t *testing.T) {
 		{"get %zz\n", "400 malformed%20request:%20expected%20\"get%20<key>\"\n"},
 		{"get " + strings.Repeat("x", 200) + "\n", "400 request%20too%20long\n"},
 		{"get after\n", "200 v:after\n"}, // the connection survived all of the above
-	} {
-		if got := roundTrip(t, c, br, tc.req); got != tc.want {
-			t.Errorf("%.30q: got %q, want %q", tc.req, got, tc.want)
-		}
-	}
+	})
 	testutil.Stopped(t, s.Shutdown, done, ErrServerClosed)
 }
 
