@@ -147,6 +147,13 @@ func newTestLogger(t *testing.T, o Options) (*slog.Logger, *Output) {
 		o.MinBackoff = 5 * time.Millisecond
 		o.MaxBackoff = 50 * time.Millisecond
 	}
+	return openLogger(t, o)
+}
+
+// openLogger is NewWithOptions(o) for a test or benchmark: the output
+// closes when it ends.
+func openLogger(t testing.TB, o Options) (*slog.Logger, *Output) {
+	t.Helper()
 	l, out, err := NewWithOptions(o)
 	if err != nil {
 		t.Fatal(err)
@@ -429,11 +436,7 @@ func BenchmarkLogStalledReceiver(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	l, out, err := NewWithOptions(Options{DevLog: path, App: "bench", QueueSize: 64, FlushTimeout: 10 * time.Millisecond})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer out.Close()
+	l, _ := openLogger(b, Options{DevLog: path, App: "bench", QueueSize: 64, FlushTimeout: 10 * time.Millisecond})
 	b.ReportAllocs()
 	for b.Loop() {
 		l.Info("lookup failed", "verb", "passdb", "reason", "backend timeout")
@@ -441,11 +444,7 @@ func BenchmarkLogStalledReceiver(b *testing.B) {
 }
 
 func BenchmarkLogDisabledDebug(b *testing.B) {
-	l, out, err := NewWithOptions(Options{Stderr: io.Discard, App: "bench", Level: "info"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer out.Close()
+	l, _ := openLogger(b, Options{Stderr: io.Discard, App: "bench", Level: "info"})
 	b.ReportAllocs()
 	for b.Loop() {
 		l.Debug("lookup", "verb", "passdb", "key", "alice@example.org")
