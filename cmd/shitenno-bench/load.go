@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shitenno/shitenno/pkg/dict"
 	"github.com/shitenno/shitenno/pkg/remote"
 )
 
@@ -480,39 +481,8 @@ func jsonEqual(a, b []byte) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-// unescapeDict reverses dovecot's tab escaping (strescape.c,
-// str_tabunescape): \x01 followed by 0, 1, t, r, n.
-func unescapeDict(s []byte) []byte {
-	if bytes.IndexByte(s, 1) < 0 {
-		return s
-	}
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] != 1 {
-			out = append(out, s[i])
-			continue
-		}
-		i++
-		if i == len(s) {
-			break
-		}
-		switch s[i] {
-		case '0':
-			out = append(out, 0)
-		case '1':
-			out = append(out, 1)
-		case 't':
-			out = append(out, '\t')
-		case 'r':
-			out = append(out, '\r')
-		case 'n':
-			out = append(out, '\n')
-		default:
-			out = append(out, s[i])
-		}
-	}
-	return out
-}
+// unescapeDict reverses dovecot's tab escaping, as the dict server does.
+func unescapeDict(s []byte) []byte { return []byte(dict.Unescape(s)) }
 
 // clip shortens a reply for an error message.
 func clip(b []byte) string {

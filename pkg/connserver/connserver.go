@@ -3,8 +3,9 @@
 // listeners, the accept loop with back-off, the set of live connections,
 // graceful Shutdown and Close, with net/http's semantics. Protocol
 // packages supply what one connection does and how it is asked to stop;
-// Shell is the Server shell they share and Sequential the stop state of a
-// connection served one request at a time.
+// Shell is the Server shell they share, Gate the stop state of a
+// connection's reader, and Sequential the whole connection of a protocol
+// answered one request at a time, around the protocol's Exchange.
 package connserver
 
 import (

@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/shitenno/shitenno/pkg/connserver"
@@ -77,43 +76,38 @@ type Server struct {
 	shell connserver.Shell
 }
 
-// config is what the shell sets its Core up with.
-func (s *Server) config() connserver.Config {
-	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState}
-}
-
-func (s *Server) logger() *slog.Logger { return connserver.Logger(s.Logger) }
-
 // Serve accepts connections on l until Shutdown or Close. It always
 // returns a non-nil error; ErrServerClosed after a shutdown. Serve may be
 // called for several listeners at once.
-func (s *Server) Serve(l net.Listener) error {
-	return s.shell.Serve(s.config(), l, func(nc net.Conn) connserver.Conn { return &conn{srv: s, nc: nc} })
-}
+func (s *Server) Serve(l net.Listener) error { return s.shell.Serve(s.config(), l, s.newConn) }
 
 // Shutdown stops accepting and stops reading from every connection (lines
 // already received in full are still handled), lets the lookups in
 // progress finish and their replies be written, then returns. If ctx ends
 // first, the remaining connections are closed and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error {
-	return s.shell.Shutdown(ctx, s.config())
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.shell.Shutdown(ctx, s.config()) }
 
 // Close stops the server at once: listeners and connections are closed
 // and in-flight handler contexts cancelled.
-func (s *Server) Close() error {
-	return s.shell.Close(s.config())
+func (s *Server) Close() error { return s.shell.Close(s.config()) }
+
+// config is what the shell sets its Core up with.
+func (s *Server) config() connserver.Config {
+	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState}
+}
+
+func (s *Server) newConn(nc net.Conn) connserver.Conn {
+	return &conn{Sequential: connserver.Sequential{NC: nc}, srv: s}
 }
 
 // conn is one client connection: a reader goroutine that parses commands
 // and starts lookups, and a writer goroutine that writes replies in
 // request order.
 type conn struct {
+	// Sequential is the reader's stop state: Stop (Shutdown, or a
+	// handler panic) makes it read no more.
+	connserver.Sequential
 	srv *Server
-	nc  net.Conn
-
-	mu       sync.Mutex
-	stopping bool // Shutdown or a handler panic: read no more
 }
 
 // pending is one reply slot in request order. The reader creates it, a
@@ -122,39 +116,9 @@ type pending struct {
 	out chan []byte // buffered, receives exactly one reply
 }
 
-// Stop makes the reader return at its next blocking read; replies to what
-// was already read are still written. It implements connserver.Conn.
-func (c *conn) Stop() {
-	c.mu.Lock()
-	c.stopping = true
-	_ = c.nc.SetReadDeadline(time.Now())
-	c.mu.Unlock()
-}
-
-func (c *conn) isStopping() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.stopping
-}
-
-// armIdle sets the idle deadline unless the connection is stopping; done
-// under the lock so stop's wake-up deadline cannot be overwritten.
-func (c *conn) armIdle(d time.Duration) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stopping {
-		return false
-	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(d))
-	return true
-}
-
 func (c *conn) log() *slog.Logger {
-	return c.srv.logger().With("remote", c.nc.RemoteAddr().String())
+	return connserver.Logger(c.srv.Logger).With("remote", c.NC.RemoteAddr().String())
 }
-
-// Close implements connserver.Conn.
-func (c *conn) Close() error { return c.nc.Close() }
 
 // Serve implements connserver.Conn.
 func (c *conn) Serve(base context.Context) {
@@ -188,7 +152,7 @@ func (c *conn) readLoop(ctx context.Context, q replies) {
 	idle := connserver.Or(s.IdleTimeout, 5*time.Minute)
 	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
 	max := connserver.Or(s.MaxLineSize, MaxLineSize)
-	lr := NewLineReader(c.nc, max)
+	lr := NewLineReader(c.NC, max)
 	var hello *Hello
 	for {
 		cmd, ok := c.read(lr, idle, rto)
@@ -214,21 +178,21 @@ func (c *conn) readLoop(ctx context.Context, q replies) {
 // unless it is the normal end) when the connection is done.
 func (c *conn) read(lr *LineReader, idle, rto time.Duration) (Command, bool) {
 	if !lr.LineBuffered() {
-		if !c.armIdle(idle) {
+		if !c.ArmRead(idle) {
 			return Command{}, false
 		}
 		if _, err := lr.r.Peek(1); err != nil {
-			if !errors.Is(err, os.ErrDeadlineExceeded) || c.isStopping() {
+			if !errors.Is(err, os.ErrDeadlineExceeded) || c.Stopping() {
 				return Command{}, false // EOF (the normal end), stop, or gone
 			}
 			c.log().Info("dict: closing idle connection", "idle", idle)
 			return Command{}, false
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(rto))
+		_ = c.NC.SetReadDeadline(time.Now().Add(rto))
 	}
 	line, err := lr.ReadLine()
 	if err != nil {
-		if !errors.Is(err, net.ErrClosed) && !c.isStopping() {
+		if !errors.Is(err, net.ErrClosed) && !c.Stopping() {
 			c.log().Warn("dict: closing connection on read error", "err", err)
 		}
 		return Command{}, false
@@ -348,14 +312,14 @@ func (c *conn) writeLoop(queue <-chan *pending, slots <-chan struct{}, cancel co
 			buf = buf[:0]
 			return
 		}
-		_ = c.nc.SetWriteDeadline(time.Now().Add(wto))
-		if _, err := c.nc.Write(buf); err != nil {
+		_ = c.NC.SetWriteDeadline(time.Now().Add(wto))
+		if _, err := c.NC.Write(buf); err != nil {
 			failed = true
 			if !errors.Is(err, net.ErrClosed) {
 				c.log().Info("dict: closing connection on write error", "err", err)
 			}
 			cancel()     // abandon the lookups still in progress
-			c.nc.Close() // and wake the reader
+			c.NC.Close() // and wake the reader
 		}
 		buf = buf[:0]
 	}

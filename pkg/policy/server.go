@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -54,71 +55,44 @@ type Server struct {
 	shell connserver.Shell
 }
 
-// config is what the shell sets its Core up with.
-func (s *Server) config() connserver.Config {
-	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState, MaxConns: s.MaxConns}
-}
-
-func (s *Server) logger() *slog.Logger { return connserver.Logger(s.Logger) }
-
 // Serve accepts connections on l until Shutdown or Close. It always
 // returns a non-nil error; ErrServerClosed after a shutdown. It may run
 // for several listeners at once.
-func (s *Server) Serve(l net.Listener) error {
-	return s.shell.Serve(s.config(), l, func(nc net.Conn) connserver.Conn {
-		return &conn{Sequential: connserver.Sequential{NC: nc}, srv: s}
-	})
-}
+func (s *Server) Serve(l net.Listener) error { return s.shell.Serve(s.config(), l, s.newConn) }
 
 // Shutdown stops accepting, closes idle connections at once (postfix
 // keeps them open; waiting would never end), lets in-flight requests
 // finish and be answered, then returns. If ctx ends first, the remaining
 // connections are closed and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error {
-	return s.shell.Shutdown(ctx, s.config())
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.shell.Shutdown(ctx, s.config()) }
 
 // Close stops the server at once: listeners and connections are closed
 // and in-flight handler contexts cancelled.
-func (s *Server) Close() error {
-	return s.shell.Close(s.config())
+func (s *Server) Close() error { return s.shell.Close(s.config()) }
+
+// config is what the shell sets its Core up with.
+func (s *Server) config() connserver.Config {
+	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState, MaxConns: s.MaxConns}
 }
 
-// conn is one client connection, served one request at a time.
-type conn struct {
-	connserver.Sequential
-	srv *Server
-}
-
-// Serve implements connserver.Conn.
-func (c *conn) Serve(ctx context.Context) {
-	s := c.srv
-	idle := connserver.Or(s.IdleTimeout, 30*time.Minute)
-	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
-	wto := connserver.Or(s.WriteTimeout, 10*time.Second)
-	br := NewReader(c.NC)
-	var out []byte
-	for {
-		if !c.Next(br, idle, rto) {
-			return
-		}
+// newConn serves one connection a request at a time.
+func (s *Server) newConn(nc net.Conn) connserver.Conn {
+	t := connserver.Timeouts{Idle: s.IdleTimeout, Read: s.ReadTimeout, Write: s.WriteTimeout}.Or(30 * time.Minute)
+	return connserver.NewSequential(nc, NewReader(nc), t, func(ctx context.Context, br *bufio.Reader, out []byte) ([]byte, bool) {
 		req, err := ReadRequest(br)
 		if err != nil {
 			if !errors.Is(err, ErrTruncated) && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
-				s.logger().Warn("policy: closing connection on protocol error", "err", err, "remote", c.NC.RemoteAddr().String())
+				connserver.Logger(s.Logger).Warn("policy: closing connection on protocol error", "err", err, "remote", nc.RemoteAddr().String())
 			}
-			return
+			return nil, false
 		}
 		action := s.Handler.ServePolicy(ctx, req)
 		if err := CheckAction(action); err != nil {
 			// The handler's bug: no reply and a disconnect is what
 			// postfix expects from a server in trouble.
-			s.logger().Error("policy: handler returned an invalid action; closing connection", "err", err)
-			return
+			connserver.Logger(s.Logger).Error("policy: handler returned an invalid action; closing connection", "err", err)
+			return nil, false
 		}
-		out = AppendReply(out[:0], action)
-		if !c.Reply(out, wto) {
-			return
-		}
-	}
+		return AppendReply(out, action), true
+	})
 }

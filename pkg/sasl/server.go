@@ -148,24 +148,20 @@ func (s *Server) mechanisms() []string {
 // Serve accepts connections on l until Shutdown or Close. It always
 // returns a non-nil error; ErrServerClosed after a shutdown. It may run
 // for several listeners at once.
-func (s *Server) Serve(l net.Listener) error {
-	return s.shell.Serve(s.config(), l, func(nc net.Conn) connserver.Conn {
-		return &conn{srv: s, nc: nc, pending: map[string]*pendingAuth{}, running: map[string]struct{}{}}
-	})
-}
+func (s *Server) Serve(l net.Listener) error { return s.shell.Serve(s.config(), l, s.newConn) }
 
 // Shutdown stops accepting and reading, lets the logins being checked
 // finish and be answered, then returns; exchanges waiting for a CONT are
 // dropped (postfix reconnects). If ctx ends first, the remaining
 // connections are closed and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error {
-	return s.shell.Shutdown(ctx, s.config())
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.shell.Shutdown(ctx, s.config()) }
 
 // Close stops the server at once: listeners and connections are closed
 // and in-flight handler contexts cancelled.
-func (s *Server) Close() error {
-	return s.shell.Close(s.config())
+func (s *Server) Close() error { return s.shell.Close(s.config()) }
+
+func (s *Server) newConn(nc net.Conn) connserver.Conn {
+	return &conn{srv: s, nc: nc, pending: map[string]*pendingAuth{}, running: map[string]struct{}{}}
 }
 
 // pendingAuth is an exchange waiting for a CONT.
@@ -182,21 +178,16 @@ type conn struct {
 	pending map[string]*pendingAuth
 	version bool
 
+	gate    connserver.Gate
 	mu      sync.Mutex
 	running map[string]struct{} // ids with a Handler call in progress
-	closing bool
-	wmu     sync.Mutex // serialises writes
+	wmu     sync.Mutex          // serialises writes
 	wg      sync.WaitGroup
 }
 
 // Stop implements connserver.Conn: reading stops at once; logins being
 // checked are answered before Serve returns.
-func (c *conn) Stop() {
-	c.mu.Lock()
-	c.closing = true
-	_ = c.nc.SetReadDeadline(time.Now())
-	c.mu.Unlock()
-}
+func (c *conn) Stop() { c.gate.Stop(c.nc) }
 
 // Close implements connserver.Conn.
 func (c *conn) Close() error { return c.nc.Close() }
@@ -216,13 +207,13 @@ func (c *conn) Serve(ctx context.Context) {
 	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
 	br := bufio.NewReaderSize(c.nc, MaxLine+1)
 	for {
-		if !c.setReadDeadline(s.IdleTimeout) {
+		if !c.gate.ArmRead(c.nc, s.IdleTimeout) {
 			return
 		}
 		if _, err := br.Peek(1); err != nil {
 			return // EOF, idle timeout, Stop, or closed after a TempFail
 		}
-		if !c.setReadDeadline(rto) {
+		if !c.gate.ArmRead(c.nc, rto) {
 			return
 		}
 		line, err := br.ReadSlice('\n')
@@ -241,22 +232,6 @@ func (c *conn) Serve(ctx context.Context) {
 
 func (c *conn) protocolError(err error) {
 	c.srv.logger().Warn("sasl: closing connection on protocol error", "err", err, "remote", c.nc.RemoteAddr().String())
-}
-
-// setReadDeadline arms the read deadline d from now (0: none) unless a
-// shutdown began; under the lock so Stop's wake-up is never overwritten.
-func (c *conn) setReadDeadline(d time.Duration) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return false
-	}
-	var t time.Time
-	if d > 0 {
-		t = time.Now().Add(d)
-	}
-	_ = c.nc.SetReadDeadline(t)
-	return true
 }
 
 // handle processes one client line; an error closes the connection.

@@ -49,79 +49,50 @@ type Server struct {
 	shell connserver.Shell
 }
 
-// config is what the shell sets its Core up with.
-func (s *Server) config() connserver.Config {
-	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState}
-}
-
-func (s *Server) logger() *slog.Logger { return connserver.Logger(s.Logger) }
-
 // Serve accepts connections on l until Shutdown or Close. It always
 // returns a non-nil error; ErrServerClosed after a shutdown. It may run
 // for several listeners at once.
-func (s *Server) Serve(l net.Listener) error {
-	return s.shell.Serve(s.config(), l, func(nc net.Conn) connserver.Conn {
-		return &conn{Sequential: connserver.Sequential{NC: nc}, srv: s}
-	})
-}
+func (s *Server) Serve(l net.Listener) error { return s.shell.Serve(s.config(), l, s.newConn) }
 
 // Shutdown stops accepting, closes idle connections at once (postfix keeps
 // idle ones open; waiting for them would never end), lets in-flight
 // requests finish and be answered, then returns. If ctx ends first, the
 // remaining connections are closed and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error {
-	return s.shell.Shutdown(ctx, s.config())
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.shell.Shutdown(ctx, s.config()) }
 
 // Close stops the server at once: listeners and connections are closed
 // and in-flight handler contexts cancelled.
-func (s *Server) Close() error {
-	return s.shell.Close(s.config())
+func (s *Server) Close() error { return s.shell.Close(s.config()) }
+
+// config is what the shell sets its Core up with.
+func (s *Server) config() connserver.Config {
+	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState}
 }
 
-// conn is one client connection, served one request at a time.
-type conn struct {
-	connserver.Sequential
-	srv *Server
-}
-
-// Serve implements connserver.Conn: requests are read and answered one at
-// a time, as postfix sends them.
-func (c *conn) Serve(ctx context.Context) {
-	s := c.srv
-	idle := connserver.Or(s.IdleTimeout, 5*time.Minute)
-	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
-	wto := connserver.Or(s.WriteTimeout, 10*time.Second)
+// newConn serves one connection a request at a time, as postfix sends
+// them.
+func (s *Server) newConn(nc net.Conn) connserver.Conn {
 	max := connserver.Or(s.MaxRequestSize, MaxPayload)
-	br := bufio.NewReaderSize(c.NC, 4096)
-	var buf, out []byte
-	for {
-		if !c.Next(br, idle, rto) {
-			return
-		}
+	var buf []byte
+	t := connserver.Timeouts{Idle: s.IdleTimeout, Read: s.ReadTimeout, Write: s.WriteTimeout}.Or(5 * time.Minute)
+	return connserver.NewSequential(nc, bufio.NewReaderSize(nc, 4096), t, func(ctx context.Context, br *bufio.Reader, out []byte) ([]byte, bool) {
 		p, err := ReadNetstring(br, buf, max)
 		if err != nil {
 			// A framing error cannot be resynchronised: say why, once, and
 			// close. Postfix would only see a disconnect anyway.
-			s.logger().Warn("socketmap: closing connection on protocol error", "err", err, "remote", c.NC.RemoteAddr().String())
-			return
+			connserver.Logger(s.Logger).Warn("socketmap: closing connection on protocol error", "err", err, "remote", nc.RemoteAddr().String())
+			return nil, false
 		}
-		buf = p[:0]
 		var rep Reply
 		if req, err := ParseRequest(p); err != nil {
 			rep = Reply{Kind: Perm, Text: "malformed request: expected \"name key\""}
 		} else {
 			rep = s.Handler.ServeSocketmap(ctx, req)
 		}
-		out = AppendReply(out[:0], rep)
-		if !c.Reply(out, wto) {
-			return
-		}
-		if cap(out) > 64<<10 {
-			out = nil // do not pin a huge reply buffer on an idle connection
-		}
+		buf = p[:0]
 		if cap(buf) > 64<<10 {
-			buf = nil
+			buf = nil // do not pin a huge request buffer on an idle connection
 		}
-	}
+		return AppendReply(out, rep), true
+	})
 }

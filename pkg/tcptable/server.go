@@ -55,55 +55,32 @@ type Server struct {
 	shell connserver.Shell
 }
 
-// config is what the shell sets its Core up with.
-func (s *Server) config() connserver.Config {
-	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState, MaxConns: s.MaxConns}
-}
-
-func (s *Server) logger() *slog.Logger { return connserver.Logger(s.Logger) }
-
 // Serve accepts connections on l until Shutdown or Close. It always
 // returns a non-nil error; ErrServerClosed after a shutdown. It may run
 // for several listeners at once.
-func (s *Server) Serve(l net.Listener) error {
-	return s.shell.Serve(s.config(), l, func(nc net.Conn) connserver.Conn {
-		return &conn{Sequential: connserver.Sequential{NC: nc}, srv: s}
-	})
-}
+func (s *Server) Serve(l net.Listener) error { return s.shell.Serve(s.config(), l, s.newConn) }
 
 // Shutdown stops accepting, closes idle connections at once (postfix
 // keeps them open; waiting would never end), lets in-flight lookups
 // finish and be answered, then returns. If ctx ends first, the remaining
 // connections are closed and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error {
-	return s.shell.Shutdown(ctx, s.config())
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.shell.Shutdown(ctx, s.config()) }
 
 // Close stops the server at once: listeners and connections are closed
 // and in-flight handler contexts cancelled.
-func (s *Server) Close() error {
-	return s.shell.Close(s.config())
+func (s *Server) Close() error { return s.shell.Close(s.config()) }
+
+// config is what the shell sets its Core up with.
+func (s *Server) config() connserver.Config {
+	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState, MaxConns: s.MaxConns}
 }
 
-// conn is one client connection, served one request at a time.
-type conn struct {
-	connserver.Sequential
-	srv *Server
-}
-
-// Serve implements connserver.Conn.
-func (c *conn) Serve(ctx context.Context) {
-	s := c.srv
-	idle := connserver.Or(s.IdleTimeout, time.Hour)
-	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
-	wto := connserver.Or(s.WriteTimeout, 10*time.Second)
+// newConn serves one connection a request at a time.
+func (s *Server) newConn(nc net.Conn) connserver.Conn {
 	max := connserver.Or(s.MaxRequestSize, MaxRequestLine)
-	br := bufio.NewReaderSize(c.NC, 4096)
-	var line, key, out []byte
-	for {
-		if !c.Next(br, idle, rto) {
-			return
-		}
+	var line, key []byte
+	t := connserver.Timeouts{Idle: s.IdleTimeout, Read: s.ReadTimeout, Write: s.WriteTimeout}.Or(time.Hour)
+	return connserver.NewSequential(nc, bufio.NewReaderSize(nc, 4096), t, func(ctx context.Context, br *bufio.Reader, out []byte) ([]byte, bool) {
 		l, err := ReadLine(br, line, max)
 		var rep Reply
 		switch {
@@ -113,29 +90,32 @@ func (c *conn) Serve(ctx context.Context) {
 			// (DICT_TCP_MAXTRY in dict_tcp.c).
 			rep = Reply{Kind: Temp, Text: "request too long"}
 		case errors.Is(err, ErrOverrun):
-			s.logger().Warn("tcptable: closing connection: request line too long", "remote", c.NC.RemoteAddr().String())
-			return
+			connserver.Logger(s.Logger).Warn("tcptable: closing connection: request line too long", "remote", nc.RemoteAddr().String())
+			return nil, false
 		case err != nil:
-			return
+			return nil, false
 		default:
 			line = l[:0]
-			k, perr := ParseRequest(key, l)
-			if perr != nil {
-				rep = Reply{Kind: Temp, Text: "malformed request: expected \"get <key>\""}
-			} else {
-				key = k[:0]
-				rep = s.Handler.ServeTCPTable(ctx, k)
-			}
-		}
-		out = AppendReply(out[:0], rep)
-		if !c.Reply(out, wto) {
-			return
+			rep = s.lookup(ctx, &key, l)
 		}
 		if cap(line) > 64<<10 {
 			line = nil // do not pin a large buffer on an idle connection
 		}
-		if cap(key) > 64<<10 {
-			key = nil
-		}
+		return AppendReply(out, rep), true
+	})
+}
+
+// lookup decodes a request line into *key (reused across requests) and
+// asks the Handler.
+func (s *Server) lookup(ctx context.Context, key *[]byte, line []byte) Reply {
+	k, err := ParseRequest(*key, line)
+	if err != nil {
+		return Reply{Kind: Temp, Text: "malformed request: expected \"get <key>\""}
 	}
+	*key = k[:0]
+	rep := s.Handler.ServeTCPTable(ctx, k)
+	if cap(*key) > 64<<10 {
+		*key = nil
+	}
+	return rep
 }
