@@ -323,13 +323,13 @@ func (c *conn) advance(ctx context.Context, id string, x exchange, st step) {
 // check asks the Handler and answers; a TempFail closes the connection.
 func (c *conn) check(ctx context.Context, id string, req *Request) {
 	defer c.wg.Done()
-	defer func() {
-		c.mu.Lock()
-		delete(c.running, id)
-		c.mu.Unlock()
-	}()
 	res := c.callHandler(ctx, req)
 	clear(req.Password)
+	// The id is free before its answer goes out: a client that has read
+	// the answer may reuse it, or count on the room it made (MaxInFlight).
+	c.mu.Lock()
+	delete(c.running, id)
+	c.mu.Unlock()
 	switch res.Verdict {
 	case Accept:
 		user := res.User
