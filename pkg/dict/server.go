@@ -188,7 +188,9 @@ func (c *conn) read(lr *LineReader, idle, rto time.Duration) (Command, bool) {
 			c.log().Info("dict: closing idle connection", "idle", idle)
 			return Command{}, false
 		}
-		_ = c.NC.SetReadDeadline(time.Now().Add(rto))
+		if !lr.LineBuffered() {
+			c.SetRead(rto) // a whole line buffered cannot stall: no timer update
+		}
 	}
 	line, err := lr.ReadLine()
 	if err != nil {

@@ -177,3 +177,9 @@ func AppendReply(dst []byte, action string) []byte {
 	dst = append(dst, action...)
 	return append(dst, '\n', '\n')
 }
+
+// complete reports whether b holds a whole request (through its empty
+// line), which ReadRequest then reads without waiting for the connection.
+func complete(b []byte) bool {
+	return len(b) > 0 && b[0] == '\n' || bytes.Contains(b, []byte("\n\n"))
+}

@@ -78,7 +78,7 @@ func (s *Server) config() connserver.Config {
 // newConn serves one connection a request at a time.
 func (s *Server) newConn(nc net.Conn) connserver.Conn {
 	t := connserver.Timeouts{Idle: s.IdleTimeout, Read: s.ReadTimeout, Write: s.WriteTimeout}.Or(30 * time.Minute)
-	return connserver.NewSequential(nc, NewReader(nc), t, func(ctx context.Context, br *bufio.Reader, out []byte) ([]byte, bool) {
+	return connserver.NewSequential(nc, NewReader(nc), t, complete, func(ctx context.Context, br *bufio.Reader, out []byte) ([]byte, bool) {
 		req, err := ReadRequest(br)
 		if err != nil {
 			if !errors.Is(err, ErrTruncated) && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {

@@ -199,3 +199,20 @@ func sanitizeReason(s string) string {
 	}
 	return s
 }
+
+// complete reports whether b starts with a whole netstring, which
+// ReadNetstring then reads without waiting for the connection.
+func complete(b []byte) bool {
+	i := bytes.IndexByte(b, ':')
+	if i <= 0 || i > 9 {
+		return false
+	}
+	n := 0
+	for _, c := range b[:i] {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return len(b) >= i+1+n+1 // digits, ':', payload, ','
+}

@@ -75,7 +75,7 @@ func (s *Server) newConn(nc net.Conn) connserver.Conn {
 	max := connserver.Or(s.MaxRequestSize, MaxPayload)
 	var buf []byte
 	t := connserver.Timeouts{Idle: s.IdleTimeout, Read: s.ReadTimeout, Write: s.WriteTimeout}.Or(5 * time.Minute)
-	return connserver.NewSequential(nc, bufio.NewReaderSize(nc, 4096), t, func(ctx context.Context, br *bufio.Reader, out []byte) ([]byte, bool) {
+	return connserver.NewSequential(nc, bufio.NewReaderSize(nc, 4096), t, complete, func(ctx context.Context, br *bufio.Reader, out []byte) ([]byte, bool) {
 		p, err := ReadNetstring(br, buf, max)
 		if err != nil {
 			// A framing error cannot be resynchronised: say why, once, and

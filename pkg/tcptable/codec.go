@@ -252,3 +252,7 @@ func AppendReply(dst []byte, r Reply) []byte {
 	dst = AppendEncoded(dst, r.Text)
 	return append(dst, '\n')
 }
+
+// complete reports whether b holds a whole line, which ReadLine then
+// reads without waiting for the connection.
+func complete(b []byte) bool { return bytes.IndexByte(b, '\n') >= 0 }

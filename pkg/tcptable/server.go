@@ -80,7 +80,7 @@ func (s *Server) newConn(nc net.Conn) connserver.Conn {
 	max := connserver.Or(s.MaxRequestSize, MaxRequestLine)
 	var line, key []byte
 	t := connserver.Timeouts{Idle: s.IdleTimeout, Read: s.ReadTimeout, Write: s.WriteTimeout}.Or(time.Hour)
-	return connserver.NewSequential(nc, bufio.NewReaderSize(nc, 4096), t, func(ctx context.Context, br *bufio.Reader, out []byte) ([]byte, bool) {
+	return connserver.NewSequential(nc, bufio.NewReaderSize(nc, 4096), t, complete, func(ctx context.Context, br *bufio.Reader, out []byte) ([]byte, bool) {
 		l, err := ReadLine(br, line, max)
 		var rep Reply
 		switch {
