@@ -266,6 +266,22 @@ func ParseCommand(line []byte) (Command, error) {
 	return Command{Op: op, Args: args}, nil
 }
 
+// parseLookup decodes a lookup line as ParseCommand does, without the
+// argument slice: the key and the user, the first two arguments. It
+// reports false for a line ParseCommand would refuse.
+func parseLookup(line []byte) (Request, bool) {
+	if len(line) == 0 || line[0] != CmdLookup || !utf8.Valid(line) {
+		return Request{}, false
+	}
+	key, rest, more := bytes.Cut(line[1:], []byte{'\t'})
+	req := Request{Key: Unescape(key)}
+	if more {
+		user, _, _ := bytes.Cut(rest, []byte{'\t'})
+		req.User = Unescape(user)
+	}
+	return req, true
+}
+
 // Hello is the decoded first line of a connection.
 type Hello struct {
 	Major, Minor int

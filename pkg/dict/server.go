@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/shitenno/shitenno/pkg/connserver"
@@ -100,20 +101,17 @@ func (s *Server) newConn(nc net.Conn) connserver.Conn {
 	return &conn{Sequential: connserver.Sequential{NC: nc}, srv: s}
 }
 
-// conn is one client connection: a reader goroutine that parses commands
-// and starts lookups, and a writer goroutine that writes replies in
-// request order.
+// conn is one client connection: a reader that parses commands and
+// starts lookups, and the queue that writes their replies in request
+// order.
 type conn struct {
 	// Sequential is the reader's stop state: Stop (Shutdown, or a
 	// handler panic) makes it read no more.
 	connserver.Sequential
 	srv *Server
-}
 
-// pending is one reply slot in request order. The reader creates it, a
-// lookup goroutine (or the reader itself) fills it, the writer empties it.
-type pending struct {
-	out chan []byte // buffered, receives exactly one reply
+	q  *replyQueue
+	wg sync.WaitGroup // lookups running in their own goroutine
 }
 
 func (c *conn) log() *slog.Logger {
@@ -123,31 +121,24 @@ func (c *conn) log() *slog.Logger {
 // Serve implements connserver.Conn.
 func (c *conn) Serve(base context.Context) {
 	s := c.srv
-	pipe := connserver.Or(s.MaxPipeline, 16)
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()
-	queue := make(chan *pending, pipe)
-	slots := make(chan struct{}, pipe) // one token per lookup in progress
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop(queue, slots, cancel)
-	}()
-	c.readLoop(ctx, replies{queue: queue, slots: slots, writerDone: writerDone})
-	close(queue)
-	<-writerDone
-}
-
-// replies is the reader's side of the ordered reply queue.
-type replies struct {
-	queue      chan<- *pending
-	slots      chan struct{} // one token per reply not yet written
-	writerDone <-chan struct{}
+	c.q = newReplyQueue(c.NC, connserver.Or(s.MaxPipeline, 16), connserver.Or(s.WriteTimeout, 10*time.Second), func(err error) {
+		if !errors.Is(err, net.ErrClosed) {
+			c.log().Info("dict: closing connection on write error", "err", err)
+		}
+		cancel()     // abandon the lookups still in progress
+		c.NC.Close() // and wake the reader
+	})
+	c.readLoop(ctx)
+	// Each reply is written by whoever completed it or a later one, so
+	// once the lookups are done, everything is written.
+	c.wg.Wait()
 }
 
 // readLoop reads commands until EOF, an error or a stop: the first must
 // be a hello, every later one is dispatched.
-func (c *conn) readLoop(ctx context.Context, q replies) {
+func (c *conn) readLoop(ctx context.Context) {
 	s := c.srv
 	idle := connserver.Or(s.IdleTimeout, 5*time.Minute)
 	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
@@ -155,8 +146,21 @@ func (c *conn) readLoop(ctx context.Context, q replies) {
 	lr := NewLineReader(c.NC, max)
 	var hello *Hello
 	for {
-		cmd, ok := c.read(lr, idle, rto)
+		line, ok := c.read(lr, idle, rto)
 		if !ok {
+			return
+		}
+		if hello != nil && len(line) > 0 && line[0] == CmdLookup {
+			if req, ok := parseLookup(line); ok {
+				req.Dict = hello.Name
+				c.lookup(ctx, req, lr)
+				continue
+			}
+		}
+		cmd, err := ParseCommand(line)
+		if err != nil {
+			c.log().Warn("dict: closing connection on protocol error", "err", err,
+				"command", strconv.QuoteToASCII(string(line[:min(1, len(line))])))
 			return
 		}
 		if hello == nil {
@@ -167,26 +171,26 @@ func (c *conn) readLoop(ctx context.Context, q replies) {
 			hello = &h
 			continue
 		}
-		if !c.dispatch(ctx, cmd, hello.Name, lr, q) {
+		if !c.dispatch(cmd) {
 			return
 		}
 	}
 }
 
-// read waits up to idle for the next command, then up to rto for the
-// rest of its line, and parses it. It reports false (having logged why,
-// unless it is the normal end) when the connection is done.
-func (c *conn) read(lr *LineReader, idle, rto time.Duration) (Command, bool) {
+// read waits up to idle for the next line, then up to rto for the rest
+// of it. It reports false (having logged why, unless it is the normal
+// end) when the connection is done.
+func (c *conn) read(lr *LineReader, idle, rto time.Duration) ([]byte, bool) {
 	if !lr.LineBuffered() {
 		if !c.ArmRead(idle) {
-			return Command{}, false
+			return nil, false
 		}
 		if _, err := lr.r.Peek(1); err != nil {
 			if !errors.Is(err, os.ErrDeadlineExceeded) || c.Stopping() {
-				return Command{}, false // EOF (the normal end), stop, or gone
+				return nil, false // EOF (the normal end), stop, or gone
 			}
 			c.log().Info("dict: closing idle connection", "idle", idle)
-			return Command{}, false
+			return nil, false
 		}
 		if !lr.LineBuffered() {
 			c.SetRead(rto) // a whole line buffered cannot stall: no timer update
@@ -197,62 +201,67 @@ func (c *conn) read(lr *LineReader, idle, rto time.Duration) (Command, bool) {
 		if !errors.Is(err, net.ErrClosed) && !c.Stopping() {
 			c.log().Warn("dict: closing connection on read error", "err", err)
 		}
-		return Command{}, false
+		return nil, false
 	}
-	cmd, err := ParseCommand(line)
-	if err != nil {
-		c.log().Warn("dict: closing connection on protocol error", "err", err,
-			"command", strconv.QuoteToASCII(string(line[:min(1, len(line))])))
-		return Command{}, false
-	}
-	return cmd, true
+	return line, true
 }
 
-// dispatch handles one command after the hello: a lookup goes to the
-// handler, the other reply-bearing commands are answered at once, the
-// rest get no reply. It reports false when the connection is done.
-func (c *conn) dispatch(ctx context.Context, cmd Command, dict string, lr *LineReader, q replies) bool {
-	var rep []byte
+// dispatch answers a command other than a lookup after the hello: the
+// reply-bearing ones at once, the rest not at all. It reports false when
+// the connection is done.
+func (c *conn) dispatch(cmd Command) bool {
 	switch cmd.Op {
 	case CmdLookup:
-		p := &pending{out: make(chan []byte, 1)}
-		if !c.enqueue(q, p) {
-			return false
-		}
-		req := Request{Key: cmd.Args[0], User: cmd.Arg(1), Dict: dict}
-		if len(q.slots) == 1 && !lr.LineBuffered() {
-			// Nothing else in flight and nothing more to read: dovecot's
-			// auth worker waits for each reply before the next lookup,
-			// so answer here and save a goroutine per lookup. A lookup
-			// pipelined later waits for this one, as it would for its
-			// reply anyway.
-			c.lookup(ctx, req, p)
-		} else {
-			go c.lookup(ctx, req, p)
-		}
-		return true
+		// Only a lookup parseLookup refused comes here, and ParseCommand
+		// refuses the same lines.
+		return false
 	case CmdIterate:
 		// A read-only proxy for passdb/userdb has nothing to list;
 		// an empty iteration keeps doveadm user -A from hanging.
-		rep = AppendIterEnd(nil)
+		i, out, _ := c.q.take()
+		c.q.done(i, AppendIterEnd(out))
 	case CmdCommit, CmdCommitAsync:
-		rep = AppendCommitFailed(nil, cmd.Op == CmdCommitAsync, cmd.Args[0], ReadOnlyReason)
+		i, out, _ := c.q.take()
+		c.q.done(i, AppendCommitFailed(out, cmd.Op == CmdCommitAsync, cmd.Args[0], ReadOnlyReason))
 	case CmdHello:
 		c.log().Warn("dict: closing connection on protocol error", "err", ErrDuplicateHello)
 		return false
 	default:
 		// B, S, U, A, T, R, V expect no reply: any line sent here would
 		// be taken as the answer to the next lookup.
-		return true
 	}
-	return c.reply(q, rep)
+	return true
 }
 
-// reply queues a reply that is ready now, behind the lookups before it.
-func (c *conn) reply(q replies, rep []byte) bool {
-	p := &pending{out: make(chan []byte, 1)}
-	p.out <- rep
-	return c.enqueue(q, p)
+// lookup has req answered in its place in the reply order.
+func (c *conn) lookup(ctx context.Context, req Request, lr *LineReader) {
+	i, out, alone := c.q.take()
+	if alone && !lr.LineBuffered() {
+		// Nothing else in flight and nothing more to read: dovecot's
+		// auth worker waits for each reply before the next lookup, so
+		// answer here and save a goroutine per lookup. A lookup
+		// pipelined later waits for this one, as it would for its reply
+		// anyway.
+		c.answer(ctx, req, i, out)
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.answer(ctx, req, i, out)
+	}()
+}
+
+// answer asks the Handler and queues its reply in place i.
+func (c *conn) answer(ctx context.Context, req Request, i int, out []byte) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.log().Error("dict: handler panic, closing connection", "panic", v, "stack", string(debug.Stack()))
+			c.q.done(i, AppendReply(out, Reply{Kind: Failed, Value: "internal error"}))
+			c.Stop()
+		}
+	}()
+	c.q.done(i, AppendReply(out, c.srv.Handler.ServeDict(ctx, req)))
 }
 
 // hello checks the first command of a connection; errors are logged.
@@ -274,81 +283,4 @@ func (c *conn) hello(cmd Command) (Hello, error) {
 	}
 	c.log().Debug("dict: hello", "major", h.Major, "minor", h.Minor, "dict", h.Name)
 	return h, nil
-}
-
-// enqueue takes a pipeline slot (waiting while MaxPipeline lookups are in
-// progress) and queues p for the writer. It reports false when the writer
-// has given up.
-func (c *conn) enqueue(q replies, p *pending) bool {
-	select {
-	case q.slots <- struct{}{}:
-	case <-q.writerDone:
-		return false
-	}
-	q.queue <- p // never blocks: queue has as many places as there are slots
-	return true
-}
-
-func (c *conn) lookup(ctx context.Context, req Request, p *pending) {
-	defer func() {
-		if v := recover(); v != nil {
-			c.log().Error("dict: handler panic, closing connection", "panic", v, "stack", string(debug.Stack()))
-			p.out <- AppendReply(nil, Reply{Kind: Failed, Value: "internal error"})
-			c.Stop()
-		}
-	}()
-	p.out <- AppendReply(nil, c.srv.Handler.ServeDict(ctx, req))
-}
-
-// writeLoop writes the replies in queue order, each once it is ready. It
-// flushes whenever it would otherwise wait, so a ready reply is never held
-// back behind a slow one. After a write error it keeps draining the queue
-// (releasing slots) without writing, so the reader is never stuck.
-func (c *conn) writeLoop(queue <-chan *pending, slots <-chan struct{}, cancel context.CancelFunc) {
-	s := c.srv
-	wto := connserver.Or(s.WriteTimeout, 10*time.Second)
-	var buf []byte
-	failed := false
-	flush := func() {
-		if len(buf) == 0 || failed {
-			buf = buf[:0]
-			return
-		}
-		_ = c.NC.SetWriteDeadline(time.Now().Add(wto))
-		if _, err := c.NC.Write(buf); err != nil {
-			failed = true
-			if !errors.Is(err, net.ErrClosed) {
-				c.log().Info("dict: closing connection on write error", "err", err)
-			}
-			cancel()     // abandon the lookups still in progress
-			c.NC.Close() // and wake the reader
-		}
-		buf = buf[:0]
-	}
-	for {
-		var p *pending
-		var ok bool
-		select {
-		case p, ok = <-queue:
-		default:
-			flush()
-			p, ok = <-queue
-		}
-		if !ok {
-			break
-		}
-		var out []byte
-		select {
-		case out = <-p.out:
-		default:
-			flush()
-			out = <-p.out
-		}
-		buf = append(buf, out...)
-		<-slots
-		if len(buf) >= 4096 {
-			flush()
-		}
-	}
-	flush()
 }
