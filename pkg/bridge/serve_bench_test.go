@@ -73,21 +73,23 @@ func (s *nullServer) Serve(l net.Listener) error {
 		if err != nil {
 			return err
 		}
-		go func() {
-			defer c.Close()
-			br := bufio.NewReaderSize(c, 4096)
-			for i := 0; ; i++ {
-				if _, err := br.ReadSlice(s.end); err != nil {
-					return
-				}
-				if i < s.skip {
-					continue
-				}
-				if _, err := c.Write(s.reply); err != nil {
-					return
-				}
-			}
-		}()
+		go s.serve(c)
+	}
+}
+
+func (s *nullServer) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 4096)
+	for i := 0; ; i++ {
+		if _, err := br.ReadSlice(s.end); err != nil {
+			return
+		}
+		if i < s.skip {
+			continue
+		}
+		if _, err := c.Write(s.reply); err != nil {
+			return
+		}
 	}
 }
 
