@@ -3,6 +3,7 @@ package bridge
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -147,4 +148,18 @@ func BenchmarkServeNullDict(b *testing.B) {
 func BenchmarkServeCachedDict(b *testing.B) {
 	c := cachedClient(b, `{"Status":"OK","Data":{"password":"{PLAIN}secret","uid":1000}}`)
 	benchServe(b, &dict.Server{Handler: &Dovecot{Backend: c}}, dictHello, dictRequest, dictReply)
+}
+
+// BenchmarkDovecotRemoteCached is BenchmarkPostfixRemoteCached's dovecot
+// counterpart: bridge and remote client on a cache hit, no sockets.
+func BenchmarkDovecotRemoteCached(b *testing.B) {
+	d := &Dovecot{Backend: cachedClient(b, `{"Status":"OK","Data":{"password":"{PLAIN}secret","uid":1000}}`)}
+	req := dict.Request{Key: "shared/passdb/alice@example.org", User: "alice@example.org"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if rep := d.ServeDict(ctx, req); rep.Kind != dict.Found {
+			b.Fatal(rep)
+		}
+	}
 }
