@@ -123,14 +123,15 @@ func (c *conn) Serve(base context.Context) {
 	s := c.srv
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()
-	c.q = newReplyQueue(c.NC, connserver.Or(s.MaxPipeline, 16), connserver.Or(s.WriteTimeout, 10*time.Second), func(err error) {
+	t := connserver.Timeouts{Idle: s.IdleTimeout, Read: s.ReadTimeout, Write: s.WriteTimeout}.Or(5 * time.Minute)
+	c.q = newReplyQueue(c.NC, connserver.Or(s.MaxPipeline, 16), t.Write, func(err error) {
 		if !errors.Is(err, net.ErrClosed) {
 			c.log().Info("dict: closing connection on write error", "err", err)
 		}
 		cancel()     // abandon the lookups still in progress
 		c.NC.Close() // and wake the reader
 	})
-	c.readLoop(ctx)
+	c.readLoop(ctx, t)
 	// Each reply is written by whoever completed it or a later one, so
 	// once the lookups are done, everything is written.
 	c.wg.Wait()
@@ -138,15 +139,11 @@ func (c *conn) Serve(base context.Context) {
 
 // readLoop reads commands until EOF, an error or a stop: the first must
 // be a hello, every later one is dispatched.
-func (c *conn) readLoop(ctx context.Context) {
-	s := c.srv
-	idle := connserver.Or(s.IdleTimeout, 5*time.Minute)
-	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
-	max := connserver.Or(s.MaxLineSize, MaxLineSize)
-	lr := NewLineReader(c.NC, max)
+func (c *conn) readLoop(ctx context.Context, t connserver.Timeouts) {
+	lr := NewLineReader(c.NC, connserver.Or(c.srv.MaxLineSize, MaxLineSize))
 	var hello *Hello
 	for {
-		line, ok := c.read(lr, idle, rto)
+		line, ok := c.read(lr, t.Idle, t.Read)
 		if !ok {
 			return
 		}
