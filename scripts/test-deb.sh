@@ -26,6 +26,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
+# shellcheck source=scripts/debian-root.sh
+. scripts/debian-root.sh
 
 deb=${1:?usage: scripts/test-deb.sh DEB [RELEASE...]}
 shift
@@ -56,60 +58,13 @@ ok() { log "ok   [$rel]: $*"; }
 command -v debootstrap >/dev/null || die "debootstrap is missing: sudo scripts/install-peers.sh --deb"
 [ -f "$deb" ] || die "$deb: no such file (make deb)"
 
-# mirror: the first non-security Debian URI of the host's apt sources.
-mirror() {
-	if [ -n "${SHITENNO_DEBIAN_MIRROR:-}" ]; then echo "$SHITENNO_DEBIAN_MIRROR"; return; fi
-	local f u
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] || continue
-		u=$(awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$f")
-		if [ -n "$u" ]; then echo "$u"; return; fi
-	done
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[ -f "$f" ] || continue
-		u=$(awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-			if ($i !~ /security/) { print $i; exit } }' "$f")
-		if [ -n "$u" ]; then echo "$u"; return; fi
-	done
-	return 1
-}
-
 # base RELEASE: path of the cached base root, built when missing.
 base() {
-	local rel=$1 dir=$cache/shitenno-debtest-$1 url
-	exec 8>"$dir.lock"
-	flock -w 1800 8 || die "timed out waiting for $dir.lock"
-	if [ ! -d "$dir" ]; then
-		url=$(mirror) || die "no Debian mirror in the apt sources (set SHITENNO_DEBIAN_MIRROR)"
-		rm -rf "$dir.tmp"
-		log "debootstrap --variant=minbase $rel from $url into $dir.tmp"
-		debootstrap --variant=minbase "$rel" "$dir.tmp" "$url" >&2 ||
-			die "debootstrap $rel failed (see $dir.tmp/debootstrap/debootstrap.log)"
-		printf '#!/bin/sh\nexit 101\n' >"$dir.tmp/usr/sbin/policy-rc.d"
-		chmod 755 "$dir.tmp/usr/sbin/policy-rc.d"
-		echo 'postfix postfix/main_mailer_type select No configuration' | chroot "$dir.tmp" debconf-set-selections
-		chroot "$dir.tmp" apt-get update -q >&2
-		# shellcheck disable=SC2046 # package names have no spaces
-		chroot "$dir.tmp" env DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q --no-install-recommends $(pkgs "$rel") >&2
-		printf 'compatibility_level = 3.6\n' >"$dir.tmp/etc/postfix/main.cf"
-		chroot "$dir.tmp" apt-get clean
-		mv "$dir.tmp" "$dir"
-	else
-		# A cached root made before the package list grew.
-		local p need=()
-		for p in $(pkgs "$rel"); do
-			chroot "$dir" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-		done
-		if [ ${#need[@]} -gt 0 ]; then
-			log "installing ${need[*]} into $dir"
-			chroot "$dir" apt-get update -q >&2
-			chroot "$dir" env DEBIAN_FRONTEND=noninteractive \
-				apt-get install -y -q --no-install-recommends "${need[@]}" >&2
-			chroot "$dir" apt-get clean
-		fi
-	fi
-	exec 8>&-
+	local dir=$cache/shitenno-debtest-$1
+	# shellcheck disable=SC2046 # package names have no spaces
+	debian_root "$1" "$dir" $(pkgs "$1")
+	[ -f "$dir/etc/postfix/main.cf" ] || printf 'compatibility_level = 3.6\n' >"$dir/etc/postfix/main.cf"
+	exec 9>&-
 	echo "$dir"
 }
 
