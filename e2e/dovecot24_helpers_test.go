@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // Dovecot 2.4 runs from the Debian 13 root of trixie_helpers_test.go:
@@ -214,10 +216,9 @@ func imap24Quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
-// silentDictServer accepts connections on a unix socket and reads what
-// the client sends without ever answering: a hung shitenno. It returns
-// the number of lookups received so far.
-func silentDictServer(t *testing.T, path string) func() int {
+// listenUnix listens on the unix socket path, mode 0666 so that the peers'
+// unprivileged processes can connect.
+func listenUnix(t *testing.T, path string) net.Listener {
 	t.Helper()
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -226,44 +227,29 @@ func silentDictServer(t *testing.T, path string) func() int {
 	if err := os.Chmod(path, 0o666); err != nil {
 		t.Fatal(err)
 	}
+	return l
+}
+
+// silentDictServer accepts connections on a unix socket and reads what
+// the client sends without ever answering: a hung shitenno. It returns
+// the number of lookups received so far.
+func silentDictServer(t *testing.T, path string) func() int {
+	t.Helper()
 	var mu sync.Mutex
-	var conns []net.Conn
 	lookups := 0
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	testutil.ServeConns(t, listenUnix(t, path), func(c net.Conn) {
+		br := bufio.NewReader(io.LimitReader(c, 1<<20))
 		for {
-			c, err := l.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go func() {
-				br := bufio.NewReader(io.LimitReader(c, 1<<20))
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if strings.HasPrefix(line, "L") {
-						mu.Lock()
-						lookups++
-						mu.Unlock()
-					}
-				}
-			}()
+			if strings.HasPrefix(line, "L") {
+				mu.Lock()
+				lookups++
+				mu.Unlock()
+			}
 		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		<-done
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
 	})
 	return func() int {
 		mu.Lock()
@@ -279,66 +265,34 @@ func silentDictServer(t *testing.T, path string) func() int {
 // and lookups served so far.
 func scriptedDictServer(t *testing.T, path string, replies map[string]string) func() (conns, lookups int) {
 	t.Helper()
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
 	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
 	nconns, nlookups := 0, 0
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	testutil.ServeConns(t, listenUnix(t, path), func(c net.Conn) {
+		mu.Lock()
+		nconns++
+		mu.Unlock()
+		br := bufio.NewReader(io.LimitReader(c, 1<<20))
 		for {
-			c, err := l.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
+			if !strings.HasPrefix(line, "L") {
+				continue // hello: no reply
+			}
 			mu.Lock()
-			conns[c] = true
-			nconns++
+			nlookups++
 			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(io.LimitReader(c, 1<<20))
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if !strings.HasPrefix(line, "L") {
-						continue // hello: no reply
-					}
-					mu.Lock()
-					nlookups++
-					mu.Unlock()
-					key, _, _ := strings.Cut(strings.TrimSuffix(line[1:], "\n"), "\t")
-					user := key[strings.LastIndexByte(key, '/')+1:]
-					reply, ok := replies[user]
-					if !ok {
-						reply = "N"
-					}
-					if _, err := io.WriteString(c, reply+"\n"); err != nil {
-						return
-					}
-				}
-			}()
+			key, _, _ := strings.Cut(strings.TrimSuffix(line[1:], "\n"), "\t")
+			user := key[strings.LastIndexByte(key, '/')+1:]
+			reply, ok := replies[user]
+			if !ok {
+				reply = "N"
+			}
+			if _, err := io.WriteString(c, reply+"\n"); err != nil {
+				return
+			}
 		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
 	})
 	return func() (int, int) {
 		mu.Lock()

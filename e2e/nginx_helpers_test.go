@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/mailauth"
 )
 
@@ -155,7 +156,6 @@ type mailUpstream struct {
 
 	mu     sync.Mutex
 	logins []upLogin
-	wg     sync.WaitGroup
 }
 
 func startUpstream(t *testing.T, proto string) *mailUpstream {
@@ -165,30 +165,9 @@ func startUpstream(t *testing.T, proto string) *mailUpstream {
 		t.Fatal(err)
 	}
 	u := &mailUpstream{proto: proto, port: l.Addr().(*net.TCPAddr).Port, l: l}
-	var conns sync.Map
-	u.wg.Add(1)
-	go func() {
-		defer u.wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns.Store(c, true)
-			u.wg.Add(1)
-			go func() {
-				defer u.wg.Done()
-				defer conns.Delete(c)
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				u.serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
-		u.wg.Wait()
+	testutil.ServeConns(t, l, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		u.serve(c)
 	})
 	return u
 }

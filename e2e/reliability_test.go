@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // protocol is a minimal client of one shitenno daemon, enough to ask for
@@ -22,8 +24,8 @@ type protocol struct {
 	name string
 	// ask sends one lookup on c and returns the raw answer.
 	ask func(c net.Conn, br *bufio.Reader) (string, error)
-	// verdict classifies an answer: "found", "notfound", "temp" or "".
-	verdict func(answer string) string
+	// found, notfound and temp recognise the answers of each verdict.
+	found, notfound, temp func(answer string) bool
 	// oneShot: the daemon closes after each answer (HTTP/1.0 for nginx).
 	oneShot bool
 }
@@ -38,17 +40,9 @@ var protocols = []protocol{
 			}
 			return readNetstring(br)
 		},
-		verdict: func(a string) string {
-			switch {
-			case strings.HasPrefix(a, "OK "):
-				return "found"
-			case a == "NOTFOUND ":
-				return "notfound"
-			case strings.HasPrefix(a, "TEMP "):
-				return "temp"
-			}
-			return ""
-		},
+		found:    startsWith("OK "),
+		notfound: is("NOTFOUND "),
+		temp:     startsWith("TEMP "),
 	},
 	{
 		name: "dovecot",
@@ -59,17 +53,9 @@ var protocols = []protocol{
 			l, err := br.ReadString('\n')
 			return strings.TrimSuffix(l, "\n"), err
 		},
-		verdict: func(a string) string {
-			switch {
-			case strings.HasPrefix(a, "O{"):
-				return "found"
-			case a == "N":
-				return "notfound"
-			case strings.HasPrefix(a, "F"):
-				return "temp"
-			}
-			return ""
-		},
+		found:    startsWith("O{"),
+		notfound: is("N"),
+		temp:     startsWith("F"),
 	},
 	{
 		name:    "nginx",
@@ -87,18 +73,30 @@ var protocols = []protocol{
 			resp.Body.Close()
 			return resp.Header.Get("Auth-Status"), nil
 		},
-		verdict: func(a string) string {
-			switch {
-			case a == "OK":
-				return "found"
-			case a == "Invalid login or password":
-				return "notfound"
-			case strings.HasPrefix(a, "Temporary server problem"):
-				return "temp"
-			}
-			return ""
-		},
+		found:    is("OK"),
+		notfound: is("Invalid login or password"),
+		temp:     startsWith("Temporary server problem"),
 	},
+}
+
+// verdict classifies an answer: "found", "notfound", "temp" or "".
+func (p protocol) verdict(a string) string {
+	switch {
+	case p.found(a):
+		return "found"
+	case p.notfound(a):
+		return "notfound"
+	case p.temp(a):
+		return "temp"
+	}
+	return ""
+}
+
+// is and startsWith match an answer: the whole of it, or its start.
+func is(s string) func(string) bool { return func(a string) bool { return a == s } }
+
+func startsWith(prefix string) func(string) bool {
+	return func(a string) bool { return strings.HasPrefix(a, prefix) }
 }
 
 func readNetstring(br *bufio.Reader) (string, error) {
@@ -150,27 +148,16 @@ func faultBackend(t *testing.T, kind string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					br := bufio.NewReader(c)
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if kind == "close-mid-body" {
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"Status\":\"OK\",\"Da")
-					}
-				}()
+		testutil.ServeConns(t, l, func(c net.Conn) {
+			req, err := http.ReadRequest(bufio.NewReader(c))
+			if err != nil {
+				return
 			}
-		}()
+			io.Copy(io.Discard, req.Body)
+			if kind == "close-mid-body" {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"Status\":\"OK\",\"Da")
+			}
+		})
 		return "http://" + l.Addr().String() + "/"
 	case "500":
 		h = func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }
