@@ -1,70 +1,32 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
-
-func newTestKey(t *testing.T) *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func signTestCert(t *testing.T, tmpl, parent *x509.Certificate, pub any, key *ecdsa.PrivateKey) *x509.Certificate {
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // selfSignedFiles writes a self-signed certificate for name and its key
 // (PEM, PKCS #8) into dir, for a peer's TLS server (smtpd).
 func selfSignedFiles(t *testing.T, dir, name string) (certFile, keyFile string) {
 	t.Helper()
-	key := newTestKey(t)
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	cert := signTestCert(t, tmpl, tmpl, &key.PublicKey, key)
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, key := testutil.SelfSigned(t, name)
 	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
+	if err := os.WriteFile(certFile, testutil.PEMCert(cert), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, testutil.PEMKey(t, key), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
@@ -75,28 +37,10 @@ func selfSignedFiles(t *testing.T, dir, name string) (certFile, keyFile string) 
 // pin of the backend's certificate.
 func tlsFakeBackend(t *testing.T, dir string, answer func(BackendRequest) (int, string)) (f *FakeBackend, caFile, pin string) {
 	t.Helper()
-	newKey := func() *ecdsa.PrivateKey { return newTestKey(t) }
-	sign := func(tmpl, parent *x509.Certificate, pub any, key *ecdsa.PrivateKey) *x509.Certificate {
-		return signTestCert(t, tmpl, parent, pub, key)
-	}
-	now := time.Now()
-	caKey := newKey()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e backend CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	ca := sign(caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	srvKey := newKey()
-	srv := sign(&x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "backend.test"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: []string{"backend.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}, ca, &srvKey.PublicKey, caKey)
-
+	ca := testutil.NewCA(t, "e2e backend CA", nil)
+	srv, srvKey := ca.Server(t, "backend.test", nil)
 	caFile = filepath.Join(dir, "backend-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o644); err != nil {
+	if err := os.WriteFile(caFile, testutil.PEMCert(ca.Cert), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(srv.RawSubjectPublicKeyInfo)
@@ -104,7 +48,7 @@ func tlsFakeBackend(t *testing.T, dir string, answer func(BackendRequest) (int, 
 
 	f = &FakeBackend{Answer: answer, hang: make(chan struct{})}
 	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
-	f.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{srv.Raw}, PrivateKey: srvKey, Leaf: srv}}}
+	f.TLS = &tls.Config{Certificates: []tls.Certificate{testutil.TLSChain(srv, srvKey)}}
 	// Refused handshakes are expected here.
 	f.Config.ErrorLog = log.New(io.Discard, "", 0)
 	f.StartTLS()
