@@ -186,20 +186,27 @@ type Proc struct {
 // SIGKILL) at cleanup, and its output is logged when the test failed.
 func start(t testing.TB, name string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{Output: &testutil.SyncBuffer{}, done: make(chan struct{})}
-	p.Cmd = exec.Command(name, args...)
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return startCmd(t, cmd, name)
+}
+
+// startCmd is start for a prepared command (its SysProcAttr must set
+// Setpgid); what names it in a failure.
+func startCmd(t testing.TB, cmd *exec.Cmd, what string) *Proc {
+	t.Helper()
+	p := &Proc{Cmd: cmd, Output: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	p.Cmd.Env = cleanEnv()
 	p.Cmd.Stdout = p.Output
 	p.Cmd.Stderr = p.Output
-	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.Cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+		t.Fatalf("start %s: %v", what, err)
 	}
 	go func() { p.err = p.Cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.Stop(syscall.SIGTERM, 10*time.Second)
 		if t.Failed() {
-			t.Logf("output of %s:\n%s", filepath.Base(name), p.Output.String())
+			t.Logf("output of %s:\n%s", filepath.Base(cmd.Args[0]), p.Output.String())
 		}
 	})
 	return p

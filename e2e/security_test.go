@@ -19,8 +19,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // Security (issue 10): socket files, privileges, framing injection from
@@ -318,25 +316,11 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 // groups).
 func startAs(t *testing.T, uid, gid uint32, name string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{Output: &testutil.SyncBuffer{}, done: make(chan struct{})}
-	p.Cmd = exec.Command(name, args...)
-	p.Cmd.Env = cleanEnv()
-	p.Cmd.Dir = "/"
-	p.Cmd.Stdout = p.Output
-	p.Cmd.Stderr = p.Output
-	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true,
+	cmd := exec.Command(name, args...)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true,
 		Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
-	if err := p.Cmd.Start(); err != nil {
-		t.Fatalf("start %s as %d:%d: %v", name, uid, gid, err)
-	}
-	go func() { p.err = p.Cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.Stop(syscall.SIGTERM, 10*time.Second)
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", filepath.Base(name), p.Output.String())
-		}
-	})
-	return p
+	return startCmd(t, cmd, fmt.Sprintf("%s as %d:%d", name, uid, gid))
 }
 
 // TestBackendCannotInjectFraming: whatever the backend puts in Data, the
