@@ -445,6 +445,22 @@ func startDaemonWith(t testing.TB, dir, proto, remoteURL, top, section string) *
 	return &Daemon{Proc: p, Socket: sock, Config: conf}
 }
 
+// checkShutdown sends d SIGTERM while the test holds an idle client
+// connection: d must exit with status 0 within 3 s and remove its socket.
+func checkShutdown(t *testing.T, d *Daemon) {
+	t.Helper()
+	begin := time.Now()
+	if err := d.Stop(syscall.SIGTERM, 5*time.Second); err != nil {
+		t.Fatalf("exit: %v\n%s", err, d.Output.String())
+	}
+	if el := time.Since(begin); el > 3*time.Second {
+		t.Errorf("shutdown took %s with an idle client", el)
+	}
+	if _, err := os.Lstat(d.Socket); !os.IsNotExist(err) {
+		t.Errorf("socket still there after SIGTERM: %v", err)
+	}
+}
+
 // run runs a command to completion with a bound and returns its output
 // and exit status (-1 when it could not run).
 func run(t testing.TB, d time.Duration, name string, args ...string) (stdout, stderr string, code int) {
