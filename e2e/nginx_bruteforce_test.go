@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"strings"
@@ -15,15 +14,7 @@ import (
 func dialMailFrom(t *testing.T, src string, port int) *mailClient {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	m := &mailClient{t: t, c: c, br: bufio.NewReader(c)}
-	m.deadline(20 * time.Second)
-	m.line() // greeting
-	return m
+	return dialMailWith(t, d, port, 20*time.Second)
 }
 
 // TestNginxBruteForce: through the real nginx mail proxy, after
@@ -31,19 +22,8 @@ func dialMailFrom(t *testing.T, src string, port int) *mailClient {
 // there gets the "try again later" NO even with the right password, and
 // the backend is not asked; another address still logs in.
 func TestNginxBruteForce(t *testing.T) {
-	requireTool(t, "nginx")
-	s := &nginxSetup{dir: testDir(t), upstreams: map[string]*mailUpstream{}}
-	ports := map[string]int{}
-	for _, p := range []string{"imap", "pop3", "smtp"} {
-		s.upstreams[p] = startUpstream(t, p)
-		ports[p] = s.upstreams[p].port
-	}
-	s.backend = newFakeBackend(t, nginxUsers(t, nginxUsersPlain, ports, nil))
-	s.imap, s.pop3, s.smtp = freePort(t), freePort(t), freePort(t)
 	// AllowNets empty: by default loopback is never counted.
-	s.daemon = startDaemonWith(t, s.dir, "nginx", s.backend.BaseURL(),
-		"[BruteForce]\nMaxFailures = 3\nAllowNets = []\n", "")
-	startNginx(t, s.dir, mailServers(t, "unix:"+s.daemon.Socket+":/auth", s.imap, s.pop3, s.smtp), "", s.imap, s.pop3, s.smtp)
+	s := newNginxSetupWith(t, "unix", "[BruteForce]\nMaxFailures = 3\nAllowNets = []\n")
 
 	// The same stale password repeated counts once: still not blocked.
 	for i := 0; i < 2; i++ {

@@ -284,17 +284,26 @@ func splitIMAPLine(s string) []string {
 	return out
 }
 
+// readVerb reads a POP3 or SMTP command line: its verb, upper-cased, and
+// the rest.
+func readVerb(br *bufio.Reader) (verb, arg string, err error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", "", err
+	}
+	verb, arg, _ = strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+	return strings.ToUpper(verb), arg, nil
+}
+
 func (u *mailUpstream) servePOP3(c net.Conn, br *bufio.Reader) {
 	fmt.Fprintf(c, "+OK upstream ready\r\n")
 	user := ""
 	for {
-		line, err := br.ReadString('\n')
+		cmd, arg, err := readVerb(br)
 		if err != nil {
 			return
 		}
-		line = strings.TrimRight(line, "\r\n")
-		cmd, arg, _ := strings.Cut(line, " ")
-		switch strings.ToUpper(cmd) {
+		switch cmd {
 		case "USER":
 			user = arg
 			fmt.Fprintf(c, "+OK\r\n")
@@ -315,13 +324,11 @@ func (u *mailUpstream) servePOP3(c net.Conn, br *bufio.Reader) {
 func (u *mailUpstream) serveSMTP(c net.Conn, br *bufio.Reader) {
 	fmt.Fprintf(c, "220 upstream ESMTP\r\n")
 	for {
-		line, err := br.ReadString('\n')
+		cmd, arg, err := readVerb(br)
 		if err != nil {
 			return
 		}
-		line = strings.TrimRight(line, "\r\n")
-		cmd, arg, _ := strings.Cut(line, " ")
-		switch strings.ToUpper(cmd) {
+		switch cmd {
 		case "EHLO", "HELO":
 			u.record(arg, "")
 			fmt.Fprintf(c, "250 upstream greets %s\r\n", arg)
@@ -348,13 +355,20 @@ type mailClient struct {
 
 func dialMail(t *testing.T, port int) *mailClient {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	return dialMailWith(t, net.Dialer{Timeout: 5 * time.Second}, port, 15*time.Second)
+}
+
+// dialMailWith connects with d to 127.0.0.1:port, reads the greeting and
+// gives the session deadline to run.
+func dialMailWith(t *testing.T, d net.Dialer, port int, deadline time.Duration) *mailClient {
+	t.Helper()
+	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	m := &mailClient{t: t, c: c, br: bufio.NewReader(c)}
-	m.deadline(15 * time.Second)
+	m.deadline(deadline)
 	m.line() // greeting
 	return m
 }

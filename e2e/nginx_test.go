@@ -39,6 +39,13 @@ var nginxUsersPlain = map[string]string{
 // that proxy_passes to an upstream with server unix:SOCK).
 func newNginxSetup(t *testing.T, form string) *nginxSetup {
 	t.Helper()
+	return newNginxSetupWith(t, form, "")
+}
+
+// newNginxSetupWith is newNginxSetup with top-level lines (top) in the
+// daemon's configuration.
+func newNginxSetupWith(t *testing.T, form, top string) *nginxSetup {
+	t.Helper()
 	requireTool(t, "nginx")
 	s := &nginxSetup{dir: testDir(t), upstreams: map[string]*mailUpstream{}}
 	ports := map[string]int{}
@@ -51,15 +58,15 @@ func newNginxSetup(t *testing.T, form string) *nginxSetup {
 	var authHTTP, httpBody string
 	switch form {
 	case "unix":
-		s.daemon = startDaemon(t, s.dir, "nginx", s.backend.BaseURL())
+		s.daemon = startDaemonWith(t, s.dir, "nginx", s.backend.BaseURL(), top, "")
 		authHTTP = "unix:" + s.daemon.Socket + ":/auth"
 	case "tcp":
 		lp := freePort(t)
-		s.daemon = startDaemonWith(t, s.dir, "nginx", s.backend.BaseURL(), "", fmt.Sprintf("Listen = \"127.0.0.1:%d\"", lp))
+		s.daemon = startDaemonWith(t, s.dir, "nginx", s.backend.BaseURL(), top, fmt.Sprintf("Listen = \"127.0.0.1:%d\"", lp))
 		waitDial(t, "tcp", fmt.Sprintf("127.0.0.1:%d", lp))
 		authHTTP = fmt.Sprintf("127.0.0.1:%d/auth", lp)
 	case "proxy":
-		s.daemon = startDaemon(t, s.dir, "nginx", s.backend.BaseURL())
+		s.daemon = startDaemonWith(t, s.dir, "nginx", s.backend.BaseURL(), top, "")
 		s.http = freePort(t)
 		authHTTP = fmt.Sprintf("127.0.0.1:%d/auth", s.http)
 		httpBody = proxyHTTP(t, s.daemon.Socket, s.http)
