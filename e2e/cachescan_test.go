@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -34,23 +33,6 @@ func metricValue(t testing.TB, url, name string) float64 {
 		}
 	}
 	t.Fatalf("%s has no %s", url, name)
-	return 0
-}
-
-// vmRSS reads a process's resident set size in KiB.
-func vmRSS(t testing.TB, pid int) int {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			return n
-		}
-	}
-	t.Fatal("no VmRSS")
 	return 0
 }
 
@@ -159,7 +141,7 @@ func TestCacheIdleRSS(t *testing.T) {
 	hits := metricValue(t, s.metrics, "shitenno_cache_hits_total")
 	// Let the GC and the scavenger settle, as they do on an idle daemon.
 	time.Sleep(5 * time.Second)
-	rss := vmRSS(t, s.d.Cmd.Process.Pid)
+	rss := rssKB(t, s.d.Cmd.Process.Pid)
 	t.Logf("idle RSS with a full default cache (%.0f hits on the second pass): %d KiB", hits, rss)
 	if hits < 5000 {
 		t.Fatalf("only %.0f hits: the cache was not full", hits)

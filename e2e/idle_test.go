@@ -83,7 +83,7 @@ func TestDovecotTenThousandIdle(t *testing.T) {
 				t.Fatalf("first lookup: %q %v", got, err)
 			}
 			time.Sleep(time.Second)
-			rss0, fds0 := vmRSS(t, pid), openFDs(t, pid)
+			rss0, fds0 := rssKB(t, pid), openFDs(t, pid)
 			begin := time.Now()
 			conns := idleDictConns(t, d.Socket, n)
 			// Let the daemon accept (or refuse) them all and settle.
@@ -91,7 +91,7 @@ func TestDovecotTenThousandIdle(t *testing.T) {
 				return openFDs(t, pid)-fds0 >= tc.held
 			})
 			time.Sleep(2 * time.Second)
-			rss, fds := vmRSS(t, pid), openFDs(t, pid)
+			rss, fds := rssKB(t, pid), openFDs(t, pid)
 			held := fds - fds0
 			if held < tc.held || held > tc.held+8 {
 				t.Errorf("the daemon holds %d connections, want %d", held, tc.held)

@@ -266,7 +266,7 @@ func TestBackendFaults(t *testing.T) {
 	}
 }
 
-// rssKB reads a process's resident set size.
+// rssKB reads a process's resident set size in KiB.
 func rssKB(t testing.TB, pid int) int {
 	t.Helper()
 	return procStatusKB(t, pid, "VmRSS:")
