@@ -66,18 +66,7 @@ func exampleConf(t *testing.T, name string, oldnew ...string) string {
 func startDovecot24(t *testing.T, root, dir string, o dovecot24Opts) *dovecot24 {
 	t.Helper()
 	d := &dovecot24{root: root, dir: dir, port: freePort(t)}
-	for _, sub := range []string{"run", "state"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Mail homes are created by the users' uid (nobody in the tests).
-	if err := os.MkdirAll(filepath.Join(dir, "home"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(filepath.Join(dir, "home"), 0o1777); err != nil {
-		t.Fatal(err)
-	}
+	dovecotDirs(t, dir)
 	lua, err := os.ReadFile(filepath.Join(repoRoot(t), "conf", "dovecot", "shitenno.lua"))
 	if err != nil {
 		t.Fatal(err)
@@ -105,16 +94,9 @@ func startDovecot24(t *testing.T, root, dir string, o dovecot24Opts) *dovecot24 
 	dict := write("dict-shitenno.conf.ext", exampleConf(t, "dict-shitenno.2.4.conf.ext",
 		"socket_path = /run/shitenno-dovecot", "socket_path = "+sock))
 	in := d.in(dir)
-	conf := fmt.Sprintf(`dovecot_config_version = 2.4.1
-dovecot_storage_version = 2.4.1
-base_dir = %[1]s/run
-state_dir = %[1]s/state
-instance_name = %[2]s
-log_path = %[1]s/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-auth_allow_cleartext = yes
+	// dovecot_config_version comes first (dovecot 2.4).
+	conf := "dovecot_config_version = 2.4.1\ndovecot_storage_version = 2.4.1\n" +
+		dovecotConfHead(in, filepath.Base(dir)) + fmt.Sprintf(`auth_allow_cleartext = yes
 # Any byte in user names, so that escaping is exercised end to end.
 auth_username_chars =
 auth_verbose = yes
@@ -128,20 +110,14 @@ mail_driver = maildir
 mail_path = ~/Maildir
 service imap-login {
   inet_listener imap {
-    port = %[3]d
+    port = %[1]d
   }
 }
-!include %[4]s
-!include %[5]s
-`, in, filepath.Base(dir), d.port, auth, dict)
+!include %[2]s
+!include %[3]s
+`, d.port, auth, dict)
 	d.conf = write("dovecot.conf", conf)
-	logFile := filepath.Join(dir, "dovecot.log")
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile)
-			t.Logf("dovecot 2.4 log:\n%s", trixieTail(string(b), 20000))
-		}
-	})
+	logOnFailure(t, "dovecot 2.4 log", filepath.Join(dir, "dovecot.log"), 20000)
 	if out, errOut, code := run(t, time.Minute, "chroot", root, "doveconf", "-c", d.conf, "-n"); code != 0 {
 		t.Fatalf("doveconf -n: exit %d\n%s%s", code, out, errOut)
 	}
@@ -153,12 +129,7 @@ service imap-login {
 		if _, err := os.Stat(filepath.Join(dir, "run", "auth-userdb")); err != nil {
 			return false
 		}
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", d.port), 200*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
+		return dialable("tcp", fmt.Sprintf("127.0.0.1:%d", d.port))
 	})
 	return d
 }
@@ -187,33 +158,7 @@ func (d *dovecot24) userLookup(t *testing.T, user string) (string, int) {
 // penalty is per client IP), sends LOGIN and returns the tagged reply.
 func (d *dovecot24) imapLogin(t *testing.T, src, user, pass string) string {
 	t.Helper()
-	dialer := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := dialer.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", d.port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(c)
-	if greet, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(greet, "* OK") {
-		t.Fatalf("IMAP greeting %q: %v", greet, err)
-	}
-	fmt.Fprintf(c, "a1 LOGIN %s %s\r\n", imap24Quote(user), imap24Quote(pass))
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("IMAP LOGIN: %v (read %q)", err, line)
-		}
-		if strings.HasPrefix(line, "a1 ") {
-			fmt.Fprintf(c, "a2 LOGOUT\r\n")
-			return strings.TrimRight(line, "\r\n")
-		}
-	}
-}
-
-// imap24Quote makes an IMAP quoted string (RFC 3501 quoted-specials).
-func imap24Quote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+	return imapLoginAt(t, src, fmt.Sprintf("127.0.0.1:%d", d.port), user, pass)
 }
 
 // listenUnix listens on the unix socket path, mode 0666 so that the peers'

@@ -289,14 +289,7 @@ func TestDovecot23ExampleConfig(t *testing.T) {
 	dir := testDir(t)
 	fb := d24Backend(t, filepath.Join(dir, "home"))
 	sd := startDaemon(t, dir, "dovecot", fb.BaseURL())
-	for _, sub := range []string{"run", "state", "home"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chmod(filepath.Join(dir, "home"), 0o1777); err != nil {
-		t.Fatal(err)
-	}
+	dovecotDirs(t, dir)
 	write := func(name, text string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
@@ -309,14 +302,7 @@ func TestDovecot23ExampleConfig(t *testing.T) {
 	authExt := write("auth-shitenno.conf.ext", exampleConf(t, "auth-shitenno.2.3.conf.ext",
 		"/etc/dovecot/dovecot-dict-auth.conf.ext", dictExt))
 	port := freePort(t)
-	conf := write("dovecot.conf", fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-instance_name = %[2]s
-log_path = %[1]s/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+	conf := write("dovecot.conf", dovecotConfHead(dir, filepath.Base(dir))+fmt.Sprintf(`disable_plaintext_auth = no
 auth_failure_delay = 0
 auth_verbose = yes
 default_internal_user = dovecot
@@ -325,17 +311,12 @@ first_valid_uid = 1
 mail_location = maildir:~/Maildir
 service imap-login {
   inet_listener imap {
-    port = %[3]d
+    port = %[1]d
   }
 }
-!include %[4]s
-`, dir, filepath.Base(dir), port, authExt))
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			t.Logf("dovecot 2.3 log:\n%s", trixieTail(string(b), 20000))
-		}
-	})
+!include %[2]s
+`, port, authExt))
+	logOnFailure(t, "dovecot 2.3 log", filepath.Join(dir, "dovecot.log"), 20000)
 	p := start(t, dovecot, "-F", "-c", conf)
 	waitFor(t, 30*time.Second, "dovecot 2.3 auth socket", func() bool {
 		if p.Exited() {

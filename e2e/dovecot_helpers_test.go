@@ -36,16 +36,7 @@ func startDovecot(t *testing.T, dir, sock string, extra ...string) *dovecotInsta
 	t.Helper()
 	dovecot := requireTool(t, "dovecot")
 	dv := &dovecotInstance{dir: filepath.Join(dir, "dovecot"), imapPort: freePort(t), doveadm: requireTool(t, "doveadm")}
-	for _, sub := range []string{"", "run", "state", "home"} {
-		if err := os.MkdirAll(filepath.Join(dv.dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Mail processes run with the userdb uid (nobody): they must be able
-	// to create the users' homes.
-	if err := os.Chmod(filepath.Join(dv.dir, "home"), 0o1777); err != nil {
-		t.Fatal(err)
-	}
+	dovecotDirs(t, dv.dir)
 	// The documented configuration (docs/dovecot.md), with this test's paths.
 	dictConf := filepath.Join(dv.dir, "dovecot-dict-auth.conf.ext")
 	dictBlock := docReplace(t, dovecotDocBlock(t, "dict-auth"), "/run/shitenno-dovecot", sock)
@@ -54,14 +45,7 @@ func startDovecot(t *testing.T, dir, sock string, extra ...string) *dovecotInsta
 		t.Fatal(err)
 	}
 	dv.conf = filepath.Join(dv.dir, "dovecot.conf")
-	conf := fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-instance_name = shitenno-e2e-%[2]d-%[3]d
-log_path = %[1]s/dovecot.log
-info_log_path = %[1]s/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
+	conf := dovecotConfHead(dv.dir, fmt.Sprintf("shitenno-e2e-%d-%d", os.Getpid(), dovecotSeq.Add(1))) + fmt.Sprintf(`info_log_path = %[1]s/dovecot.log
 disable_plaintext_auth = no
 default_internal_user = dovecot
 default_login_user = dovenull
@@ -72,13 +56,13 @@ mail_location = maildir:~/Maildir
 service imap-login {
   inet_listener imap {
     address = 127.0.0.1
-    port = %[4]d
+    port = %[2]d
   }
   inet_listener imaps {
     port = 0
   }
 }
-%[5]s%[6]s`, dv.dir, os.Getpid(), dovecotSeq.Add(1), dv.imapPort, authBlock, strings.Join(extra, ""))
+%[3]s%[4]s`, dv.dir, dv.imapPort, authBlock, strings.Join(extra, ""))
 	if err := os.WriteFile(dv.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +70,7 @@ service imap-login {
 		t.Fatalf("doveconf -n: %s", errOut)
 	}
 	p := start(t, dovecot, "-F", "-c", dv.conf)
-	t.Cleanup(func() {
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dv.dir, "dovecot.log"))
-			t.Logf("dovecot log:\n%s", log)
-		}
-	})
+	logOnFailure(t, "dovecot log", filepath.Join(dv.dir, "dovecot.log"), 0)
 	waitFor(t, 15*time.Second, "dovecot IMAP and auth sockets", func() bool {
 		if p.Exited() {
 			t.Fatalf("dovecot exited: %s", p.Output.String())
@@ -101,14 +80,38 @@ service imap-login {
 				return false
 			}
 		}
-		c, err := net.DialTimeout("tcp", dv.imapAddr(), 200*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
+		return dialable("tcp", dv.imapAddr())
 	})
 	return dv
+}
+
+// dovecotDirs makes a private instance's run, state and home directories
+// under dir. Mail processes run with the userdb uid (nobody): home is
+// 1777, so that they can create the users' homes in it.
+func dovecotDirs(t *testing.T, dir string) {
+	t.Helper()
+	for _, sub := range []string{"run", "state", "home"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "home"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dovecotConfHead is what every private dovecot.conf (2.3 and 2.4) starts
+// with: base_dir, state_dir and log_path in dir (as dovecot sees it), its
+// own instance name, IMAP on 127.0.0.1 without TLS (TESTING.md).
+func dovecotConfHead(dir, name string) string {
+	return fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+instance_name = %[2]s
+log_path = %[1]s/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+`, dir, name)
 }
 
 // dovecotDocBlock returns the fenced code block that follows the marker
@@ -169,8 +172,15 @@ func (dv *dovecotInstance) user(t *testing.T, user string) (string, int) {
 // sends LOGIN and returns the tagged reply line.
 func (dv *dovecotInstance) imapLogin(t *testing.T, src, user, pass string) string {
 	t.Helper()
+	return imapLoginAt(t, src, dv.imapAddr(), user, pass)
+}
+
+// imapLoginAt connects from src to the IMAP server at addr, sends LOGIN
+// and returns the tagged reply line (LOGOUT follows an OK).
+func imapLoginAt(t *testing.T, src, addr, user, pass string) string {
+	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", dv.imapAddr())
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("imap dial from %s: %v", src, err)
 	}

@@ -137,7 +137,13 @@ func requireTool(t testing.TB, name string, dirs ...string) string {
 // postfix, dovecot and nginx workers run as other users (TESTING.md).
 func testDir(t testing.TB) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", "shitenno-e2e-")
+	return peerDir(t, "")
+}
+
+// peerDir is testDir under parent ("": the system's temporary directory).
+func peerDir(t testing.TB, parent string) string {
+	t.Helper()
+	d, err := os.MkdirTemp(parent, "shitenno-e2e-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,6 +218,22 @@ func startCmd(t testing.TB, cmd *exec.Cmd, what string) *Proc {
 	return p
 }
 
+// logOnFailure logs the file at path under the heading what at cleanup,
+// when the test has failed: its last max bytes (0: all of it).
+func logOnFailure(t testing.TB, what, path string, max int) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		b, _ := os.ReadFile(path)
+		s := string(b)
+		if max > 0 {
+			s = trixieTail(s, max)
+		}
+		t.Logf("%s:\n%s", what, s)
+	})
+}
+
 // Stop signals the process and waits up to d, then kills its group.
 func (p *Proc) Stop(sig syscall.Signal, d time.Duration) error {
 	select {
@@ -255,13 +277,19 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 func waitDial(t testing.TB, network, addr string) {
 	t.Helper()
 	waitFor(t, 10*time.Second, network+" "+addr, func() bool {
-		c, err := net.DialTimeout(network, addr, 200*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
+		return dialable(network, addr)
 	})
+}
+
+// dialable reports whether something accepts connections at network/addr
+// now.
+func dialable(network, addr string) bool {
+	c, err := net.DialTimeout(network, addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // exampleBackend starts cmd/shitenno-example-backend on a free port with
@@ -435,12 +463,7 @@ func startDaemonWith(t testing.TB, dir, proto, remoteURL, top, section string) *
 		if p.Exited() {
 			t.Fatalf("shitenno-%s exited: %s", proto, p.Output.String())
 		}
-		c, err := net.DialTimeout("unix", sock, 200*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
+		return dialable("unix", sock)
 	})
 	return &Daemon{Proc: p, Socket: sock, Config: conf}
 }

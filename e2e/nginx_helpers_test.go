@@ -83,24 +83,14 @@ mail {
 		t.Fatalf("nginx -t failed (%d):\n%s%s\n%s", code, out, errOut, conf)
 	}
 	n.proc = start(t, nginx, args...)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(n.errorLog)
-			t.Logf("nginx error log:\n%s", b)
-		}
-	})
+	logOnFailure(t, "nginx error log", n.errorLog, 0)
 	for _, p := range waitPorts {
 		waitFor(t, 10*time.Second, fmt.Sprintf("nginx on port %d", p), func() bool {
 			if n.proc.Exited() {
 				b, _ := os.ReadFile(n.errorLog)
 				t.Fatalf("nginx exited: %s\n%s", n.proc.Output.String(), b)
 			}
-			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), 200*time.Millisecond)
-			if err != nil {
-				return false
-			}
-			c.Close()
-			return true
+			return dialable("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		})
 	}
 	return n

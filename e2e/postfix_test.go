@@ -201,12 +201,7 @@ func startPostfix(t *testing.T, dir, sock string, extra ...string) *postfixInsta
 		t.Fatalf("postfix check: %s %s", out, errOut)
 	}
 	start(t, master, "-c", pf.dir, "-d")
-	t.Cleanup(func() {
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(pf.dir, "log", "postfix.log"))
-			t.Logf("postfix log:\n%s", log)
-		}
-	})
+	logOnFailure(t, "postfix log", filepath.Join(pf.dir, "log", "postfix.log"), 0)
 	waitDial(t, "tcp", fmt.Sprintf("127.0.0.1:%d", pf.port))
 	return pf
 }

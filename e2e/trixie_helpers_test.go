@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,15 +79,7 @@ func trixieTail(s string, n int) string {
 // traverse; it returns the host path.
 func trixieDir(t *testing.T, root string) string {
 	t.Helper()
-	d, err := os.MkdirTemp(filepath.Join(root, "tmp"), "shitenno-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
+	return peerDir(t, filepath.Join(root, "tmp"))
 }
 
 // trixieIn turns a host path inside root into the path a chrooted peer
@@ -172,22 +163,12 @@ func startTrixiePostfix(t *testing.T, root, dir, sock string, extra ...string) *
 		t.Fatalf("postconf -h daemon_directory: %s", errOut)
 	}
 	p := start(t, "chroot", root, strings.TrimSpace(out)+"/master", "-c", in, "-d")
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(pf.dir, "log", "postfix.log"))
-			t.Logf("postfix 3.10 log:\n%s", trixieTail(string(b), 20000))
-		}
-	})
+	logOnFailure(t, "postfix 3.10 log", filepath.Join(pf.dir, "log", "postfix.log"), 20000)
 	waitFor(t, 30*time.Second, "postfix 3.10 smtpd", func() bool {
 		if p.Exited() {
 			t.Fatalf("postfix master exited: %s", p.Output.String())
 		}
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", pf.port), 200*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
+		return dialable("tcp", fmt.Sprintf("127.0.0.1:%d", pf.port))
 	})
 	return pf
 }
@@ -225,23 +206,13 @@ mail {
 		t.Fatalf("nginx -t failed (%d):\n%s%s\n%s", code, out, errOut, conf)
 	}
 	p := start(t, "chroot", append([]string{root}, args...)...)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(errorLog)
-			t.Logf("nginx 1.26 error log:\n%s", trixieTail(string(b), 20000))
-		}
-	})
+	logOnFailure(t, "nginx 1.26 error log", errorLog, 20000)
 	for _, port := range waitPorts {
 		waitFor(t, 10*time.Second, fmt.Sprintf("nginx 1.26 on port %d", port), func() bool {
 			if p.Exited() {
 				t.Fatalf("nginx exited: %s", p.Output.String())
 			}
-			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
-			if err != nil {
-				return false
-			}
-			c.Close()
-			return true
+			return dialable("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		})
 	}
 }
