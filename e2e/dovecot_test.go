@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -220,15 +219,5 @@ func TestDovecotReadOnlyDict(t *testing.T) {
 // TestDovecotShutdown: SIGTERM ends the daemon with status 0 and removes
 // the socket it created, even with a client connected.
 func TestDovecotShutdown(t *testing.T) {
-	dir := testDir(t)
-	d := startDaemon(t, dir, "dovecot", exampleBackend(t))
-	c, err := net.Dial("unix", d.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte("H3\t2\t0\t\tsomewhere\n")); err != nil {
-		t.Fatal(err)
-	}
-	checkShutdown(t, d)
+	checkShutdown(t, "dovecot", "H3\t2\t0\t\tsomewhere\n")
 }

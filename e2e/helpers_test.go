@@ -468,10 +468,23 @@ func startDaemonWith(t testing.TB, dir, proto, remoteURL, top, section string) *
 	return &Daemon{Proc: p, Socket: sock, Config: conf}
 }
 
-// checkShutdown sends d SIGTERM while the test holds an idle client
-// connection: d must exit with status 0 within 3 s and remove its socket.
-func checkShutdown(t *testing.T, d *Daemon) {
+// checkShutdown starts shitenno-<proto> with the example backend and sends
+// it SIGTERM while the test holds an idle client connection (which has
+// sent hello): the daemon must exit with status 0 within 3 s and remove
+// its socket.
+func checkShutdown(t *testing.T, proto, hello string) {
 	t.Helper()
+	d := startDaemon(t, testDir(t), proto, exampleBackend(t))
+	c, err := net.Dial("unix", d.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if hello != "" {
+		if _, err := io.WriteString(c, hello); err != nil {
+			t.Fatal(err)
+		}
+	}
 	begin := time.Now()
 	if err := d.Stop(syscall.SIGTERM, 5*time.Second); err != nil {
 		t.Fatalf("exit: %v\n%s", err, d.Output.String())

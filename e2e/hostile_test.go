@@ -256,6 +256,20 @@ func attack(sock string, chunks [][]byte, gap time.Duration, half bool, wait tim
 	}
 }
 
+// attackClosed is attack with string chunks, waiting limit and 5 s more:
+// by then the daemon must have closed the connection.
+func attackClosed(sock string, chunks []string, gap time.Duration, half bool, limit time.Duration) (exchange, error) {
+	bs := make([][]byte, len(chunks))
+	for i, c := range chunks {
+		bs[i] = []byte(c)
+	}
+	ex, err := attack(sock, bs, gap, half, limit+5*time.Second)
+	if err == nil && !ex.closed {
+		err = fmt.Errorf("connection still open after %s (got %q)", ex.after, trunc(ex.reply))
+	}
+	return ex, err
+}
+
 // hostileCase is one attack and what must come of it.
 type hostileCase struct {
 	name string
@@ -271,17 +285,11 @@ func closes(name string, limit time.Duration, chunks ...string) hostileCase {
 // closesAfter is closes with a gap between chunks and an optional
 // half-close after the last one.
 func closesAfter(name string, limit, gap time.Duration, half bool, chunks ...string) hostileCase {
-	bs := make([][]byte, len(chunks))
-	for i, c := range chunks {
-		bs[i] = []byte(c)
-	}
 	return hostileCase{name: name, run: func(sock string) error {
-		ex, err := attack(sock, bs, gap, half, limit+5*time.Second)
+		ex, err := attackClosed(sock, chunks, gap, half, limit)
 		switch {
 		case err != nil:
 			return err
-		case !ex.closed:
-			return fmt.Errorf("connection still open after %s (got %q)", ex.after, trunc(ex.reply))
 		case len(ex.reply) > 0:
 			return fmt.Errorf("closed, but only after sending %q", trunc(ex.reply))
 		case ex.after > limit:
@@ -423,17 +431,10 @@ func refusesHTTPWith(status int, name string, chunks ...string) hostileCase {
 // refusesHTTPAfter is refusesHTTP with a gap between chunks and, unless
 // status is 0, the one status the error response must have.
 func refusesHTTPAfter(name string, limit, gap time.Duration, status int, chunks ...string) hostileCase {
-	bs := make([][]byte, len(chunks))
-	for i, c := range chunks {
-		bs[i] = []byte(c)
-	}
 	return hostileCase{name: name, run: func(sock string) error {
-		ex, err := attack(sock, bs, gap, false, limit+5*time.Second)
+		ex, err := attackClosed(sock, chunks, gap, false, limit)
 		if err != nil {
 			return err
-		}
-		if !ex.closed {
-			return fmt.Errorf("connection still open after %s (got %q)", ex.after, trunc(ex.reply))
 		}
 		if ex.after > limit {
 			return fmt.Errorf("closed after %s, want within %s", ex.after.Round(time.Millisecond), limit)
@@ -466,12 +467,9 @@ func refusesHTTPAfter(name string, limit, gap time.Duration, status int, chunks 
 // one 200 carrying an Auth-Status, then closes the connection.
 func answersHTTPOnce(name, wire string) hostileCase {
 	return hostileCase{name: name, run: func(sock string) error {
-		ex, err := attack(sock, [][]byte{[]byte(wire)}, 0, false, promptly+5*time.Second)
+		ex, err := attackClosed(sock, []string{wire}, 0, false, promptly)
 		if err != nil {
 			return err
-		}
-		if !ex.closed {
-			return fmt.Errorf("connection still open after %s (got %q)", ex.after, trunc(ex.reply))
 		}
 		br := bufio.NewReader(bytes.NewReader(ex.reply))
 		resp, err := http.ReadResponse(br, nil)
