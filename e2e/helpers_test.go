@@ -165,6 +165,12 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// loopbackAddr is "127.0.0.1:PORT" with a port that was free a moment ago.
+func loopbackAddr(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", freePort(t))
+}
+
 // cleanEnv is the environment for children: no proxy variables, so that
 // loopback requests stay direct.
 func cleanEnv(extra ...string) []string {
@@ -296,8 +302,7 @@ func dialable(network, addr string) bool {
 // conf/example-backend.toml and returns its base URL.
 func exampleBackend(t testing.TB, args ...string) string {
 	t.Helper()
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := loopbackAddr(t)
 	args = append([]string{"--listen", addr, "--data", filepath.Join(repoRoot(t), "conf/example-backend.toml")}, args...)
 	start(t, binary(t, "shitenno-example-backend"), args...)
 	waitDial(t, "tcp", addr)
@@ -410,6 +415,19 @@ func (f *FakeBackend) SetAnswer(a func(r BackendRequest) (int, string)) {
 	f.mu.Lock()
 	f.Answer = a
 	f.mu.Unlock()
+}
+
+// virtualBackend is a backend for virtual lookups: answer gets each
+// request with verb virtual and its key (the Object, a string); any other
+// request is a 400.
+func virtualBackend(t testing.TB, answer func(r BackendRequest, key string) (int, string)) *FakeBackend {
+	return newFakeBackend(t, func(r BackendRequest) (int, string) {
+		var key string
+		if err := json.Unmarshal(r.Object, &key); err != nil || r.Verb != "virtual" {
+			return 400, "bad request"
+		}
+		return answer(r, key)
+	})
 }
 
 // okReply builds a contract reply.

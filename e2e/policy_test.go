@@ -85,13 +85,7 @@ func TestPolicyPostfixSMTPD(t *testing.T) {
 	needRoot(t, "the private postfix")
 	p := newPolicyBackend(t)
 	dir := testDir(t)
-	port := freePort(t)
-	inet := fmt.Sprintf("127.0.0.1:%d", port)
-	psock := filepath.Join(dir, "policy.sock")
-	d := startDaemonWith(t, dir, "postfix", p.fb.BaseURL(), "",
-		fmt.Sprintf("PolicySocket = %q\nPolicyListen = %q\n", psock, inet))
-	waitDial(t, "tcp", inet)
-	waitDial(t, "unix", psock)
+	d, psock, inet := startPolicyDaemon(t, dir, p)
 	pf := startPostfix(t, dir, d.Socket,
 		"virtual_alias_domains =\nvirtual_alias_maps =\nvirtual_mailbox_domains = example.org\nvirtual_mailbox_maps = static:ok\nvirtual_transport = discard\n",
 		policyMainCF(t, "unix:"+psock, "inet:"+inet))
@@ -107,16 +101,24 @@ func TestTrixiePolicy(t *testing.T) {
 	root := trixieRoot(t)
 	p := newPolicyBackend(t)
 	dir := trixieDir(t, root)
-	inet := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	psock := filepath.Join(dir, "policy.sock")
-	d := startDaemonWith(t, dir, "postfix", p.fb.BaseURL(), "",
-		fmt.Sprintf("PolicySocket = %q\nPolicyListen = %q\n", psock, inet))
-	waitDial(t, "tcp", inet)
-	waitDial(t, "unix", psock)
+	d, psock, inet := startPolicyDaemon(t, dir, p)
 	pf := startTrixiePostfix(t, root, dir, d.Socket,
 		"virtual_alias_domains =\nvirtual_alias_maps =\nvirtual_mailbox_domains = example.org\nvirtual_mailbox_maps = static:ok\nvirtual_transport = discard\n",
 		policyMainCF(t, "inet:"+inet, "unix:"+trixieIn(root, psock)))
 	checkPolicyAnswers(t, pf, p)
+}
+
+// startPolicyDaemon starts shitenno-postfix in dir with p's backend and
+// both policy listeners: the unix socket psock and the inet address inet.
+func startPolicyDaemon(t *testing.T, dir string, p *policyBackend) (d *Daemon, psock, inet string) {
+	t.Helper()
+	inet = loopbackAddr(t)
+	psock = filepath.Join(dir, "policy.sock")
+	d = startDaemonWith(t, dir, "postfix", p.fb.BaseURL(), "",
+		fmt.Sprintf("PolicySocket = %q\nPolicyListen = %q\n", psock, inet))
+	waitDial(t, "tcp", inet)
+	waitDial(t, "unix", psock)
+	return d, psock, inet
 }
 
 // policyMainCF is the README's main.cf for policy delegation

@@ -216,7 +216,7 @@ func TestTrixieSASL(t *testing.T) {
 	root := trixieRoot(t)
 	b := newSASLBackend(t)
 	dir := trixieDir(t, root)
-	inet := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	inet := loopbackAddr(t)
 	d := startDaemonWith(t, dir, "postfix", b.fb.BaseURL(), "", fmt.Sprintf("SASLListen = %q\n", inet))
 	waitDial(t, "tcp", inet)
 	single := freePort(t)

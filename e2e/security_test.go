@@ -533,7 +533,7 @@ imap = "127.0.0.1:%d"
 `, user, password, nobodyID, nobodyID, filepath.Join(home, "carol"), up.port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := loopbackAddr(t)
 	be := start(t, binary(t, "shitenno-example-backend"), "--listen", addr, "--data", dataFile) // not --quiet
 	waitDial(t, "tcp", addr)
 	backend := "http://" + addr + "/"

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,11 +13,7 @@ import (
 // reaching the backend decoded, data with them reaching postfix whole.
 func TestTCPTablePostmap(t *testing.T) {
 	postmap := requireTool(t, "postmap")
-	fb := newFakeBackend(t, func(r BackendRequest) (int, string) {
-		var key string
-		if err := json.Unmarshal(r.Object, &key); err != nil || r.Verb != "virtual" {
-			return 400, "bad request"
-		}
+	fb := virtualBackend(t, func(r BackendRequest, key string) (int, string) {
 		switch key {
 		case "fail@example.org":
 			return 500, "down"
@@ -28,8 +23,7 @@ func TestTCPTablePostmap(t *testing.T) {
 		return 200, okReply(r, "OK", "<"+key+"> 100% été")
 	})
 	dir := testDir(t)
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := loopbackAddr(t)
 	// The README's shitenno.conf and main.cf lines (docs/postfix.md), on
 	// the test's port.
 	const docAddr = "127.0.0.1:10041"

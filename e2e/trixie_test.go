@@ -30,11 +30,7 @@ func TestTrixiePostmap(t *testing.T) {
 	root := trixieRoot(t)
 	trixieRequireVersion(t, root, "mail_version = 3.10.", "postconf", "-d", "mail_version")
 	big := strings.Repeat("0123456789", 5000)
-	fb := newFakeBackend(t, func(r BackendRequest) (int, string) {
-		var key string
-		if err := json.Unmarshal(r.Object, &key); err != nil || r.Verb != "virtual" {
-			return 400, "bad request"
-		}
+	fb := virtualBackend(t, func(r BackendRequest, key string) (int, string) {
 		switch key {
 		case "big":
 			return 200, okReply(r, "OK", big)
