@@ -25,6 +25,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -190,7 +191,8 @@ func cleanEnv(extra ...string) []string {
 type Proc struct {
 	Cmd    *exec.Cmd
 	Output *testutil.SyncBuffer
-	done   chan struct{}
+	done   chan struct{} // closed once the process has exited
+	gone   atomic.Bool   // set just before done is closed, for Exited
 	err    error
 }
 
@@ -214,7 +216,7 @@ func startCmd(t testing.TB, cmd *exec.Cmd, what string) *Proc {
 	if err := p.Cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", what, err)
 	}
-	go func() { p.err = p.Cmd.Wait(); close(p.done) }()
+	go func() { p.err = p.Cmd.Wait(); p.gone.Store(true); close(p.done) }()
 	t.Cleanup(func() {
 		p.Stop(syscall.SIGTERM, 10*time.Second)
 		if t.Failed() {
@@ -242,10 +244,8 @@ func logOnFailure(t testing.TB, what, path string, max int) {
 
 // Stop signals the process and waits up to d, then kills its group.
 func (p *Proc) Stop(sig syscall.Signal, d time.Duration) error {
-	select {
-	case <-p.done:
+	if p.Exited() {
 		return p.err
-	default:
 	}
 	_ = p.Cmd.Process.Signal(sig)
 	select {
@@ -258,14 +258,7 @@ func (p *Proc) Stop(sig syscall.Signal, d time.Duration) error {
 }
 
 // Exited reports whether the process has ended.
-func (p *Proc) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *Proc) Exited() bool { return p.gone.Load() }
 
 // waitFor polls cond until it holds or d passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
