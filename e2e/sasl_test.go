@@ -149,6 +149,17 @@ func saslMainCF(t *testing.T, path string) string {
 		"smtpd_client_connection_count_limit = 0\n"
 }
 
+// startSASLDaemon starts shitenno-postfix in dir with b's backend, the
+// top-level lines top and the [Postfix] lines section, and its SMTP AUTH
+// listener on the unix socket asock.
+func startSASLDaemon(t *testing.T, dir string, b *saslBackend, top, section string) (d *Daemon, asock string) {
+	t.Helper()
+	asock = filepath.Join(dir, "auth.sock")
+	d = startDaemonWith(t, dir, "postfix", b.fb.BaseURL(), top, fmt.Sprintf("SASLSocket = %q\n", asock)+section)
+	waitDial(t, "unix", asock)
+	return d, asock
+}
+
 // TestSASLPostfixSMTPD: a private postfix 3.7 smtpd with
 // smtpd_sasl_type = dovecot on shitenno's unix socket, driven by swaks
 // and by hand: PLAIN with and without an initial response, LOGIN, a
@@ -159,10 +170,8 @@ func TestSASLPostfixSMTPD(t *testing.T) {
 	needRoot(t, "the private postfix")
 	b := newSASLBackend(t)
 	dir := testDir(t)
-	asock := filepath.Join(dir, "auth.sock")
 	hp := freePort(t)
-	d := startDaemonWith(t, dir, "postfix", b.fb.BaseURL(), "", fmt.Sprintf("SASLSocket = %q\nHealthListen = \"127.0.0.1:%d\"\n", asock, hp))
-	waitDial(t, "unix", asock)
+	d, asock := startSASLDaemon(t, dir, b, "", fmt.Sprintf("HealthListen = \"127.0.0.1:%d\"\n", hp))
 	// A second smtpd with maxproc 1: consecutive sessions reach the same
 	// process and its long-lived auth connection (PROTOCOLS.md §8.5).
 	single := freePort(t)
@@ -329,11 +338,8 @@ func TestSASLBruteForce(t *testing.T) {
 	needRoot(t, "the private postfix")
 	b := newSASLBackend(t)
 	dir := testDir(t)
-	asock := filepath.Join(dir, "auth.sock")
 	// AllowNets empty: by default loopback is never counted.
-	d := startDaemonWith(t, dir, "postfix", b.fb.BaseURL(), "[BruteForce]\nMaxFailures = 3\nAllowNets = []\n",
-		fmt.Sprintf("SASLSocket = %q\n", asock))
-	waitDial(t, "unix", asock)
+	d, asock := startSASLDaemon(t, dir, b, "[BruteForce]\nMaxFailures = 3\nAllowNets = []\n", "")
 	pf := startPostfix(t, dir, d.Socket, saslMainCF(t, asock))
 
 	const wrong = "535 5.7.8 Error: authentication failed: Invalid user name or password"
@@ -378,9 +384,7 @@ func TestSASLOverTLS(t *testing.T) {
 	needRoot(t, "the private postfix")
 	b := newSASLBackend(t)
 	dir := testDir(t)
-	asock := filepath.Join(dir, "auth.sock")
-	d := startDaemonWith(t, dir, "postfix", b.fb.BaseURL(), "", fmt.Sprintf("SASLSocket = %q\n", asock))
-	waitDial(t, "unix", asock)
+	d, asock := startSASLDaemon(t, dir, b, "", "")
 	cert, key := selfSignedFiles(t, dir, "mx.test.invalid")
 	pf := startPostfix(t, dir, d.Socket, saslMainCF(t, asock),
 		fmt.Sprintf("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\nsmtpd_tls_auth_only = yes\n", cert, key),

@@ -31,6 +31,15 @@ var supFDNames = map[string]string{"postfix": "socketmap", "dovecot": "dovecot",
 // listeners (not enabled by default).
 var supPostfixExtraUnits = []string{"shitenno-postfix-sasl.socket", "shitenno-postfix-policy.socket", "shitenno-postfix-tcptable@.socket"}
 
+// supUnitNames are the systemd units shipped for proto's daemon.
+func supUnitNames(proto string) []string {
+	names := []string{"shitenno-" + proto + ".socket", "shitenno-" + proto + ".service"}
+	if proto == "postfix" {
+		names = append(names, supPostfixExtraUnits...)
+	}
+	return names
+}
+
 // supSection is the configuration section of a protocol.
 func supSection(proto string) string {
 	return strings.ToUpper(proto[:1]) + proto[1:]

@@ -30,11 +30,7 @@ func supUnitCopies(t *testing.T, protos []string, sbin func(proto string) string
 	dir := t.TempDir()
 	var files []string
 	for _, p := range protos {
-		names := []string{"shitenno-" + p + ".socket", "shitenno-" + p + ".service"}
-		if p == "postfix" {
-			names = append(names, supPostfixExtraUnits...)
-		}
-		for _, name := range names {
+		for _, name := range supUnitNames(p) {
 			b, err := os.ReadFile(filepath.Join(repoRoot(t), "init/systemd", name))
 			if err != nil {
 				t.Fatal(err)
@@ -741,11 +737,7 @@ func TestInstallScript(t *testing.T) {
 	var units []string
 	udir := t.TempDir()
 	for _, p := range protos {
-		names := []string{"shitenno-" + p + ".socket", "shitenno-" + p + ".service"}
-		if p == "postfix" {
-			names = append(names, supPostfixExtraUnits...)
-		}
-		for _, name := range names {
+		for _, name := range supUnitNames(p) {
 			b, err := os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/"+name))
 			if err != nil {
 				t.Fatal(err)
