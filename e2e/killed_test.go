@@ -92,11 +92,7 @@ func TestDaemonKilled(t *testing.T) {
 		if got := c.imapLogin("a1", "alice", "secret"); got[0] != "* BAD internal server error" {
 			t.Errorf("IMAP LOGIN through nginx with the daemon dead: %q; want nginx's * BAD internal server error", got)
 		}
-		s := dialMail(t, smtp)
-		s.send("EHLO client.test\r\n")
-		s.smtpReply()
-		s.send("AUTH PLAIN " + plainAuth("alice", "secret") + "\r\n")
-		if r := s.smtpReply(); last(r) != "451 4.3.2 Internal server error" {
+		if r := dialMail(t, smtp).smtpAuthPlain("alice", "secret"); last(r) != "451 4.3.2 Internal server error" {
 			t.Errorf("SMTP AUTH through nginx with the daemon dead: %q; want 451 4.3.2 Internal server error", r)
 		}
 		startDaemon(t, dir, "nginx", fb.BaseURL())

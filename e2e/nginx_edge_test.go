@@ -27,11 +27,7 @@ func TestNginxEdgeBytes(t *testing.T) {
 		}
 	})
 	t.Run("DEL in the user name over SMTP", func(t *testing.T) {
-		c := dialMail(t, s.smtp)
-		c.send("EHLO client.test\r\n")
-		c.smtpReply()
-		c.send("AUTH PLAIN " + plainAuth("ali\x7fce", "secret") + "\r\n")
-		if r := c.smtpReply(); last(r) != "535 5.7.8 Invalid login or password" {
+		if r := dialMail(t, s.smtp).smtpAuthPlain("ali\x7fce", "secret"); last(r) != "535 5.7.8 Invalid login or password" {
 			t.Fatalf("got %q", r)
 		}
 	})

@@ -429,6 +429,16 @@ func (m *mailClient) smtpReply() []string {
 	}
 }
 
+// smtpAuthPlain says EHLO, then AUTH PLAIN with user and pass as the
+// initial response, and returns the reply to AUTH.
+func (m *mailClient) smtpAuthPlain(user, pass string) []string {
+	m.t.Helper()
+	m.send("EHLO client.test\r\n")
+	m.smtpReply()
+	m.send("AUTH PLAIN " + plainAuth(user, pass) + "\r\n")
+	return m.smtpReply()
+}
+
 func plainAuth(user, pass string) string {
 	return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
 }

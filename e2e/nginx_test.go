@@ -269,11 +269,7 @@ func TestNginxPOP3AndSMTP(t *testing.T) {
 		} {
 			t.Run(tc.user, func(t *testing.T) {
 				t.Parallel()
-				c := dialMail(t, s.smtp)
-				c.send("EHLO client.test\r\n")
-				c.smtpReply()
-				c.send("AUTH PLAIN " + plainAuth(tc.user, "wrong") + "\r\n")
-				if r := c.smtpReply(); last(r) != tc.want {
+				if r := dialMail(t, s.smtp).smtpAuthPlain(tc.user, "wrong"); last(r) != tc.want {
 					t.Fatalf("got %q, want %q", r, tc.want)
 				}
 			})
