@@ -182,7 +182,7 @@ func silentDictServer(t *testing.T, path string) func() int {
 	t.Helper()
 	var mu sync.Mutex
 	lookups := 0
-	testutil.ServeConns(t, listenUnix(t, path), func(c net.Conn) {
+	testutil.Accept(t, listenUnix(t, path), func(c net.Conn) {
 		br := bufio.NewReader(io.LimitReader(c, 1<<20))
 		for {
 			line, err := br.ReadString('\n')
@@ -211,11 +211,9 @@ func silentDictServer(t *testing.T, path string) func() int {
 func scriptedDictServer(t *testing.T, path string, replies map[string]string) func() (conns, lookups int) {
 	t.Helper()
 	var mu sync.Mutex
-	nconns, nlookups := 0, 0
-	testutil.ServeConns(t, listenUnix(t, path), func(c net.Conn) {
-		mu.Lock()
-		nconns++
-		mu.Unlock()
+	nlookups := 0
+	a := testutil.Accept(t, listenUnix(t, path), func(c net.Conn) {
+		defer c.Close()
 		br := bufio.NewReader(io.LimitReader(c, 1<<20))
 		for {
 			line, err := br.ReadString('\n')
@@ -242,6 +240,6 @@ func scriptedDictServer(t *testing.T, path string, replies map[string]string) fu
 	return func() (int, int) {
 		mu.Lock()
 		defer mu.Unlock()
-		return nconns, nlookups
+		return int(a.Accepted.Load()), nlookups
 	}
 }

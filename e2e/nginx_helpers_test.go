@@ -150,12 +150,10 @@ type mailUpstream struct {
 
 func startUpstream(t *testing.T, proto string) *mailUpstream {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := testutil.Listen(t, "tcp")
 	u := &mailUpstream{proto: proto, port: l.Addr().(*net.TCPAddr).Port, l: l}
-	testutil.ServeConns(t, l, func(c net.Conn) {
+	testutil.Accept(t, l, func(c net.Conn) {
+		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 		u.serve(c)
 	})

@@ -144,11 +144,8 @@ func faultBackend(t *testing.T, kind string) string {
 	case "refused":
 		return fmt.Sprintf("http://127.0.0.1:%d/", freePort(t))
 	case "close-mid-body", "close-before-reply":
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		testutil.ServeConns(t, l, func(c net.Conn) {
+		a := testutil.AcceptTCP(t, func(c net.Conn) {
+			defer c.Close()
 			req, err := http.ReadRequest(bufio.NewReader(c))
 			if err != nil {
 				return
@@ -158,7 +155,7 @@ func faultBackend(t *testing.T, kind string) string {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"Status\":\"OK\",\"Da")
 			}
 		})
-		return "http://" + l.Addr().String() + "/"
+		return "http://" + a.Addr() + "/"
 	case "500":
 		h = func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }
 	case "404":
