@@ -1,7 +1,7 @@
 package testutil
 
-// A tiny test PKI: keys, CAs, server and client certificates, generated
-// per test (no network, no fixtures).
+// A tiny test PKI: keys, CAs, server and client certificates and OCSP
+// responses, generated per test (no network, no fixtures).
 
 import (
 	"crypto"
@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 )
 
 // CA is a test certificate authority.
@@ -49,19 +51,10 @@ func Sign(t testing.TB, tmpl *x509.Certificate, pub any, ca *CA, key crypto.Sign
 		tmpl.NotBefore = time.Now().Add(-time.Hour)
 		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
 	}
-	parent, signer := tmpl, key
 	if ca != nil {
-		parent, signer = ca.Cert, ca.Key
+		return SignCert(t, tmpl, ca.Cert, pub, ca.Key)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return SignCert(t, tmpl, tmpl, pub, key)
 }
 
 // NewCA makes a CA named name, signed by parent (nil: a root).
@@ -108,6 +101,26 @@ func (ca *CA) Leaf(t testing.TB, cn string, usage x509.ExtKeyUsage, tweak func(*
 func (ca *CA) Server(t testing.TB, cn string, tweak func(*x509.Certificate)) (*x509.Certificate, *ecdsa.PrivateKey) {
 	t.Helper()
 	return ca.Leaf(t, cn, x509.ExtKeyUsageServerAuth, tweak)
+}
+
+// OCSP signs an OCSP response (tmpl) about a certificate ca issued, with
+// ca's key or, when responder is set, with a delegated responder's.
+// Without ThisUpdate it is valid from an hour ago for two hours.
+func (ca *CA) OCSP(t testing.TB, tmpl ocsp.Response, responder *x509.Certificate, responderKey crypto.Signer) []byte {
+	t.Helper()
+	if tmpl.ThisUpdate.IsZero() {
+		tmpl.ThisUpdate = time.Now().Add(-time.Hour)
+		tmpl.NextUpdate = time.Now().Add(time.Hour)
+	}
+	rc, rk := ca.Cert, ca.Key
+	if responder != nil {
+		rc, rk = responder, responderKey
+	}
+	der, err := ocsp.CreateResponse(ca.Cert, rc, tmpl, rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
 
 // SelfSigned makes a self-signed TLS server certificate for cn (and

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // The issue asks that lookups over HTTPS with keep-alive cost within 1.2×
@@ -58,17 +60,17 @@ func BenchmarkLookupHTTP(b *testing.B) {
 // stapled OCSP response, and returns it with a client TLS setup that
 // trusts its CA, pins its key and requires the staple.
 func benchTLSBackend(b *testing.B, h2 bool) (*httptest.Server, *TLSSetup) {
-	ca := newTestCA(b, "Bench CA")
-	leaf, key := ca.server(b, "backend.test", nil)
-	cert := tlsChain(leaf, key)
-	cert.OCSPStaple = ca.ocspResp(b, ocsp.Response{Status: ocsp.Good, SerialNumber: leaf.SerialNumber}, nil, nil)
+	ca := testutil.NewCA(b, "Bench CA", nil)
+	leaf, key := ca.Server(b, "backend.test", nil)
+	cert := testutil.TLSChain(leaf, key)
+	cert.OCSPStaple = ca.OCSP(b, ocsp.Response{Status: ocsp.Good, SerialNumber: leaf.SerialNumber}, nil, nil)
 	srv := httptest.NewUnstartedServer(benchBackend())
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	srv.EnableHTTP2 = h2
 	srv.StartTLS()
 	b.Cleanup(srv.Close)
-	caFile := writeTestFile(b, b.TempDir(), "ca.pem", pemCert(ca.cert))
-	s, err := NewTLS(TLSOptions{CertPool: []string{caFile}, HPKP: []string{SPKIPin(ca.cert)}, OCSP: OCSPRequireStapled})
+	caFile := writeTestFile(b, b.TempDir(), "ca.pem", testutil.PEMCert(ca.Cert))
+	s, err := NewTLS(TLSOptions{CertPool: []string{caFile}, HPKP: []string{SPKIPin(ca.Cert)}, OCSP: OCSPRequireStapled})
 	if err != nil {
 		b.Fatal(err)
 	}

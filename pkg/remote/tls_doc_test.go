@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/config"
 )
 
@@ -51,15 +52,15 @@ func TestDocsExample(t *testing.T) {
 	doc := string(raw)
 	dir := t.TempDir()
 
-	ca := newTestCA(t, "Backend CA")
-	leaf, leafKey := ca.server(t, "backend.example.net", nil)
-	backup, _ := ca.server(t, "backend.example.net", nil)
-	clientCA := newTestCA(t, "Client CA")
-	client, clientKey := clientCA.leaf(t, "mx1", x509.ExtKeyUsageClientAuth, nil)
-	writeTestFile(t, dir, "backend-ca.pem", pemCert(ca.cert))
-	writeTestFile(t, dir, "client.pem", pemCert(client))
-	writeTestFile(t, dir, "client.key", pemKey(t, clientKey))
-	writeTestFile(t, dir, "backend.pem", pemCert(leaf))
+	ca := testutil.NewCA(t, "Backend CA", nil)
+	leaf, leafKey := ca.Server(t, "backend.example.net", nil)
+	backup, _ := ca.Server(t, "backend.example.net", nil)
+	clientCA := testutil.NewCA(t, "Client CA", nil)
+	client, clientKey := clientCA.Leaf(t, "mx1", x509.ExtKeyUsageClientAuth, nil)
+	writeTestFile(t, dir, "backend-ca.pem", testutil.PEMCert(ca.Cert))
+	writeTestFile(t, dir, "client.pem", testutil.PEMCert(client))
+	writeTestFile(t, dir, "client.key", testutil.PEMKey(t, clientKey))
+	writeTestFile(t, dir, "backend.pem", testutil.PEMCert(leaf))
 
 	pin := SPKIPin(leaf)
 	if _, err := exec.LookPath("openssl"); err != nil {
@@ -80,8 +81,8 @@ func TestDocsExample(t *testing.T) {
 	}
 
 	pool := x509.NewCertPool()
-	pool.AddCert(clientCA.cert)
-	b := newTLSBackend(t, tlsChain(leaf, leafKey), func(c *tls.Config) {
+	pool.AddCert(clientCA.Cert)
+	b := newTLSBackend(t, testutil.TLSChain(leaf, leafKey), func(c *tls.Config) {
 		c.ClientAuth = tls.RequireAndVerifyClientCert
 		c.ClientCAs = pool
 	})

@@ -1,21 +1,14 @@
 package remote
 
-// A tiny in-test PKI: CAs, server and client certificates, OCSP responses
-// and TLS backends, all generated per test (no network, no fixtures).
+// TLS backends and clients for the TLS tests, with certificates and OCSP
+// responses from testutil's PKI, all generated per test (no network, no
+// fixtures).
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,116 +18,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ocsp"
-
-	"github.com/shitenno/shitenno/internal/testutil"
 )
-
-type tlsTestCA struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-}
-
-var tlsTestSerial atomic.Int64
-
-func tlsTestKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-// sign issues tmpl (with pub) from ca; ca nil means self-signed with key.
-func tlsTestSign(t testing.TB, tmpl *x509.Certificate, pub any, ca *tlsTestCA, key crypto.Signer) *x509.Certificate {
-	t.Helper()
-	if tmpl.SerialNumber == nil {
-		tmpl.SerialNumber = big.NewInt(1000 + tlsTestSerial.Add(1))
-	}
-	if tmpl.NotBefore.IsZero() {
-		tmpl.NotBefore = time.Now().Add(-time.Hour)
-		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
-	}
-	parent, signer := tmpl, key
-	if ca != nil {
-		parent, signer = ca.cert, ca.key
-	}
-	return testutil.SignCert(t, tmpl, parent, pub, signer)
-}
-
-func newTestCA(t testing.TB, name string) *tlsTestCA {
-	return newTestSubCA(t, name, nil)
-}
-
-// newTestSubCA makes a CA signed by parent (nil: a root).
-func newTestSubCA(t testing.TB, name string, parent *tlsTestCA) *tlsTestCA {
-	t.Helper()
-	k := tlsTestKey(t)
-	c := tlsTestSign(t, &x509.Certificate{
-		Subject:               pkix.Name{CommonName: name},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}, &k.PublicKey, parent, k)
-	return &tlsTestCA{cert: c, key: k}
-}
-
-// leaf issues an end-entity certificate; tweak may adjust the template.
-func (ca *tlsTestCA) leaf(t testing.TB, cn string, usage x509.ExtKeyUsage, tweak func(*x509.Certificate)) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	k := tlsTestKey(t)
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: cn},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}
-	if usage == x509.ExtKeyUsageServerAuth {
-		tmpl.DNSNames = []string{cn}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	if tweak != nil {
-		tweak(tmpl)
-	}
-	return tlsTestSign(t, tmpl, &k.PublicKey, ca, nil), k
-}
-
-func (ca *tlsTestCA) server(t testing.TB, cn string, tweak func(*x509.Certificate)) (*x509.Certificate, *ecdsa.PrivateKey) {
-	return ca.leaf(t, cn, x509.ExtKeyUsageServerAuth, tweak)
-}
-
-// ocspResp signs an OCSP response about serial with the CA key (or with a
-// delegated responder when responder is set).
-func (ca *tlsTestCA) ocspResp(t testing.TB, tmpl ocsp.Response, responder *x509.Certificate, responderKey crypto.Signer) []byte {
-	t.Helper()
-	if tmpl.ThisUpdate.IsZero() {
-		tmpl.ThisUpdate = time.Now().Add(-time.Hour)
-		tmpl.NextUpdate = time.Now().Add(time.Hour)
-	}
-	rc, rk := ca.cert, ca.key
-	if responder != nil {
-		rc, rk = responder, responderKey
-	}
-	der, err := ocsp.CreateResponse(ca.cert, rc, tmpl, rk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
-
-func pemCert(c *x509.Certificate) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-}
-
-func pemKey(t testing.TB, k crypto.Signer) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-}
 
 func writeTestFile(t testing.TB, dir, name string, parts ...[]byte) string {
 	t.Helper()
@@ -147,15 +31,6 @@ func writeTestFile(t testing.TB, dir, name string, parts ...[]byte) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// tlsChain makes a tls.Certificate from a leaf, its key and intermediates.
-func tlsChain(leaf *x509.Certificate, key crypto.Signer, rest ...*x509.Certificate) tls.Certificate {
-	tc := tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}
-	for _, c := range rest {
-		tc.Certificate = append(tc.Certificate, c.Raw)
-	}
-	return tc
 }
 
 // tlsBackend is an httptest TLS backend answering every lookup with OK and

@@ -26,7 +26,7 @@ import (
 // backend.test / 127.0.0.1 and the CA's PEM file.
 type tlsEnv struct {
 	dir    string
-	ca     *tlsTestCA
+	ca     *testutil.CA
 	caFile string
 	srv    *x509.Certificate
 	srvKey any
@@ -34,9 +34,9 @@ type tlsEnv struct {
 
 func newTLSEnv(t *testing.T) *tlsEnv {
 	t.Helper()
-	e := &tlsEnv{dir: t.TempDir(), ca: newTestCA(t, "Test Root CA")}
-	e.caFile = writeTestFile(t, e.dir, "ca.pem", pemCert(e.ca.cert))
-	c, k := e.ca.server(t, "backend.test", nil)
+	e := &tlsEnv{dir: t.TempDir(), ca: testutil.NewCA(t, "Test Root CA", nil)}
+	e.caFile = writeTestFile(t, e.dir, "ca.pem", testutil.PEMCert(e.ca.Cert))
+	c, k := e.ca.Server(t, "backend.test", nil)
 	e.srv, e.srvKey = c, k
 	return e
 }
@@ -122,8 +122,8 @@ func TestTLSTrustAndNames(t *testing.T) {
 		lookupOK(t, c)
 	})
 	t.Run("unknown CA", func(t *testing.T) {
-		other := newTestCA(t, "Other CA")
-		f := writeTestFile(t, t.TempDir(), "other.pem", pemCert(other.cert))
+		other := testutil.NewCA(t, "Other CA", nil)
+		f := writeTestFile(t, t.TempDir(), "other.pem", testutil.PEMCert(other.Cert))
 		c, obs := newTLSClient(t, byName, mustTLS(t, TLSOptions{CertPool: []string{f}}), dialTo)
 		lookupRefused(t, c, obs, "unknown-ca")
 	})
@@ -155,20 +155,20 @@ func TestTLSTrustAndNames(t *testing.T) {
 
 func TestTLSExpiredServerCert(t *testing.T) {
 	e := newTLSEnv(t)
-	c0, k0 := e.ca.server(t, "backend.test", func(c *x509.Certificate) {
+	c0, k0 := e.ca.Server(t, "backend.test", func(c *x509.Certificate) {
 		c.NotBefore = time.Now().Add(-48 * time.Hour)
 		c.NotAfter = time.Now().Add(-24 * time.Hour)
 	})
-	b := newTLSBackend(t, tlsChain(c0, k0), nil)
+	b := newTLSBackend(t, testutil.TLSChain(c0, k0), nil)
 	c, obs := newTLSClient(t, b.URL+"/", mustTLS(t, TLSOptions{CertPool: []string{e.caFile}}), "")
 	lookupRefused(t, c, obs, "cert-expired")
 }
 
 func TestTLSClientCert(t *testing.T) {
 	e := newTLSEnv(t)
-	clientCA := newTestCA(t, "Client CA")
+	clientCA := testutil.NewCA(t, "Client CA", nil)
 	pool := x509.NewCertPool()
-	pool.AddCert(clientCA.cert)
+	pool.AddCert(clientCA.Cert)
 	for _, v := range []struct {
 		name string
 		max  uint16
@@ -180,10 +180,10 @@ func TestTLSClientCert(t *testing.T) {
 				c.MaxVersion = v.max
 			})
 			dir := t.TempDir()
-			cert, key := clientCA.leaf(t, "client-a", x509.ExtKeyUsageClientAuth, nil)
-			certFile := writeTestFile(t, dir, "client.pem", pemCert(cert))
-			keyFile := writeTestFile(t, dir, "client.key", pemKey(t, key))
-			combined := writeTestFile(t, dir, "combined.pem", pemCert(cert), pemKey(t, key))
+			cert, key := clientCA.Leaf(t, "client-a", x509.ExtKeyUsageClientAuth, nil)
+			certFile := writeTestFile(t, dir, "client.pem", testutil.PEMCert(cert))
+			keyFile := writeTestFile(t, dir, "client.key", testutil.PEMKey(t, key))
+			combined := writeTestFile(t, dir, "combined.pem", testutil.PEMCert(cert), testutil.PEMKey(t, key))
 
 			t.Run("without", func(t *testing.T) {
 				c, obs := newTLSClient(t, b.URL+"/", mustTLS(t, TLSOptions{CertPool: []string{e.caFile}}), "")
@@ -212,18 +212,18 @@ func TestTLSClientCert(t *testing.T) {
 
 func TestTLSReload(t *testing.T) {
 	e := newTLSEnv(t)
-	clientCA := newTestCA(t, "Client CA")
+	clientCA := testutil.NewCA(t, "Client CA", nil)
 	pool := x509.NewCertPool()
-	pool.AddCert(clientCA.cert)
+	pool.AddCert(clientCA.Cert)
 	b := newTLSBackend(t, e.cert(), func(c *tls.Config) {
 		c.ClientAuth = tls.RequireAndVerifyClientCert
 		c.ClientCAs = pool
 	})
 	dir := t.TempDir()
-	certA, keyA := clientCA.leaf(t, "client-a", x509.ExtKeyUsageClientAuth, nil)
-	certB, keyB := clientCA.leaf(t, "client-b", x509.ExtKeyUsageClientAuth, nil)
-	certFile := writeTestFile(t, dir, "client.pem", pemCert(certA))
-	keyFile := writeTestFile(t, dir, "client.key", pemKey(t, keyA))
+	certA, keyA := clientCA.Leaf(t, "client-a", x509.ExtKeyUsageClientAuth, nil)
+	certB, keyB := clientCA.Leaf(t, "client-b", x509.ExtKeyUsageClientAuth, nil)
+	certFile := writeTestFile(t, dir, "client.pem", testutil.PEMCert(certA))
+	keyFile := writeTestFile(t, dir, "client.key", testutil.PEMKey(t, keyA))
 	s := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, ClientCert: certFile, ClientKey: keyFile})
 	c, _ := newTLSClient(t, b.URL+"/", s, "")
 
@@ -238,8 +238,8 @@ func TestTLSReload(t *testing.T) {
 		t.Fatalf("second connection: client %q resumed %v, want client-a resumed", cn, resumed)
 	}
 
-	writeTestFile(t, dir, "client.pem", pemCert(certB))
-	writeTestFile(t, dir, "client.key", pemKey(t, keyB))
+	writeTestFile(t, dir, "client.pem", testutil.PEMCert(certB))
+	writeTestFile(t, dir, "client.key", testutil.PEMKey(t, keyB))
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -271,15 +271,15 @@ func TestTLSReload(t *testing.T) {
 }
 
 func TestTLSPins(t *testing.T) {
-	root := newTestCA(t, "Pin Root")
-	inter := newTestSubCA(t, "Pin Intermediate", root)
-	stranger := newTestCA(t, "Stranger")
-	leaf, key := inter.server(t, "backend.test", nil)
+	root := testutil.NewCA(t, "Pin Root", nil)
+	inter := testutil.NewCA(t, "Pin Intermediate", root)
+	stranger := testutil.NewCA(t, "Stranger", nil)
+	leaf, key := inter.Server(t, "backend.test", nil)
 	dir := t.TempDir()
-	caFile := writeTestFile(t, dir, "ca.pem", pemCert(root.cert))
+	caFile := writeTestFile(t, dir, "ca.pem", testutil.PEMCert(root.Cert))
 	// The server also sends a certificate that is in no verified chain: a
 	// pin on it must not count.
-	b := newTLSBackend(t, tlsChain(leaf, key, inter.cert, stranger.cert), nil)
+	b := newTLSBackend(t, testutil.TLSChain(leaf, key, inter.Cert, stranger.Cert), nil)
 
 	for _, tc := range []struct {
 		name string
@@ -287,11 +287,11 @@ func TestTLSPins(t *testing.T) {
 		ok   bool
 	}{
 		{"leaf", []string{SPKIPin(leaf)}, true},
-		{"intermediate", []string{SPKIPin(inter.cert)}, true},
-		{"root", []string{SPKIPin(root.cert)}, true},
-		{"backup pin first", []string{SPKIPin(stranger.cert), SPKIPin(leaf)}, true},
-		{"mismatch", []string{SPKIPin(newTestCA(t, "Nobody").cert)}, false},
-		{"only on an unverified extra certificate", []string{SPKIPin(stranger.cert)}, false},
+		{"intermediate", []string{SPKIPin(inter.Cert)}, true},
+		{"root", []string{SPKIPin(root.Cert)}, true},
+		{"backup pin first", []string{SPKIPin(stranger.Cert), SPKIPin(leaf)}, true},
+		{"mismatch", []string{SPKIPin(testutil.NewCA(t, "Nobody", nil).Cert)}, false},
+		{"only on an unverified extra certificate", []string{SPKIPin(stranger.Cert)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := b.requests.Load()
@@ -305,7 +305,7 @@ func TestTLSPins(t *testing.T) {
 				t.Fatal("no *TLSError in the chain")
 			}
 			want := "expected one of [" + strings.Join(tc.pins, ", ") + "], chain has [" +
-				SPKIPin(leaf) + " (CN=backend.test), " + SPKIPin(inter.cert) + " (CN=Pin Intermediate), " + SPKIPin(root.cert) + " (CN=Pin Root)]"
+				SPKIPin(leaf) + " (CN=backend.test), " + SPKIPin(inter.Cert) + " (CN=Pin Intermediate), " + SPKIPin(root.Cert) + " (CN=Pin Root)]"
 			if !strings.Contains(te.Detail, want) {
 				t.Errorf("detail %q\nwant it to contain %q", te.Detail, want)
 			}
@@ -325,7 +325,7 @@ func TestTLSPins(t *testing.T) {
 // handshakes too, with the verified chains Go restores from the session.
 func TestTLSResumption(t *testing.T) {
 	e := newTLSEnv(t)
-	good := e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: e.srv.SerialNumber}, nil, nil)
+	good := e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: e.srv.SerialNumber}, nil, nil)
 	for _, v := range []struct {
 		name string
 		max  uint16
@@ -334,7 +334,7 @@ func TestTLSResumption(t *testing.T) {
 			cert := e.cert()
 			cert.OCSPStaple = good
 			b := newTLSBackend(t, cert, func(c *tls.Config) { c.MaxVersion = v.max })
-			s := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, HPKP: []string{SPKIPin(e.ca.cert)}, OCSP: OCSPRequireStapled})
+			s := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, HPKP: []string{SPKIPin(e.ca.Cert)}, OCSP: OCSPRequireStapled})
 			conf := s.Config()
 			type seen struct {
 				resumed bool
@@ -377,7 +377,7 @@ func TestTLSResumption(t *testing.T) {
 
 			// The same saved session under a setup whose pin does not
 			// match: the resumed handshake must be refused too.
-			s2 := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, HPKP: []string{SPKIPin(newTestCA(t, "x").cert)}})
+			s2 := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, HPKP: []string{SPKIPin(testutil.NewCA(t, "x", nil).Cert)}})
 			conf2 := s2.Config()
 			conf2.ClientSessionCache = conf.ClientSessionCache
 			check2 := conf2.VerifyConnection
@@ -408,9 +408,9 @@ func TestTLSResumption(t *testing.T) {
 func TestTLSOCSP(t *testing.T) {
 	e := newTLSEnv(t)
 	serial := e.srv.SerialNumber
-	other := newTestCA(t, "Other CA")
-	responder, responderKey := e.ca.leaf(t, "OCSP responder", x509.ExtKeyUsageOCSPSigning, nil)
-	noEKU, noEKUKey := e.ca.leaf(t, "not a responder", x509.ExtKeyUsageServerAuth, nil)
+	other := testutil.NewCA(t, "Other CA", nil)
+	responder, responderKey := e.ca.Leaf(t, "OCSP responder", x509.ExtKeyUsageOCSPSigning, nil)
+	noEKU, noEKUKey := e.ca.Leaf(t, "not a responder", x509.ExtKeyUsageServerAuth, nil)
 	now := time.Now()
 	revokedAt := now.Add(-30 * time.Minute).Truncate(time.Second)
 
@@ -421,20 +421,20 @@ func TestTLSOCSP(t *testing.T) {
 		cause  string // "" means accepted
 		detail string
 	}{
-		{"good", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial}, nil, nil), "", "", ""},
-		{"good, require-stapled", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial}, nil, nil), OCSPRequireStapled, "", ""},
-		{"good via delegated responder", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, Certificate: responder}, responder, responderKey), "", "", ""},
-		{"revoked", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Revoked, SerialNumber: serial, RevokedAt: revokedAt, RevocationReason: ocsp.KeyCompromise}, nil, nil), "", "ocsp-revoked",
+		{"good", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial}, nil, nil), "", "", ""},
+		{"good, require-stapled", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial}, nil, nil), OCSPRequireStapled, "", ""},
+		{"good via delegated responder", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, Certificate: responder}, responder, responderKey), "", "", ""},
+		{"revoked", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Revoked, SerialNumber: serial, RevokedAt: revokedAt, RevocationReason: ocsp.KeyCompromise}, nil, nil), "", "ocsp-revoked",
 			"serial " + serial.Text(16) + " revoked at " + revokedAt.UTC().Format(time.RFC3339) + " (reason 1)"},
-		{"revoked but OCSP off", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Revoked, SerialNumber: serial, RevokedAt: revokedAt}, nil, nil), OCSPOff, "", ""},
-		{"unknown status", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Unknown, SerialNumber: serial}, nil, nil), "", "ocsp-invalid", "status unknown"},
-		{"expired", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, ThisUpdate: now.Add(-3 * time.Hour), NextUpdate: now.Add(-time.Hour)}, nil, nil), "", "ocsp-invalid", "expired (NextUpdate"},
-		{"not yet valid", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, ThisUpdate: now.Add(time.Hour), NextUpdate: now.Add(2 * time.Hour)}, nil, nil), "", "ocsp-invalid", "not yet valid"},
-		{"no NextUpdate, old", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, ThisUpdate: now.Add(-8 * 24 * time.Hour)}, nil, nil), "", "ocsp-invalid", "older than 7 days"},
-		{"no NextUpdate, recent", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, ThisUpdate: now.Add(-time.Hour)}, nil, nil), "", "", ""},
-		{"wrong serial", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: new(big.Int).Add(serial, big.NewInt(1))}, nil, nil), "", "ocsp-invalid", "no response matching"},
-		{"bad signature", other.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial}, nil, nil), "", "ocsp-invalid", "bad OCSP signature"},
-		{"responder without OCSPSigning", e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, Certificate: noEKU}, noEKU, noEKUKey), "", "ocsp-invalid", "OCSPSigning"},
+		{"revoked but OCSP off", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Revoked, SerialNumber: serial, RevokedAt: revokedAt}, nil, nil), OCSPOff, "", ""},
+		{"unknown status", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Unknown, SerialNumber: serial}, nil, nil), "", "ocsp-invalid", "status unknown"},
+		{"expired", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, ThisUpdate: now.Add(-3 * time.Hour), NextUpdate: now.Add(-time.Hour)}, nil, nil), "", "ocsp-invalid", "expired (NextUpdate"},
+		{"not yet valid", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, ThisUpdate: now.Add(time.Hour), NextUpdate: now.Add(2 * time.Hour)}, nil, nil), "", "ocsp-invalid", "not yet valid"},
+		{"no NextUpdate, old", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, ThisUpdate: now.Add(-8 * 24 * time.Hour)}, nil, nil), "", "ocsp-invalid", "older than 7 days"},
+		{"no NextUpdate, recent", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, ThisUpdate: now.Add(-time.Hour)}, nil, nil), "", "", ""},
+		{"wrong serial", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: new(big.Int).Add(serial, big.NewInt(1))}, nil, nil), "", "ocsp-invalid", "no response matching"},
+		{"bad signature", other.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial}, nil, nil), "", "ocsp-invalid", "bad OCSP signature"},
+		{"responder without OCSPSigning", e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: serial, Certificate: noEKU}, noEKU, noEKUKey), "", "ocsp-invalid", "OCSPSigning"},
 		{"garbage", []byte("not DER"), "", "ocsp-invalid", ""},
 		{"missing, require-stapled", nil, OCSPRequireStapled, "ocsp-missing", "require-stapled"},
 		{"missing, if-stapled", nil, OCSPIfStapled, "", ""},
@@ -463,10 +463,10 @@ func TestTLSOCSP(t *testing.T) {
 func TestTLSMustStaple(t *testing.T) {
 	e := newTLSEnv(t)
 	feature, _ := asn1.Marshal([]int{5})
-	leaf, key := e.ca.server(t, "backend.test", func(c *x509.Certificate) {
+	leaf, key := e.ca.Server(t, "backend.test", func(c *x509.Certificate) {
 		c.ExtraExtensions = []pkix.Extension{{Id: oidTLSFeature, Value: feature}}
 	})
-	b := newTLSBackend(t, tlsChain(leaf, key), nil)
+	b := newTLSBackend(t, testutil.TLSChain(leaf, key), nil)
 	c, obs := newTLSClient(t, b.URL+"/", mustTLS(t, TLSOptions{CertPool: []string{e.caFile}}), "")
 	te := lookupRefused(t, c, obs, "ocsp-missing")
 	if te == nil || !strings.Contains(te.Detail, "must-staple") {
@@ -493,12 +493,12 @@ func TestTLSHandshakeWithNonTLSServer(t *testing.T) {
 func TestNewTLSErrors(t *testing.T) {
 	e := newTLSEnv(t)
 	dir := t.TempDir()
-	cert, key := e.ca.leaf(t, "client", x509.ExtKeyUsageClientAuth, nil)
-	_, otherKey := e.ca.leaf(t, "other", x509.ExtKeyUsageClientAuth, nil)
-	certFile := writeTestFile(t, dir, "c.pem", pemCert(cert))
-	keyFile := writeTestFile(t, dir, "c.key", pemKey(t, key))
-	otherKeyFile := writeTestFile(t, dir, "o.key", pemKey(t, otherKey))
-	keyOnly := writeTestFile(t, dir, "keyonly.pem", pemKey(t, key))
+	cert, key := e.ca.Leaf(t, "client", x509.ExtKeyUsageClientAuth, nil)
+	_, otherKey := e.ca.Leaf(t, "other", x509.ExtKeyUsageClientAuth, nil)
+	certFile := writeTestFile(t, dir, "c.pem", testutil.PEMCert(cert))
+	keyFile := writeTestFile(t, dir, "c.key", testutil.PEMKey(t, key))
+	otherKeyFile := writeTestFile(t, dir, "o.key", testutil.PEMKey(t, otherKey))
+	keyOnly := writeTestFile(t, dir, "keyonly.pem", testutil.PEMKey(t, key))
 	empty := writeTestFile(t, dir, "empty.pem", nil)
 	missing := dir + "/missing.pem"
 
@@ -565,7 +565,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 func TestTLSKeepAlive(t *testing.T) {
 	e := newTLSEnv(t)
 	cert := e.cert()
-	cert.OCSPStaple = e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: e.srv.SerialNumber}, nil, nil)
+	cert.OCSPStaple = e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: e.srv.SerialNumber}, nil, nil)
 	b := newTLSBackend(t, cert, nil)
 	s := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, HPKP: []string{SPKIPin(e.srv)}, OCSP: OCSPRequireStapled})
 	conf := s.Config()
@@ -596,7 +596,7 @@ func TestTLSResumedStapleRefresh(t *testing.T) {
 	e := newTLSEnv(t)
 	start := time.Now()
 	var mu sync.Mutex
-	staple := e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: e.srv.SerialNumber, ThisUpdate: start.Add(-time.Hour), NextUpdate: start.Add(90 * time.Minute)}, nil, nil)
+	staple := e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: e.srv.SerialNumber, ThisUpdate: start.Add(-time.Hour), NextUpdate: start.Add(90 * time.Minute)}, nil, nil)
 	b := newTLSBackend(t, e.cert(), func(c *tls.Config) {
 		cert := e.cert()
 		// Called because the client sends SNI (ServerName below); the
@@ -625,7 +625,7 @@ func TestTLSResumedStapleRefresh(t *testing.T) {
 	// now staples a fresh one.
 	clock.Store(int64(2 * time.Hour))
 	mu.Lock()
-	staple = e.ca.ocspResp(t, ocsp.Response{Status: ocsp.Good, SerialNumber: e.srv.SerialNumber, ThisUpdate: start.Add(time.Hour), NextUpdate: start.Add(5 * time.Hour)}, nil, nil)
+	staple = e.ca.OCSP(t, ocsp.Response{Status: ocsp.Good, SerialNumber: e.srv.SerialNumber, ThisUpdate: start.Add(time.Hour), NextUpdate: start.Add(5 * time.Hour)}, nil, nil)
 	mu.Unlock()
 	c.CloseIdle()
 	if _, err := c.Lookup(t.Context(), "virtual", "alice@example.com"); err != nil {
