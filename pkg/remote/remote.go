@@ -244,7 +244,10 @@ type Options struct {
 	Cache *Cache
 	// Observer receives metrics events (nil: none).
 	Observer Observer
-	// Transport overrides the HTTP transport (tests, benchmarks).
+	// Transport overrides the HTTP transport (tests, benchmarks). nil
+	// means the in-goroutine HTTP/1.1 client of h1.go, for the URLs it
+	// serves, and NewTransport's for the others; NewTransport(TLS,
+	// MaxConnsPerHost) here gives net/http's for all.
 	Transport http.RoundTripper
 }
 
@@ -260,6 +263,8 @@ type Client struct {
 	connect   time.Duration
 	// unsafe holds the non-idempotent verbs.
 	unsafe map[string]bool
+	// h1 are the in-goroutine transport's pools (h1.go).
+	h1 []*h1Host
 }
 
 // New builds a client.
@@ -305,6 +310,7 @@ func New(o Options) (*Client, error) {
 	c.transport = o.Transport
 	if c.transport == nil {
 		c.transport = NewTransport(o.TLS, o.MaxConnsPerHost)
+		c.setupH1(o.TLS, o.MaxConnsPerHost)
 	}
 	c.http = &http.Client{
 		Transport: c.transport,
@@ -344,7 +350,10 @@ func NewTransport(tlsConf *tls.Config, maxConns int) *http.Transport {
 }
 
 // CloseIdle closes idle backend connections (after a TLS reload, say).
-func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
+func (c *Client) CloseIdle() {
+	c.http.CloseIdleConnections()
+	c.h1CloseIdle()
+}
 
 // Lookup asks the backend about object under verb. The object is encoded
 // as JSON. A failure is returned as a *Error.
@@ -450,6 +459,12 @@ type backend struct {
 	// auth is the Authorization header of a URL with user:password, as
 	// http.Client would send it (requests go to the transport directly).
 	auth []string
+
+	// h1 is the in-goroutine transport's pool for this URL (nil: none,
+	// net/http serves it); heads are its request heads by verb.
+	h1      *h1Host
+	heads   atomic.Pointer[map[string]string]
+	headsMu sync.Mutex
 
 	mu        sync.Mutex
 	downUntil time.Time
@@ -563,6 +578,11 @@ var (
 // the wait for the first response byte; ConnectTimeout bounds getting a
 // connection. Both only cancel this attempt's context.
 func (c *Client) roundTrip(ctx context.Context, b *backend, verb string, body []byte, budget time.Duration) (Result, cachePolicy, error) {
+	if b.h1 != nil {
+		if head, ok := b.h1Head(verb); ok {
+			return c.h1RoundTrip(ctx, b, head, verb, body, budget)
+		}
+	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	connTimer := time.AfterFunc(c.connect, func() { cancel(errConnectTimeout) })
@@ -745,9 +765,20 @@ func parseReplySlow(data []byte) (Result, error) {
 // transportError classifies an error from the HTTP exchange; ctx is the
 // attempt's context and before says no response byte was received.
 func (c *Client) transportError(ctx context.Context, err error, before bool) *Error {
+	var cause error
 	if ctx.Err() != nil {
+		cause = context.Cause(ctx)
+	}
+	return c.failure(cause, err, before)
+}
+
+// failure classifies an error from the HTTP exchange: cause is why the
+// attempt was given up (nil: it was not), before says no response byte
+// was received.
+func (c *Client) failure(cause, err error, before bool) *Error {
+	if cause != nil {
 		reason := "backend timeout"
-		switch context.Cause(ctx) {
+		switch cause {
 		case errConnectTimeout:
 			reason = "backend connect timeout"
 		case errAttemptTimeout:
