@@ -1,0 +1,449 @@
+package remote
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// scriptedBackend is a hand-written HTTP/1.1 server over loopback TCP that
+// answers every request with reply(request number on the connection), as
+// raw bytes: the client's parser sees exactly what a hostile or broken
+// backend would send. close ends the connection after that reply (FIN).
+type scriptedBackend struct {
+	url      string
+	conns    atomic.Int64
+	requests atomic.Int64
+	// open counts connections open now; maxOpen the most at once.
+	open, maxOpen atomic.Int64
+	// hold delays every reply (a slow backend).
+	hold time.Duration
+}
+
+func startScripted(t testing.TB, reply func(n int) (raw string, close bool)) *scriptedBackend {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &scriptedBackend{url: "http://" + l.Addr().String() + "/"}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		live []net.Conn
+	)
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			b.conns.Add(1)
+			mu.Lock()
+			live = append(live, c)
+			mu.Unlock()
+			wg.Go(func() { b.serve(c, reply) })
+		}
+	})
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		for _, c := range live {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return b
+}
+
+func (b *scriptedBackend) serve(c net.Conn, reply func(int) (string, bool)) {
+	defer c.Close()
+	if n := b.open.Add(1); n > b.maxOpen.Load() {
+		b.maxOpen.Store(n) // racy max, good enough for a bound check
+	}
+	defer b.open.Add(-1)
+	br := bufio.NewReader(c)
+	for n := 0; ; n++ {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		b.requests.Add(1)
+		time.Sleep(b.hold)
+		raw, closeAfter := reply(n)
+		if _, err := io.WriteString(c, raw); err != nil || closeAfter {
+			return
+		}
+	}
+}
+
+// always gives the same reply to every request.
+func always(raw string) func(int) (string, bool) {
+	return func(int) (string, bool) { return raw, false }
+}
+
+const okBody = `{"Status":"OK","Data":"x"}`
+
+func okReply(extra string) string {
+	return fmt.Sprintf("HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n%s", extra, len(okBody), okBody)
+}
+
+func chunked(parts ...string) string {
+	var s strings.Builder
+	for _, p := range parts {
+		fmt.Fprintf(&s, "%x\r\n%s\r\n", len(p), p)
+	}
+	return s.String() + "0\r\n\r\n"
+}
+
+// TestH1Replies: what the in-goroutine client accepts and refuses of a
+// backend's reply, and when it keeps the connection.
+func TestH1Replies(t *testing.T) {
+	bigHeader := "X-Big: " + strings.Repeat("a", 70<<10) + "\r\n"
+	manyFields := strings.Repeat("X-A: b\r\n", 200)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = io.WriteString(zw, okBody)
+	_ = zw.Close()
+	tests := []struct {
+		name  string
+		reply string
+		kind  Kind // "" : found
+		conns int64
+		close bool // the backend closes the connection after its reply
+	}{
+		{"content-length", okReply(""), "", 1, false},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(`{"Status":`, `"OK","Data":"x"}`), "", 1, false},
+		{"chunked with extension and trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n" +
+			fmt.Sprintf("%x;ext=1\r\n%s\r\n0\r\nX-T: 1\r\n\r\n", len(okBody), okBody), "", 1, false},
+		{"bare LF", strings.ReplaceAll(okReply(""), "\r\n", "\n"), "", 1, false},
+		{"100 and 103 first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + okReply(""), "", 1, false},
+		{"gzip", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s", gz.Len(), gz.String()), "", 1, false},
+		{"connection close", okReply("Connection: close\r\n"), "", 3, false},
+		{"HTTP/1.0", strings.Replace(okReply(""), "HTTP/1.1", "HTTP/1.0", 1), "", 3, false},
+		{"HTTP/1.0 keep-alive", strings.Replace(okReply("Connection: keep-alive\r\n"), "HTTP/1.1", "HTTP/1.0", 1), "", 1, false},
+		{"until close", "HTTP/1.1 200 OK\r\n\r\n" + okBody, "", 3, true},
+		{"bytes after the reply", okReply("") + "HTTP/1.1 200 OK\r\n", "", 3, false},
+		{"duplicate equal lengths", okReply(fmt.Sprintf("Content-Length: %d\r\n", len(okBody))), "", 1, false},
+		{"not HTTP", "SMTP 220 hello\r\n\r\n", KindTransport, 3, false},
+		{"HTTP/2.0", strings.Replace(okReply(""), "HTTP/1.1", "HTTP/2.0", 1), KindTransport, 3, false},
+		{"status 99", strings.Replace(okReply(""), "200", "099", 1), KindTransport, 3, false},
+		{"status 2000", strings.Replace(okReply(""), "200 OK", "2000 OK", 1), KindTransport, 3, false},
+		{"101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", KindHTTP, 3, false},
+		{"six 1xx", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 6) + okReply(""), KindTransport, 3, false},
+		{"head over 64 KiB", okReply(bigHeader), KindTransport, 3, false},
+		{"over 128 fields", okReply(manyFields), KindTransport, 3, false},
+		{"folded field", okReply("X-A: b\r\n c\r\n"), KindTransport, 3, false},
+		{"space before colon", okReply("X-A : b\r\n"), KindTransport, 3, false},
+		{"control byte in value", okReply("X-A: b\x01\r\n"), KindTransport, 3, false},
+		{"length and chunked", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(okBody), KindTransport, 3, false},
+		{"two lengths", okReply("Content-Length: 3\r\n"), KindTransport, 3, false},
+		{"signed length", strings.Replace(okReply(""), "Length: ", "Length: +", 1), KindTransport, 3, false},
+		{"gzip transfer coding", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" + chunked(okBody), KindTransport, 3, false},
+		{"chunked in HTTP/1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(okBody), KindTransport, 3, false},
+		{"bad chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + okBody + "\r\n0\r\n\r\n", KindBody, 3, false},
+		{"chunk without CRLF", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1a\r\n" + okBody + "XX0\r\n\r\n", KindBody, 3, false},
+		{"chunk junk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			strings.Repeat("1;"+strings.Repeat("e", 4000)+"\r\n{\r\n", 8) + "0\r\n\r\n", KindBody, 3, false},
+		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + okBody, KindBody, 3, true},
+		{"too large", "HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n", KindBody, 3, false},
+		{"too large chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(strings.Repeat("a", 1<<20+1)), KindBody, 3, false},
+		{"HTTP 500", "HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno", KindHTTP, 1, false},
+		{"HTTP 204", "HTTP/1.1 204 No Content\r\n\r\n", KindJSON, 1, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := startScripted(t, func(int) (string, bool) { return tc.reply, tc.close })
+			c := newLookupClient(t, Options{URLs: []string{b.url}, Timeout: 2 * time.Second})
+			if c.backends[0].h1 == nil {
+				t.Fatal("not served by the in-goroutine transport")
+			}
+			for i := range 3 {
+				r, err := c.Lookup(t.Context(), "virtual", "k")
+				if tc.kind == "" {
+					if err != nil || string(r.Data) != `"x"` {
+						t.Fatalf("lookup %d: %+v, %v", i, r, err)
+					}
+					continue
+				}
+				if re := asError(t, err); re.Kind != tc.kind || re.BeforeResponse {
+					t.Fatalf("lookup %d: got %+v, want kind %s after a response", i, re, tc.kind)
+				}
+			}
+			if n := b.conns.Load(); n != tc.conns {
+				t.Fatalf("3 lookups took %d connections, want %d", n, tc.conns)
+			}
+		})
+	}
+}
+
+// TestH1ServedURLs: the URLs the in-goroutine transport takes, and the
+// request line and Host it sends for them, as net/http would.
+func TestH1ServedURLs(t *testing.T) {
+	for _, tc := range []struct {
+		base, verb, line string
+	}{
+		{"http://u:p@h:8080/api/", "virtual", "POST /api/virtual HTTP/1.1\r\nHost: h:8080\r\n"},
+		{"http://h/", "a/b c", "POST /a%2Fb%20c HTTP/1.1\r\nHost: h\r\n"},
+		{"https://[fe80::1%25eth0]:443/x/", "v", "POST /x/v HTTP/1.1\r\nHost: [fe80::1]:443\r\n"},
+		{"http://h", "v", ""}, // the verb would be part of the host
+		{"http://h/?q=", "v", ""},
+		{"ftp://h/", "v", ""},
+	} {
+		c, err := New(Options{URLs: []string{tc.base}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := c.backends[0]
+		var head string
+		if b.h1 != nil {
+			head, _ = b.h1Head(tc.verb)
+		}
+		if !strings.HasPrefix(head, tc.line) || (tc.line == "") != (head == "") {
+			t.Errorf("%s + %s: head %q, want it to start with %q", tc.base, tc.verb, head, tc.line)
+		}
+		if strings.Contains(tc.base, "u:p@") && !strings.Contains(head, "Authorization: Basic dTpw\r\n") {
+			t.Errorf("%s: no basic auth in %q", tc.base, head)
+		}
+	}
+}
+
+// TestH1MaxConnsPerHost: at most MaxConnsPerHost connections are open;
+// lookups beyond wait for one and all succeed on those few connections.
+func TestH1MaxConnsPerHost(t *testing.T) {
+	b := startScripted(t, always(okReply("")))
+	b.hold = 20 * time.Millisecond
+	c := newLookupClient(t, Options{URLs: []string{b.url}, MaxConnsPerHost: 2})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if _, err := c.Lookup(t.Context(), "virtual", fmt.Sprint("k", i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := b.conns.Load(); n != 2 {
+		t.Fatalf("8 lookups opened %d connections, want 2", n)
+	}
+	if h := c.backends[0].h1; len(h.idle) != 2 || h.open != 2 || len(h.waiters) != 0 {
+		t.Fatalf("pool: %d idle, %d open, %d waiting", len(h.idle), h.open, len(h.waiters))
+	}
+}
+
+// TestH1WaitCountsAsConnect: a lookup waiting for a connection at
+// MaxConnsPerHost gives up at ConnectTimeout, as a connect timeout before
+// any response, and leaves the pool as it was.
+func TestH1WaitCountsAsConnect(t *testing.T) {
+	hole := startBlackHole(t)
+	c := newLookupClient(t, Options{URLs: []string{hole.url}, MaxConnsPerHost: 1, Timeout: 3 * time.Second, ConnectTimeout: 100 * time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Lookup(ctx, "virtual", "a")
+		first <- err
+	}()
+	for hole.conns.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	_, err := c.Lookup(t.Context(), "virtual", "b")
+	if re := asError(t, err); re.Kind != KindTimeout || re.Reason != "backend connect timeout" || !re.BeforeResponse {
+		t.Fatalf("got %+v", re)
+	}
+	cancel()
+	if re := asError(t, <-first); re.Kind != KindTimeout {
+		t.Fatalf("first lookup: %+v", re)
+	}
+	if h := c.backends[0].h1; h.open != 0 || len(h.waiters) != 0 {
+		t.Fatalf("pool after: %d open, %d waiting", h.open, len(h.waiters))
+	}
+}
+
+// TestH1NonIdempotentSkipsClosedIdle: a backend that closes a keep-alive
+// connection after its idle time does not fail a "sasl" request sent
+// after that (which may not be resent once written): the closed
+// connection is seen before the request goes out.
+func TestH1NonIdempotentSkipsClosedIdle(t *testing.T) {
+	b := startScripted(t, func(int) (string, bool) { return okReply(""), true })
+	c := newLookupClient(t, Options{URLs: []string{b.url}})
+	for i := range 3 {
+		if _, err := c.Lookup(t.Context(), "sasl", "k"); err != nil {
+			t.Fatalf("sasl %d: %v", i, err)
+		}
+		time.Sleep(20 * time.Millisecond) // the FIN arrives
+	}
+	if n, m := b.requests.Load(), b.conns.Load(); n != 3 || m != 3 {
+		t.Fatalf("%d requests on %d connections, want 3 on 3", n, m)
+	}
+}
+
+// TestH1NonIdempotentNotResentOnReusedConn: a "sasl" request written on a
+// reused connection that the backend then resets is not sent again
+// (net/http's rule for non-replayable requests).
+func TestH1NonIdempotentNotResentOnReusedConn(t *testing.T) {
+	b := startRawBackend(t, 1)
+	c := newLookupClient(t, Options{URLs: []string{b.url}})
+	if _, err := c.Lookup(t.Context(), "sasl", "k"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Lookup(t.Context(), "sasl", "k")
+	if re := asError(t, err); re.Kind != KindTransport || !re.BeforeResponse || !re.sent {
+		t.Fatalf("got %+v", re)
+	}
+	if n := b.requests.Load(); n != 2 {
+		t.Fatalf("backend saw %d requests, want 2", n)
+	}
+}
+
+// pipeClient is a client whose in-goroutine transport dials pn (inside a
+// synctest bubble).
+func pipeClient(t testing.TB, pn *pipeNet, o Options) *Client {
+	t.Helper()
+	c := newLookupClient(t, o)
+	for _, h := range c.h1 {
+		h.dial = pn.dial
+	}
+	return c
+}
+
+// TestH1Deadlines: ConnectTimeout, the attempt's budget and the Timeout
+// hold on the in-goroutine transport to the virtual nanosecond, as on the
+// net/http path (TestTimeoutAcrossFailover, TestConnectTimeout).
+func TestH1Deadlines(t *testing.T) {
+	const timeout = 2 * time.Second
+	hang := func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
+	urls := []string{"http://b1:80/", "http://b2:80/"}
+	t.Run("connect timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var pn pipeNet
+			b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
+			pn.serve(t, "b2:80", answer("OK", `"second"`))
+			b1.dialDelay.Store(int64(time.Hour))
+			c := pipeClient(t, &pn, Options{URLs: urls, Timeout: 3 * time.Second, ConnectTimeout: 500 * time.Millisecond, FailoverBackoff: time.Minute})
+			start := time.Now()
+			if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` || time.Since(start) != 500*time.Millisecond {
+				t.Fatalf("got %s after %v", r.Data, time.Since(start))
+			}
+		})
+	})
+	t.Run("first hangs", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var pn pipeNet
+			pn.serve(t, "b1:80", newCountingBackend(hang))
+			pn.serve(t, "b2:80", answer("OK", `"second"`))
+			c := pipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
+			start := time.Now()
+			if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` || time.Since(start) != timeout/2 {
+				t.Fatalf("got %s after %v", r.Data, time.Since(start))
+			}
+			if c.backends[0].available(time.Now()) {
+				t.Fatal("silent backend not marked down")
+			}
+		})
+	})
+	t.Run("both hang", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var pn pipeNet
+			pn.serve(t, "b1:80", newCountingBackend(hang))
+			b2 := pn.serve(t, "b2:80", newCountingBackend(hang))
+			c := pipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
+			start := time.Now()
+			_, err := c.Lookup(t.Context(), "virtual", "k")
+			if re := asError(t, err); re.Kind != KindTimeout || time.Since(start) != timeout || b2.dials.Load() != 1 {
+				t.Fatalf("got %+v after %v", re, time.Since(start))
+			}
+		})
+	})
+	t.Run("slow body keeps the Timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var pn pipeNet
+			pn.serve(t, "b1:80", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(200)
+				_, _ = io.WriteString(w, `{"Status":`)
+				w.(http.Flusher).Flush()
+				time.Sleep(timeout * 3 / 4)
+				_, _ = io.WriteString(w, `"OK","Data":"first"}`)
+			}))
+			pn.serve(t, "b2:80", answer("OK", `"second"`))
+			c := pipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
+			if r := mustLookup(t, c, "k"); string(r.Data) != `"first"` {
+				t.Fatalf("got %s", r.Data)
+			}
+		})
+	})
+	t.Run("body cut by the Timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var pn pipeNet
+			pn.serve(t, "b1:80", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(200)
+				_, _ = io.WriteString(w, `{"Status":`)
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+			}))
+			c := pipeClient(t, &pn, Options{URLs: urls[:1], Timeout: timeout})
+			start := time.Now()
+			_, err := c.Lookup(t.Context(), "virtual", "k")
+			if re := asError(t, err); re.Kind != KindTimeout || re.BeforeResponse || time.Since(start) != timeout {
+				t.Fatalf("got %+v after %v", re, time.Since(start))
+			}
+		})
+	})
+	t.Run("caller gives up", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var pn pipeNet
+			pn.serve(t, "b1:80", newCountingBackend(hang))
+			c := pipeClient(t, &pn, Options{URLs: urls[:1], Timeout: timeout})
+			ctx, cancel := context.WithCancel(t.Context())
+			time.AfterFunc(time.Second, cancel)
+			_, err := c.Lookup(ctx, "virtual", "k")
+			if re := asError(t, err); re.Kind != KindTimeout || !errors.Is(err, context.Canceled) {
+				t.Fatalf("got %+v", re)
+			}
+			if h := c.h1[0]; h.open != 0 {
+				t.Fatalf("%d connections left open", h.open)
+			}
+		})
+	})
+}
+
+// TestH1IdleConnectionsDropped: a connection idle for 90 s is closed, and
+// the next lookup dials anew; one used in between is kept.
+func TestH1IdleConnectionsDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var pn pipeNet
+		b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
+		c := pipeClient(t, &pn, Options{URLs: []string{"http://b1:80/"}})
+		mustLookup(t, c, "a")
+		time.Sleep(80 * time.Second)
+		mustLookup(t, c, "b")
+		time.Sleep(80 * time.Second) // 160 s after the first use, 80 s after the last
+		mustLookup(t, c, "c")
+		if n := b1.dials.Load(); n != 1 {
+			t.Fatalf("%d dials, want 1 (kept while in use)", n)
+		}
+		time.Sleep(91 * time.Second)
+		synctest.Wait()
+		if h := c.h1[0]; len(h.idle) != 0 || h.open != 0 {
+			t.Fatalf("after 91 s idle: %d idle, %d open", len(h.idle), h.open)
+		}
+		mustLookup(t, c, "d")
+		if n := b1.dials.Load(); n != 2 {
+			t.Fatalf("%d dials, want 2", n)
+		}
+	})
+}
