@@ -213,8 +213,8 @@ func (b *backend) makeH1Head(verb string) string {
 	if err != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return ""
 	}
-	if key, _, _, ok := h1Endpoint(u.Scheme + "://" + u.Host + "/"); !ok || b.h1 == nil || !strings.HasSuffix(key, b.h1.addr) {
-		return ""
+	if u.Host != b.host {
+		return "" // the verb ran into the host ("http://h" + verb)
 	}
 	host := strings.TrimSuffix(u.Host, ":")
 	if i := strings.IndexByte(host, '%'); i >= 0 && strings.HasPrefix(host, "[") {

@@ -130,6 +130,7 @@ func TestH1Replies(t *testing.T) {
 		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(`{"Status":`, `"OK","Data":"x"}`), "", 1, false},
 		{"chunked with extension and trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n" +
 			fmt.Sprintf("%x;ext=1\r\n%s\r\n0\r\nX-T: 1\r\n\r\n", len(okBody), okBody), "", 1, false},
+		{"long fields", okReply("Cache-Control: max-age=1, x=\"" + strings.Repeat("a", 10<<10) + "\"\r\nX-B: " + strings.Repeat("b", 20<<10) + "\r\n"), "", 1, false},
 		{"bare LF", strings.ReplaceAll(okReply(""), "\r\n", "\n"), "", 1, false},
 		{"100 and 103 first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + okReply(""), "", 1, false},
 		{"gzip", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s", gz.Len(), gz.String()), "", 1, false},
@@ -446,4 +447,19 @@ func TestH1IdleConnectionsDropped(t *testing.T) {
 			t.Fatalf("%d dials, want 2", n)
 		}
 	})
+}
+
+// TestH1LongFieldLine: a field line longer than the read buffer (several
+// times over) is read whole.
+func TestH1LongFieldLine(t *testing.T) {
+	val := "max-age=1, x=\"" + strings.Repeat("0123456789", 1500) + "\""
+	raw := okReply("Cache-Control: " + val + "\r\n")
+	r := headReader{br: bufio.NewReaderSize(strings.NewReader(raw), 4096), budget: h1MaxHead}
+	h, err := readHead(&r, http.Header{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.header["Cache-Control"]; len(got) != 1 || got[0] != val {
+		t.Fatalf("Cache-Control read as %d values, first %d bytes", len(got), len(got[0]))
+	}
 }

@@ -77,6 +77,9 @@ type headReader struct {
 	budget int
 	// scratch joins a line longer than br's buffer.
 	scratch []byte
+	// crlf refuses a line ended by a bare LF (chunked trailers, as
+	// net/http's readTrailer, which looks for CRLF CRLF).
+	crlf bool
 }
 
 // line returns the next line without its LF or CRLF, valid until the
@@ -91,7 +94,10 @@ func (r *headReader) line() ([]byte, error) {
 		}
 		switch {
 		case err == bufio.ErrBufferFull:
-			long = append(r.scratch[:0], frag...)
+			if long == nil {
+				long = r.scratch[:0]
+			}
+			long = append(long, frag...)
 			r.scratch = long
 			continue
 		case err != nil:
@@ -107,6 +113,8 @@ func (r *headReader) line() ([]byte, error) {
 		frag = frag[:len(frag)-1]
 		if n := len(frag); n > 0 && frag[n-1] == '\r' {
 			frag = frag[:n-1]
+		} else if r.crlf {
+			return nil, errH1Chunk
 		}
 		return frag, nil
 	}
@@ -219,24 +227,9 @@ var cacheFields = [...]string{"Cache-Control", "Expires", "Date", "Age"}
 // space before the colon, no control byte but HTAB in the value) and
 // notes what it says.
 func (f *headFields) add(line []byte, hdr http.Header) error {
-	if line[0] == ' ' || line[0] == '\t' {
-		// obs-fold (RFC 9112 §5.2): refused rather than unfolded.
-		return errH1Fold
-	}
-	colon := bytes.IndexByte(line, ':')
-	if colon <= 0 {
-		return errH1Field
-	}
-	name, value := line[:colon], bytes.Trim(line[colon+1:], " \t")
-	for _, c := range name {
-		if !isTokenByte(c) {
-			return errH1Field
-		}
-	}
-	for _, c := range value {
-		if c != '\t' && (c < ' ' || c == 0x7f) {
-			return errH1Field
-		}
+	name, value, err := splitField(line)
+	if err != nil {
+		return err
 	}
 	switch {
 	case bytes.EqualFold(name, []byte("Content-Length")):
@@ -258,6 +251,30 @@ func (f *headFields) add(line []byte, hdr http.Header) error {
 		}
 	}
 	return nil
+}
+
+// splitField checks a field line and splits it into name and value.
+func splitField(line []byte) (name, value []byte, err error) {
+	if line[0] == ' ' || line[0] == '\t' {
+		// obs-fold (RFC 9112 §5.2): refused rather than unfolded.
+		return nil, nil, errH1Fold
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return nil, nil, errH1Field
+	}
+	name, value = line[:colon], bytes.Trim(line[colon+1:], " \t")
+	for _, c := range name {
+		if !isTokenByte(c) {
+			return nil, nil, errH1Field
+		}
+	}
+	for _, c := range value {
+		if c != '\t' && (c < ' ' || c == 0x7f) {
+			return nil, nil, errH1Field
+		}
+	}
+	return name, value, nil
 }
 
 // contentLength notes a Content-Length: digits only, and repeated fields
@@ -387,8 +404,11 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		}
 	}
 	if err != nil && err != io.EOF {
-		b.err = b.pc.call.bodyError(err)
-		return n, b.err
+		if b.pc.call != nil {
+			err = b.pc.call.bodyError(err)
+		}
+		b.err = err
+		return n, err
 	}
 	return n, err
 }
@@ -472,7 +492,7 @@ func (b *h1Body) nextChunk() error {
 
 // trailer reads the trailer section after the last chunk.
 func (b *h1Body) trailer() error {
-	r := headReader{br: b.pc.br, budget: h1MaxHead}
+	r := headReader{br: b.pc.br, budget: h1MaxHead, crlf: true}
 	for fields := 0; ; fields++ {
 		line, err := r.line()
 		if err != nil {
@@ -485,14 +505,21 @@ func (b *h1Body) trailer() error {
 		if fields == h1MaxFields {
 			return errH1Head
 		}
+		if _, _, err := splitField(line); err != nil {
+			return err
+		}
 	}
 }
 
-// parseChunkSize parses "1*HEXDIG [ext] [OWS] (CR)LF" (RFC 9112 §7.1);
-// extensions are skipped, as net/http does, and sizes are bounded to
-// what fits an int64 with room (15 hex digits).
+// parseChunkSize parses "1*HEXDIG [ext] [OWS] CRLF" (RFC 9112 §7.1; a
+// bare LF or a CR elsewhere is refused, as net/http does after RFC 9112
+// erratum 7633); extensions are skipped, and sizes are bounded to what
+// fits an int64 with room (15 hex digits).
 func parseChunkSize(line []byte) (int64, error) {
-	line = bytes.TrimRight(line, " \t\r\n")
+	if len(line) < 2 || bytes.IndexByte(line, '\r') != len(line)-2 {
+		return 0, errH1Chunk
+	}
+	line = bytes.TrimRight(line[:len(line)-2], " \t")
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
 		for _, c := range line[i:] {
 			if c != '\t' && (c < ' ' || c == 0x7f) {
