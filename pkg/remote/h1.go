@@ -107,14 +107,12 @@ func h1Endpoint(base string) (key, addr, serverName string, ok bool) {
 			return "", "", "", false // net/http would need IDNA here
 		}
 	}
-	port := u.Port()
-	switch {
-	case u.Scheme == "http" && port == "":
-		port = "80"
-	case u.Scheme == "https" && port == "":
-		port = "443"
-	case u.Scheme != "http" && u.Scheme != "https":
+	port, known := map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	if !known {
 		return "", "", "", false
+	}
+	if p := u.Port(); p != "" {
+		port = p
 	}
 	addr = net.JoinHostPort(u.Hostname(), port)
 	if u.Scheme == "https" {

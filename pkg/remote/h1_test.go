@@ -110,22 +110,24 @@ func chunked(parts ...string) string {
 	return s.String() + "0\r\n\r\n"
 }
 
-// TestH1Replies: what the in-goroutine client accepts and refuses of a
-// backend's reply, and when it keeps the connection.
-func TestH1Replies(t *testing.T) {
+// h1ReplyCase is a backend reply and what three lookups against a
+// backend giving it to every request come to.
+type h1ReplyCase struct {
+	name  string
+	reply string
+	kind  Kind // "" : found
+	conns int64
+	close bool // the backend closes the connection after its reply
+}
+
+func h1ReplyCases() []h1ReplyCase {
 	bigHeader := "X-Big: " + strings.Repeat("a", 70<<10) + "\r\n"
 	manyFields := strings.Repeat("X-A: b\r\n", 200)
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	_, _ = io.WriteString(zw, okBody)
 	_ = zw.Close()
-	tests := []struct {
-		name  string
-		reply string
-		kind  Kind // "" : found
-		conns int64
-		close bool // the backend closes the connection after its reply
-	}{
+	return []h1ReplyCase{
 		{"content-length", okReply(""), "", 1, false},
 		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(`{"Status":`, `"OK","Data":"x"}`), "", 1, false},
 		{"chunked with extension and trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n" +
@@ -166,7 +168,12 @@ func TestH1Replies(t *testing.T) {
 		{"HTTP 500", "HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno", KindHTTP, 1, false},
 		{"HTTP 204", "HTTP/1.1 204 No Content\r\n\r\n", KindJSON, 1, false},
 	}
-	for _, tc := range tests {
+}
+
+// TestH1Replies: what the in-goroutine client accepts and refuses of a
+// backend's reply, and when it keeps the connection.
+func TestH1Replies(t *testing.T) {
+	for _, tc := range h1ReplyCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := startScripted(t, func(int) (string, bool) { return tc.reply, tc.close })
@@ -322,13 +329,18 @@ func pipeClient(t testing.TB, pn *pipeNet, o Options) *Client {
 	return c
 }
 
-// TestH1Deadlines: ConnectTimeout, the attempt's budget and the Timeout
-// hold on the in-goroutine transport to the virtual nanosecond, as on the
-// net/http path (TestTimeoutAcrossFailover, TestConnectTimeout).
-func TestH1Deadlines(t *testing.T) {
-	const timeout = 2 * time.Second
-	hang := func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
-	urls := []string{"http://b1:80/", "http://b2:80/"}
+// The deadline tests below hold the in-goroutine transport to the
+// virtual nanosecond, as the net/http path is (TestTimeoutAcrossFailover,
+// TestConnectTimeout).
+const h1Timeout = 2 * time.Second
+
+var h1URLs = []string{"http://b1:80/", "http://b2:80/"}
+
+func h1Hang(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
+
+// TestH1ConnectTimeout: a dial that hangs is given up at ConnectTimeout.
+func TestH1ConnectTimeout(t *testing.T) {
+	urls := h1URLs
 	t.Run("connect timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var pn pipeNet
@@ -342,10 +354,16 @@ func TestH1Deadlines(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestH1AttemptBudget: a silent first URL gets its share of the Timeout.
+func TestH1AttemptBudget(t *testing.T) {
+	const timeout = h1Timeout
+	urls := h1URLs
 	t.Run("first hangs", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var pn pipeNet
-			pn.serve(t, "b1:80", newCountingBackend(hang))
+			pn.serve(t, "b1:80", newCountingBackend(h1Hang))
 			pn.serve(t, "b2:80", answer("OK", `"second"`))
 			c := pipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
 			start := time.Now()
@@ -360,8 +378,8 @@ func TestH1Deadlines(t *testing.T) {
 	t.Run("both hang", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var pn pipeNet
-			pn.serve(t, "b1:80", newCountingBackend(hang))
-			b2 := pn.serve(t, "b2:80", newCountingBackend(hang))
+			pn.serve(t, "b1:80", newCountingBackend(h1Hang))
+			b2 := pn.serve(t, "b2:80", newCountingBackend(h1Hang))
 			c := pipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
 			start := time.Now()
 			_, err := c.Lookup(t.Context(), "virtual", "k")
@@ -370,6 +388,13 @@ func TestH1Deadlines(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestH1BodyTimeout: once a response has begun, the rest of the Timeout
+// is the backend's, and no more.
+func TestH1BodyTimeout(t *testing.T) {
+	const timeout = h1Timeout
+	urls := h1URLs
 	t.Run("slow body keeps the Timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var pn pipeNet
@@ -404,21 +429,25 @@ func TestH1Deadlines(t *testing.T) {
 			}
 		})
 	})
-	t.Run("caller gives up", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			var pn pipeNet
-			pn.serve(t, "b1:80", newCountingBackend(hang))
-			c := pipeClient(t, &pn, Options{URLs: urls[:1], Timeout: timeout})
-			ctx, cancel := context.WithCancel(t.Context())
-			time.AfterFunc(time.Second, cancel)
-			_, err := c.Lookup(ctx, "virtual", "k")
-			if re := asError(t, err); re.Kind != KindTimeout || !errors.Is(err, context.Canceled) {
-				t.Fatalf("got %+v", re)
-			}
-			if h := c.h1[0]; h.open != 0 {
-				t.Fatalf("%d connections left open", h.open)
-			}
-		})
+}
+
+// TestH1CallerGivesUp: a lookup whose caller goes away ends at once and
+// leaves no connection behind.
+func TestH1CallerGivesUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var pn pipeNet
+		pn.serve(t, "b1:80", newCountingBackend(h1Hang))
+		c := pipeClient(t, &pn, Options{URLs: h1URLs[:1], Timeout: h1Timeout})
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(time.Second, cancel)
+		start := time.Now()
+		_, err := c.Lookup(ctx, "virtual", "k")
+		if re := asError(t, err); re.Kind != KindTimeout || !errors.Is(err, context.Canceled) || time.Since(start) != time.Second {
+			t.Fatalf("got %+v after %v", re, time.Since(start))
+		}
+		if h := c.h1[0]; h.open != 0 {
+			t.Fatalf("%d connections left open", h.open)
+		}
 	})
 }
 

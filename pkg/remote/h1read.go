@@ -196,15 +196,22 @@ func parseStatusLine(line []byte) (minor, status int, err error) {
 		}
 		status = status*10 + int(c-'0')
 	}
-	if status < 100 || status > 599 {
+	if status < 100 || status > 599 || !fieldText(line[12:]) {
 		return 0, 0, errH1Status
 	}
-	for _, c := range line[12:] {
+	return minor, status, nil
+}
+
+// fieldText reports whether b holds no control byte but HTAB (RFC 9110
+// §5.5 field-vchar, SP, HTAB and obs-text), as a field value, reason
+// phrase or chunk extension must.
+func fieldText(b []byte) bool {
+	for _, c := range b {
 		if c != '\t' && (c < ' ' || c == 0x7f) {
-			return 0, 0, errH1Status
+			return false
 		}
 	}
-	return minor, status, nil
+	return true
 }
 
 // headFields gathers the framing fields of one head.
@@ -269,10 +276,8 @@ func splitField(line []byte) (name, value []byte, err error) {
 			return nil, nil, errH1Field
 		}
 	}
-	for _, c := range value {
-		if c != '\t' && (c < ' ' || c == 0x7f) {
-			return nil, nil, errH1Field
-		}
+	if !fieldText(value) {
+		return nil, nil, errH1Field
 	}
 	return name, value, nil
 }
@@ -521,10 +526,8 @@ func parseChunkSize(line []byte) (int64, error) {
 	}
 	line = bytes.TrimRight(line[:len(line)-2], " \t")
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
-		for _, c := range line[i:] {
-			if c != '\t' && (c < ' ' || c == 0x7f) {
-				return 0, errH1Chunk
-			}
+		if !fieldText(line[i:]) {
+			return 0, errH1Chunk
 		}
 		line = bytes.TrimRight(line[:i], " \t")
 	}
@@ -533,19 +536,25 @@ func parseChunkSize(line []byte) (int64, error) {
 	}
 	var n int64
 	for _, c := range line {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
+		d, ok := hexDigit(c)
+		if !ok {
 			return 0, errH1Chunk
 		}
-		n = n<<4 | int64(c)
+		n = n<<4 | int64(d)
 	}
 	return n, nil
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 func eofUnexpected(err error) error {
