@@ -75,7 +75,10 @@ type h1Conn struct {
 	canceled atomic.Bool
 	onCancel func()
 	stop     func() bool
-	call     *h1Call // the exchange in progress
+	// ctx and ctxDL are the exchange's context and its deadline (copies,
+	// so that the h1Call stays on its goroutine's stack).
+	ctx   context.Context
+	ctxDL time.Time
 
 	resp http.Response
 	hdr  http.Header
@@ -319,35 +322,35 @@ func (x *h1Call) cause(err error) error {
 	if x.why != nil {
 		return x.why
 	}
-	x.settle()
+	settle(x.ctx, x.ctxDL)
 	if x.ctx.Err() != nil {
 		return context.Cause(x.ctx)
 	}
 	return context.DeadlineExceeded
 }
 
-// settle waits for the context to end when its deadline has passed: the
+// settle waits for ctx to end when its deadline dl has passed: the
 // connection's deadline and the context's timer fire at the same instant
 // in either order, and the callers (readReply, fetch, the flight group)
 // must see the context ended, as on the net/http path where the context
 // alone ends the exchange.
-func (x *h1Call) settle() {
-	if x.ctxDL.IsZero() || time.Now().Before(x.ctxDL) {
+func settle(ctx context.Context, dl time.Time) {
+	if dl.IsZero() || time.Now().Before(dl) {
 		return
 	}
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
 	select {
-	case <-x.ctx.Done():
+	case <-ctx.Done():
 	case <-t.C:
 	}
 }
 
 // bodyError is a body read's error, once the context's end is seen when
 // that is what cut the read.
-func (x *h1Call) bodyError(err error) error {
-	if isTimeout(err) {
-		x.settle()
+func (pc *h1Conn) bodyError(err error) error {
+	if pc.ctx != nil && isTimeout(err) {
+		settle(pc.ctx, pc.ctxDL)
 	}
 	return err
 }
@@ -414,7 +417,7 @@ func (x *h1Call) mayRetry(pc *h1Conn, err error) bool {
 // do is one request on pc: the deadline and cancellation armed, the
 // request written in one write, the response head read.
 func (pc *h1Conn) do(x *h1Call, head string, body []byte) error {
-	pc.call = x
+	pc.ctx, pc.ctxDL = x.ctx, x.ctxDL
 	x.connected = true
 	if x.ctx.Done() != nil {
 		pc.stop = context.AfterFunc(x.ctx, pc.onCancel)
@@ -495,7 +498,7 @@ func (pc *h1Conn) setDeadline(x *h1Call) {
 // otherwise.
 func (pc *h1Conn) release(complete bool) {
 	stopped := pc.stop == nil || pc.stop()
-	pc.stop, pc.call = nil, nil
+	pc.stop, pc.ctx = nil, nil
 	if !complete || !stopped || !pc.reusable || pc.canceled.Load() || pc.br.Buffered() > 0 {
 		// Bytes after the response are not an answer to anything: net/http
 		// drops such a connection too.

@@ -87,7 +87,7 @@ func (h *h1Host) wait(x *h1Call, w chan *h1Conn) (*h1Conn, error) {
 }
 
 // errH1WaitTimeout ends a wait for a connection at MaxConnsPerHost.
-var errH1WaitTimeout = timeoutError("timeout waiting for a connection (MaxConnsPerHost)")
+var errH1WaitTimeout error = timeoutError("timeout waiting for a connection (MaxConnsPerHost)")
 
 // timeoutError is a net.Error that says it is a timeout.
 type timeoutError string

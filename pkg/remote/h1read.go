@@ -38,16 +38,16 @@ func (e h1Error) Error() string { return "malformed HTTP response: " + string(e)
 
 // The ways a reply can be refused.
 var (
-	errH1Head      = h1Error("head larger than 64 KiB or over 128 fields")
-	errH1Status    = h1Error("bad status line")
-	errH1Field     = h1Error("bad header field")
-	errH1Fold      = h1Error("folded header field")
-	errH1Length    = h1Error("bad Content-Length")
-	errH1TE        = h1Error("unsupported Transfer-Encoding")
-	errH1Framing   = h1Error("both Content-Length and Transfer-Encoding")
-	errH1Chunk     = h1Error("malformed chunked encoding")
-	errH1ChunkJunk = h1Error("chunked encoding contains too much non-data")
-	errH1Too1xx    = h1Error("too many 1xx informational responses")
+	errH1Head      error = h1Error("head larger than 64 KiB or over 128 fields")
+	errH1Status    error = h1Error("bad status line")
+	errH1Field     error = h1Error("bad header field")
+	errH1Fold      error = h1Error("folded header field")
+	errH1Length    error = h1Error("bad Content-Length")
+	errH1TE        error = h1Error("unsupported Transfer-Encoding")
+	errH1Framing   error = h1Error("both Content-Length and Transfer-Encoding")
+	errH1Chunk     error = h1Error("malformed chunked encoding")
+	errH1ChunkJunk error = h1Error("chunked encoding contains too much non-data")
+	errH1Too1xx    error = h1Error("too many 1xx informational responses")
 )
 
 // Body framings.
@@ -409,9 +409,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		}
 	}
 	if err != nil && err != io.EOF {
-		if b.pc.call != nil {
-			err = b.pc.call.bodyError(err)
-		}
+		err = b.pc.bodyError(err)
 		b.err = err
 		return n, err
 	}
