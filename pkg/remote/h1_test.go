@@ -26,8 +26,6 @@ type scriptedBackend struct {
 	url      string
 	conns    atomic.Int64
 	requests atomic.Int64
-	// open counts connections open now; maxOpen the most at once.
-	open, maxOpen atomic.Int64
 	// hold delays every reply (a slow backend).
 	hold time.Duration
 }
@@ -71,10 +69,6 @@ func startScripted(t testing.TB, reply func(n int) (raw string, close bool)) *sc
 
 func (b *scriptedBackend) serve(c net.Conn, reply func(int) (string, bool)) {
 	defer c.Close()
-	if n := b.open.Add(1); n > b.maxOpen.Load() {
-		b.maxOpen.Store(n) // racy max, good enough for a bound check
-	}
-	defer b.open.Add(-1)
 	br := bufio.NewReader(c)
 	for n := 0; ; n++ {
 		req, err := http.ReadRequest(br)
@@ -491,4 +485,59 @@ func TestH1LongFieldLine(t *testing.T) {
 	if got := h.header["Cache-Control"]; len(got) != 1 || got[0] != val {
 		t.Fatalf("Cache-Control read as %d values, first %d bytes", len(got), len(got[0]))
 	}
+}
+
+// TestH1PoolUnderCancellation: lookups that give up at every stage (in
+// the wait for a connection, while the backend thinks) leave the pool
+// consistent: no slot lost, no waiter left, every open connection idle
+// once all is done, and never more than MaxConnsPerHost open.
+func TestH1PoolUnderCancellation(t *testing.T) {
+	b := startScripted(t, always(okReply("")))
+	b.hold = 2 * time.Millisecond
+	c := newLookupClient(t, Options{URLs: []string{b.url}, MaxConnsPerHost: 3})
+	h := c.backends[0].h1
+	var live, most atomic.Int64
+	dial := h.dial
+	h.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		n := live.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		return &countedConn{Conn: nc, live: &live}, nil
+	}
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			for j := range 10 {
+				ctx, cancel := context.WithTimeout(t.Context(), time.Duration(1+(i*7+j)%6)*time.Millisecond)
+				_, _ = c.Lookup(ctx, "virtual", fmt.Sprint("k", i, "-", j))
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	h.mu.Lock()
+	idle, open, waiting := len(h.idle), h.open, len(h.waiters)
+	h.mu.Unlock()
+	if open != idle || waiting != 0 || int64(open) != live.Load() || most.Load() > 3 {
+		t.Fatalf("pool: %d open (%d not closed), %d idle, %d waiting; %d open at once", open, live.Load(), idle, waiting, most.Load())
+	}
+	if _, err := c.Lookup(t.Context(), "virtual", "after"); err != nil {
+		t.Fatalf("lookup after the storm: %v", err)
+	}
+}
+
+// countedConn counts the connections not yet closed.
+type countedConn struct {
+	net.Conn
+	live *atomic.Int64
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.live.Add(-1) })
+	return c.Conn.Close()
 }
