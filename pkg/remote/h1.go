@@ -240,6 +240,7 @@ type h1Call struct {
 	ctx        context.Context
 	idempotent bool
 	ctxDL      time.Time // the context's deadline; zero: none
+	start      time.Time
 	connDL     time.Time // ConnectTimeout: until a connection is had
 	firstDL    time.Time // the attempt's budget: until a response byte
 	connected  bool
@@ -271,6 +272,7 @@ func (x *h1Call) deadline() (time.Time, error) {
 func (c *Client) h1RoundTrip(ctx context.Context, b *backend, head, verb string, body []byte, budget time.Duration) (Result, cachePolicy, error) {
 	x := h1Call{ctx: ctx, idempotent: !c.unsafe[verb]}
 	now := time.Now()
+	x.start = now
 	x.ctxDL, _ = ctx.Deadline()
 	x.connDL = now.Add(c.connect)
 	if budget > 0 {
@@ -423,17 +425,20 @@ func (pc *h1Conn) do(x *h1Call, head string, body []byte) error {
 		pc.stop = context.AfterFunc(x.ctx, pc.onCancel)
 	}
 	pc.setDeadline(x)
-	if pc.reused && !x.idempotent && connDead(pc.nc) {
+	if pc.reused && (!x.idempotent || x.start.Sub(pc.idleAt) >= time.Second) && connDead(pc.nc) {
 		// A request that may not be sent twice goes only on a
 		// connection the backend has not closed in the meantime (which
-		// net/http's readLoop would have noticed).
+		// net/http's readLoop would have noticed); one that may, after
+		// a second's idleness, when a backend's idle timeout may have
+		// closed it (a busy connection is not looked at: the retry on a
+		// fresh connection covers it).
 		return &h1WriteError{err: errors.New("idle connection closed by the backend")}
 	}
 	buf := append(pc.wbuf[:0], head...)
 	buf = strconv.AppendInt(buf, int64(len(body)), 10)
 	buf = append(buf, "\r\n\r\n"...)
 	buf = append(buf, body...)
-	if cap(buf) <= 64<<10 {
+	if cap(buf) <= 16<<10 { // a larger request is rare: no need to keep its buffer
 		pc.wbuf = buf
 	}
 	n, err := pc.nc.Write(buf)
@@ -456,6 +461,9 @@ func (pc *h1Conn) readResponse(x *h1Call) error {
 	}
 	pc.head.budget = h1MaxHead
 	h, err := readHead(&pc.head, pc.hdr)
+	if cap(pc.head.scratch) > 8<<10 {
+		pc.head.scratch = nil // a long field line was an exception: 256 idle connections need not keep one each
+	}
 	if err != nil {
 		return err
 	}
