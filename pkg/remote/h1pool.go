@@ -139,6 +139,7 @@ func (h *h1Host) dial1(x *h1Call) (*h1Conn, error) {
 
 // put makes pc idle, or hands it to the first waiter.
 func (h *h1Host) put(pc *h1Conn) {
+	pc.idleAt = time.Now()
 	h.mu.Lock()
 	if len(h.waiters) > 0 {
 		w := h.waiters[0]
@@ -153,7 +154,6 @@ func (h *h1Host) put(pc *h1Conn) {
 		_ = pc.nc.Close()
 		return
 	}
-	pc.idleAt = time.Now()
 	h.idle = append(h.idle, pc)
 	if !h.sweepOn {
 		h.sweepOn = true
