@@ -390,7 +390,11 @@ func (x *h1Call) exchange(h *h1Host, head string, body []byte) (*h1Conn, error) 
 			return nil, err
 		}
 		// The slot the stale connection held goes to its replacement.
+		// Nothing sent yet, the request is still getting a connection,
+		// which ConnectTimeout bounds (on the net/http path its timer
+		// stops at the first connection, whatever happens on it next).
 		pc.drop()
+		x.connected = x.sent
 		if pc, err = h.dialIn(x); err != nil {
 			return nil, err
 		}
