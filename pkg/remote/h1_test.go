@@ -312,9 +312,9 @@ func TestH1NonIdempotentNotResentOnReusedConn(t *testing.T) {
 	}
 }
 
-// pipeClient is a client whose in-goroutine transport dials pn (inside a
+// h1PipeClient is a client whose in-goroutine transport dials pn (inside a
 // synctest bubble).
-func pipeClient(t testing.TB, pn *pipeNet, o Options) *Client {
+func h1PipeClient(t testing.TB, pn *pipeNet, o Options) *Client {
 	t.Helper()
 	c := newLookupClient(t, o)
 	for _, h := range c.h1 {
@@ -341,7 +341,7 @@ func TestH1ConnectTimeout(t *testing.T) {
 			b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
 			pn.serve(t, "b2:80", answer("OK", `"second"`))
 			b1.dialDelay.Store(int64(time.Hour))
-			c := pipeClient(t, &pn, Options{URLs: urls, Timeout: 3 * time.Second, ConnectTimeout: 500 * time.Millisecond, FailoverBackoff: time.Minute})
+			c := h1PipeClient(t, &pn, Options{URLs: urls, Timeout: 3 * time.Second, ConnectTimeout: 500 * time.Millisecond, FailoverBackoff: time.Minute})
 			start := time.Now()
 			if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` || time.Since(start) != 500*time.Millisecond {
 				t.Fatalf("got %s after %v", r.Data, time.Since(start))
@@ -359,7 +359,7 @@ func TestH1AttemptBudget(t *testing.T) {
 			var pn pipeNet
 			pn.serve(t, "b1:80", newCountingBackend(h1Hang))
 			pn.serve(t, "b2:80", answer("OK", `"second"`))
-			c := pipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
+			c := h1PipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
 			start := time.Now()
 			if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` || time.Since(start) != timeout/2 {
 				t.Fatalf("got %s after %v", r.Data, time.Since(start))
@@ -374,7 +374,7 @@ func TestH1AttemptBudget(t *testing.T) {
 			var pn pipeNet
 			pn.serve(t, "b1:80", newCountingBackend(h1Hang))
 			b2 := pn.serve(t, "b2:80", newCountingBackend(h1Hang))
-			c := pipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
+			c := h1PipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
 			start := time.Now()
 			_, err := c.Lookup(t.Context(), "virtual", "k")
 			if re := asError(t, err); re.Kind != KindTimeout || time.Since(start) != timeout || b2.dials.Load() != 1 {
@@ -400,7 +400,7 @@ func TestH1BodyTimeout(t *testing.T) {
 				_, _ = io.WriteString(w, `"OK","Data":"first"}`)
 			}))
 			pn.serve(t, "b2:80", answer("OK", `"second"`))
-			c := pipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
+			c := h1PipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
 			if r := mustLookup(t, c, "k"); string(r.Data) != `"first"` {
 				t.Fatalf("got %s", r.Data)
 			}
@@ -415,7 +415,7 @@ func TestH1BodyTimeout(t *testing.T) {
 				w.(http.Flusher).Flush()
 				<-r.Context().Done()
 			}))
-			c := pipeClient(t, &pn, Options{URLs: urls[:1], Timeout: timeout})
+			c := h1PipeClient(t, &pn, Options{URLs: urls[:1], Timeout: timeout})
 			start := time.Now()
 			_, err := c.Lookup(t.Context(), "virtual", "k")
 			if re := asError(t, err); re.Kind != KindTimeout || re.BeforeResponse || time.Since(start) != timeout {
@@ -431,7 +431,7 @@ func TestH1CallerGivesUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var pn pipeNet
 		pn.serve(t, "b1:80", newCountingBackend(h1Hang))
-		c := pipeClient(t, &pn, Options{URLs: h1URLs[:1], Timeout: h1Timeout})
+		c := h1PipeClient(t, &pn, Options{URLs: h1URLs[:1], Timeout: h1Timeout})
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(time.Second, cancel)
 		start := time.Now()
@@ -451,7 +451,7 @@ func TestH1IdleConnectionsDropped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var pn pipeNet
 		b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
-		c := pipeClient(t, &pn, Options{URLs: []string{"http://b1:80/"}})
+		c := h1PipeClient(t, &pn, Options{URLs: []string{"http://b1:80/"}})
 		mustLookup(t, c, "a")
 		time.Sleep(80 * time.Second)
 		mustLookup(t, c, "b")
