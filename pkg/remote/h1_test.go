@@ -16,6 +16,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // scriptedBackend is a hand-written HTTP/1.1 server over loopback TCP that
@@ -24,7 +26,7 @@ import (
 // backend would send. close ends the connection after that reply (FIN).
 type scriptedBackend struct {
 	url      string
-	conns    atomic.Int64
+	conns    *atomic.Int64
 	requests atomic.Int64
 	// hold delays every reply (a slow backend).
 	hold time.Duration
@@ -32,57 +34,32 @@ type scriptedBackend struct {
 
 func startScripted(t testing.TB, reply func(n int) (raw string, close bool)) *scriptedBackend {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &scriptedBackend{url: "http://" + l.Addr().String() + "/"}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		live []net.Conn
-	)
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			b.conns.Add(1)
-			mu.Lock()
-			live = append(live, c)
-			mu.Unlock()
-			wg.Go(func() { b.serve(c, reply) })
-		}
-	})
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		for _, c := range live {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	b := &scriptedBackend{}
+	a := testutil.AcceptTCP(t, func(c net.Conn) { b.serve(c, reply) })
+	b.url, b.conns = "http://"+a.Addr()+"/", &a.Accepted
 	return b
 }
 
 func (b *scriptedBackend) serve(c net.Conn, reply func(int) (string, bool)) {
 	defer c.Close()
 	br := bufio.NewReader(c)
-	for n := 0; ; n++ {
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			return
-		}
-		_, _ = io.Copy(io.Discard, req.Body)
-		b.requests.Add(1)
+	for n := 0; b.next(br) == nil; n++ {
 		time.Sleep(b.hold)
 		raw, closeAfter := reply(n)
 		if _, err := io.WriteString(c, raw); err != nil || closeAfter {
 			return
 		}
 	}
+}
+
+// next reads one request, body included.
+func (b *scriptedBackend) next(br *bufio.Reader) error {
+	req, err := http.ReadRequest(br)
+	if err == nil {
+		_, err = io.Copy(io.Discard, req.Body)
+		b.requests.Add(1)
+	}
+	return err
 }
 
 // always gives the same reply to every request.
@@ -384,6 +361,16 @@ func TestH1AttemptBudget(t *testing.T) {
 	})
 }
 
+// replyBegun sends the start of a reply, then lets rest finish it.
+func replyBegun(rest http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		_, _ = io.WriteString(w, `{"Status":`)
+		w.(http.Flusher).Flush()
+		rest(w, r)
+	}
+}
+
 // TestH1BodyTimeout: once a response has begun, the rest of the Timeout
 // is the backend's, and no more.
 func TestH1BodyTimeout(t *testing.T) {
@@ -392,10 +379,7 @@ func TestH1BodyTimeout(t *testing.T) {
 	t.Run("slow body keeps the Timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var pn pipeNet
-			pn.serve(t, "b1:80", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(200)
-				_, _ = io.WriteString(w, `{"Status":`)
-				w.(http.Flusher).Flush()
+			pn.serve(t, "b1:80", replyBegun(func(w http.ResponseWriter, r *http.Request) {
 				time.Sleep(timeout * 3 / 4)
 				_, _ = io.WriteString(w, `"OK","Data":"first"}`)
 			}))
@@ -409,12 +393,7 @@ func TestH1BodyTimeout(t *testing.T) {
 	t.Run("body cut by the Timeout", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var pn pipeNet
-			pn.serve(t, "b1:80", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(200)
-				_, _ = io.WriteString(w, `{"Status":`)
-				w.(http.Flusher).Flush()
-				<-r.Context().Done()
-			}))
+			pn.serve(t, "b1:80", replyBegun(h1Hang))
 			c := h1PipeClient(t, &pn, Options{URLs: urls[:1], Timeout: timeout})
 			start := time.Now()
 			_, err := c.Lookup(t.Context(), "virtual", "k")

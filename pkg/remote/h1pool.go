@@ -141,9 +141,7 @@ func (h *h1Host) dial1(x *h1Call) (*h1Conn, error) {
 func (h *h1Host) put(pc *h1Conn) {
 	pc.idleAt = time.Now()
 	h.mu.Lock()
-	if len(h.waiters) > 0 {
-		w := h.waiters[0]
-		h.waiters = slices.Delete(h.waiters, 0, 1)
+	if w := h.firstWaiter(); w != nil {
 		h.mu.Unlock()
 		w <- pc
 		return
@@ -176,15 +174,24 @@ func (h *h1Host) discard(pc *h1Conn) {
 // to the host.
 func (h *h1Host) release() {
 	h.mu.Lock()
-	if len(h.waiters) > 0 {
-		w := h.waiters[0]
-		h.waiters = slices.Delete(h.waiters, 0, 1)
+	if w := h.firstWaiter(); w != nil {
 		h.mu.Unlock()
 		w <- nil
 		return
 	}
 	h.open--
 	h.mu.Unlock()
+}
+
+// firstWaiter takes the longest waiting exchange off the queue, nil when
+// none waits; h.mu is held.
+func (h *h1Host) firstWaiter() chan *h1Conn {
+	if len(h.waiters) == 0 {
+		return nil
+	}
+	w := h.waiters[0]
+	h.waiters = slices.Delete(h.waiters, 0, 1)
+	return w
 }
 
 // sweepIdle closes the connections idle for h1IdleTimeout and runs again
