@@ -520,3 +520,26 @@ func (c *countedConn) Close() error {
 	c.once.Do(func() { c.live.Add(-1) })
 	return c.Conn.Close()
 }
+
+// TestH1FallbackToNetHTTP: a URL the in-goroutine transport does not
+// serve (here a query, which the verb completes) still works, through
+// net/http, next to one it serves.
+func TestH1FallbackToNetHTTP(t *testing.T) {
+	var got []string
+	var mu sync.Mutex
+	be := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.URL.RequestURI())
+		mu.Unlock()
+		answer("OK", `"x"`)(w, r)
+	})
+	base := startHTTPTest(t, be)
+	c := newLookupClient(t, Options{URLs: []string{base + "?verb=", base}})
+	if c.backends[0].h1 != nil || c.backends[1].h1 == nil {
+		t.Fatal("a URL with a query served by the in-goroutine transport, or a plain one not")
+	}
+	mustLookup(t, c, "k")
+	if len(got) != 1 || got[0] != "/?verb=virtual" {
+		t.Fatalf("backend saw %q", got)
+	}
+}
