@@ -320,7 +320,9 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
-// NewTransport builds the keep-alive HTTP transport shitenno uses.
+// NewTransport builds net/http's keep-alive transport as shitenno sets it
+// up: the client's for the URLs its own HTTP/1.1 client (h1.go) does not
+// serve, and for all of them when given as Options.Transport.
 func NewTransport(tlsConf *tls.Config, maxConns int) *http.Transport {
 	idle := maxConns
 	if idle <= 0 {
