@@ -98,6 +98,10 @@ func h1ReplyCases() []h1ReplyCase {
 	zw := gzip.NewWriter(&gz)
 	_, _ = io.WriteString(zw, okBody)
 	_ = zw.Close()
+	var bomb bytes.Buffer // 2 MiB of zeros: over MaxReplySize once decoded
+	zw = gzip.NewWriter(&bomb)
+	_, _ = zw.Write(make([]byte, 2<<20))
+	_ = zw.Close()
 	return []h1ReplyCase{
 		{"content-length", okReply(""), "", 1, false},
 		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(`{"Status":`, `"OK","Data":"x"}`), "", 1, false},
@@ -136,6 +140,8 @@ func h1ReplyCases() []h1ReplyCase {
 		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + okBody, KindBody, 3, true},
 		{"too large", "HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n", KindBody, 3, false},
 		{"too large chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(strings.Repeat("a", 1<<20+1)), KindBody, 3, false},
+		{"gzip over MaxReplySize", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s", bomb.Len(), bomb.String()), KindBody, 1, false},
+		{"bad gzip", "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nnotgz", KindBody, 1, false},
 		{"HTTP 500", "HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno", KindHTTP, 1, false},
 		{"HTTP 204", "HTTP/1.1 204 No Content\r\n\r\n", KindJSON, 1, false},
 	}
