@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // newH1TLSClient is a client of url over the in-goroutine transport with
@@ -26,7 +28,7 @@ func newH1TLSClient(t *testing.T, url string, conf *tls.Config) (*Client, *tlsOb
 func TestH1TLSChecksEveryHandshake(t *testing.T) {
 	e := newTLSEnv(t)
 	b := newTLSBackend(t, e.cert(), nil)
-	conf := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, HPKP: []string{SPKIPin(e.ca.cert)}}).Config()
+	conf := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, HPKP: []string{SPKIPin(e.ca.Cert)}}).Config()
 	var resumed []bool
 	verify := conf.VerifyConnection
 	conf.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -46,11 +48,11 @@ func TestH1TLSChecksEveryHandshake(t *testing.T) {
 		t.Fatalf("handshakes (resumed?) %v, want one full for 5 lookups, then one resumed", resumed)
 	}
 
-	bad := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, HPKP: []string{SPKIPin(newTestCA(t, "other").cert)}})
+	bad := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}, HPKP: []string{SPKIPin(testutil.NewCA(t, "other", nil).Cert)}})
 	c2, obs := newH1TLSClient(t, b.URL+"/", bad.Config())
 	before := b.requests.Load()
 	lookupRefused(t, c2, obs, "pin")
-	untrusted := mustTLS(t, TLSOptions{CertPool: []string{writeTestFile(t, e.dir, "other.pem", pemCert(newTestCA(t, "x").cert))}})
+	untrusted := mustTLS(t, TLSOptions{CertPool: []string{writeTestFile(t, e.dir, "other.pem", testutil.PEMCert(testutil.NewCA(t, "x", nil).Cert))}})
 	c3, obs3 := newH1TLSClient(t, b.URL+"/", untrusted.Config())
 	lookupRefused(t, c3, obs3, "unknown-ca")
 	if n := b.requests.Load() - before; n != 0 {
