@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/remote"
 	"github.com/shitenno/shitenno/pkg/socketmap"
@@ -31,50 +31,6 @@ import (
 // figures.
 
 const leakBound = 2 << 20 // bytes of live heap growth tolerated
-
-// pipeListener hands out in-memory connections (net.Pipe): the check is
-// about the server's and bridge's memory, not the kernel's sockets, and
-// pipes make a million lookups take seconds.
-type pipeListener struct {
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
-
-func (l *pipeListener) dial() (net.Conn, error) {
-	s, c := net.Pipe()
-	select {
-	case l.conns <- s:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "pipe" }
 
 // answerBackend answers the benchmark data set without HTTP.
 type answerBackend struct{}
@@ -228,7 +184,10 @@ type leakStats struct {
 // leakCheck runs n lookups over 4 connections through a Server and the
 // postfix bridge, after a warm-up that fills every buffer and cache.
 func leakCheck(t *testing.T, h socketmap.Handler, n int) leakStats {
-	l := newPipeListener()
+	// In-memory connections (net.Pipe): the check is about the server's
+	// and bridge's memory, not the kernel's sockets, and pipes make a
+	// million lookups take seconds.
+	l := testutil.NewPipeListener()
 	srv := &socketmap.Server{Handler: h}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
@@ -244,7 +203,7 @@ func leakCheck(t *testing.T, h socketmap.Handler, n int) leakStats {
 	w := postfixWire()
 	var clients []*socketmapClient
 	for range conns {
-		c, err := l.dial()
+		c, _, err := l.Dial(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

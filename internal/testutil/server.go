@@ -143,3 +143,18 @@ func Retry(n int, pause time.Duration, try func() error) error {
 	}
 	return err
 }
+
+// RetryValue is Retry for what returns a value (a connection, a
+// listener): it returns the first value try makes without an error, and
+// fails the test with the last error if none does.
+func RetryValue[T any](t testing.TB, n int, pause time.Duration, try func() (T, error)) T {
+	t.Helper()
+	var v T
+	if err := Retry(n, pause, func() (err error) {
+		v, err = try()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

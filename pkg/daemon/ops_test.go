@@ -201,13 +201,7 @@ type socketmapClient struct {
 
 func dialSocketmap(t *testing.T, path string) *socketmapClient {
 	t.Helper()
-	var c net.Conn
-	if err := testutil.Retry(200, 20*time.Millisecond, func() (err error) {
-		c, err = net.Dial("unix", path)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	c := testutil.RetryValue(t, 200, 20*time.Millisecond, func() (net.Conn, error) { return net.Dial("unix", path) })
 	t.Cleanup(func() { c.Close() })
 	return &socketmapClient{c: c, br: bufio.NewReader(c)}
 }

@@ -80,13 +80,7 @@ func listenTCP(t *testing.T, addr string) *receiver {
 		addr = "127.0.0.1:0"
 	}
 	// The old listener's port may take a moment to be free again.
-	var l net.Listener
-	if err := testutil.Retry(50, 20*time.Millisecond, func() (err error) {
-		l, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l := testutil.RetryValue(t, 50, 20*time.Millisecond, func() (net.Listener, error) { return net.Listen("tcp", addr) })
 	r := &receiver{frames: make(chan string, 1000), addr: "tcp://" + l.Addr().String()}
 	r.stop = testutil.Accept(t, l, func(c net.Conn) {
 		br := bufio.NewReader(c)
