@@ -61,6 +61,21 @@ func (c client) closed() {
 
 const hello23 = "H3\t2\t0\t\tsomewhere\n"
 
+// answeredThenClosed serves srv (see start) and sends hello23 and then
+// send on one connection: the replies must come, in order, and then the
+// server must close the connection. It returns start's address and log.
+func answeredThenClosed(t *testing.T, srv *Server, send string, replies ...string) (string, *testutil.SyncBuffer) {
+	t.Helper()
+	addr, logs := start(t, srv)
+	c := dial(t, addr)
+	c.Send(hello23 + send)
+	for _, r := range replies {
+		c.Expect("reply", r)
+	}
+	c.closed()
+	return addr, logs
+}
+
 func TestLookupReplies(t *testing.T) {
 	addr, _ := start(t, &Server{Handler: echo})
 	c := dial(t, addr)
@@ -156,11 +171,7 @@ func TestProtocolErrorsClose(t *testing.T) {
 }
 
 func TestProtocolErrorAnswersEarlierLookups(t *testing.T) {
-	addr, _ := start(t, &Server{Handler: echo})
-	c := dial(t, addr)
-	c.Send(hello23 + "Lshared/passdb/x\tu\nZwhat\n")
-	c.Expect("reply", "Oshared/passdb/x|u|somewhere\n")
-	c.closed()
+	answeredThenClosed(t, &Server{Handler: echo}, "Lshared/passdb/x\tu\nZwhat\n", "Oshared/passdb/x|u|somewhere\n")
 }
 
 func TestPipelineOrderAndConcurrency(t *testing.T) {
@@ -222,10 +233,7 @@ func TestPipelineBound(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	addr, _ := start(t, &Server{Handler: echo, IdleTimeout: 50 * time.Millisecond})
-	c := dial(t, addr)
-	c.Send(hello23)
-	c.closed()
+	answeredThenClosed(t, &Server{Handler: echo, IdleTimeout: 50 * time.Millisecond}, "")
 }
 
 func TestIdleTimeoutStillAnswers(t *testing.T) {
@@ -234,11 +242,7 @@ func TestIdleTimeoutStillAnswers(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		return Reply{Kind: Found, Value: "late"}
 	})
-	addr, _ := start(t, &Server{Handler: h, IdleTimeout: 20 * time.Millisecond})
-	c := dial(t, addr)
-	c.Send(hello23 + "Lk\tu\n")
-	c.Expect("reply", "Olate\n")
-	c.closed()
+	answeredThenClosed(t, &Server{Handler: h, IdleTimeout: 20 * time.Millisecond}, "Lk\tu\n", "Olate\n")
 }
 
 func TestShutdownFinishesInFlight(t *testing.T) {
@@ -304,11 +308,7 @@ func TestHandlerPanicClosesConnection(t *testing.T) {
 		}
 		return Reply{Kind: Found, Value: r.Key}
 	})
-	addr, logs := start(t, &Server{Handler: h})
-	c := dial(t, addr)
-	c.Send(hello23 + "Lboom\tu\n")
-	c.Expect("reply", "Finternal error\n")
-	c.closed()
+	addr, logs := answeredThenClosed(t, &Server{Handler: h}, "Lboom\tu\n", "Finternal error\n")
 	if !strings.Contains(logs.String(), "handler panic") {
 		t.Fatalf("log:\n%s", logs)
 	}
