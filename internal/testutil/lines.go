@@ -69,3 +69,30 @@ func Exchanges(t testing.TB, roundTrip func(send string) string, exchanges [][2]
 		}
 	}
 }
+
+// Exchange writes req on c and returns the reply read takes off br (c's
+// buffered reader) within ReadTimeout, failing the test if either fails.
+func Exchange(t testing.TB, c net.Conn, br *bufio.Reader, req string, read func(*bufio.Reader) (string, error)) string {
+	t.Helper()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(ReadTimeout))
+	reply, err := read(br)
+	if err != nil {
+		t.Fatalf("reply to %q: %v", req, err)
+	}
+	return reply
+}
+
+// DialExchanges dials a server under test (see Dial) and makes the
+// exchanges (see Exchanges) in turn on that one connection, each with
+// Exchange and read. It returns the connection and its buffered reader,
+// for more.
+func DialExchanges(t testing.TB, network, addr string, read func(*bufio.Reader) (string, error), exchanges [][2]string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c := Dial(t, network, addr)
+	br := bufio.NewReader(c)
+	Exchanges(t, func(req string) string { return Exchange(t, c, br, req, read) }, exchanges)
+	return c, br
+}

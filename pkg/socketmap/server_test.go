@@ -44,25 +44,16 @@ func serve(t *testing.T, h Handler) (*Server, string, <-chan error) {
 	return s, l.Addr().String(), done
 }
 
-func exchange(t *testing.T, c net.Conn, br *bufio.Reader, req string) string {
-	t.Helper()
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+// readReply reads one netstring reply.
+func readReply(br *bufio.Reader) (string, error) {
 	p, err := ReadNetstring(br, nil, MaxPayload)
-	if err != nil {
-		t.Fatalf("reading reply to %q: %v", req, err)
-	}
-	return string(p)
+	return string(p), err
 }
 
 func TestServerManyRequestsPerConnection(t *testing.T) {
 	h := &echoHandler{}
 	s, sock, done := serve(t, h)
-	c := testutil.Dial(t, "unix", sock)
-	br := bufio.NewReader(c)
-	testutil.Exchanges(t, func(req string) string { return exchange(t, c, br, req) }, [][2]string{
+	c, br := testutil.DialExchanges(t, "unix", sock, readReply, [][2]string{
 		{"8:verb1 ok,", "OK verb1:ok"},
 		{"13:verb1 missing,", "NOTFOUND "},
 		{"25:verb1 Foo Bar@Example.COM,", "OK verb1:Foo Bar@Example.COM"},
@@ -101,7 +92,7 @@ func TestServerProtocolErrorClosesOnlyThatConnection(t *testing.T) {
 			t.Errorf("%q: connection not closed: n=%d err=%v", junk, n, err)
 		}
 		bad.Close()
-		if got := exchange(t, good, gbr, "8:verb1 ok,"); got != "OK verb1:ok" {
+		if got := testutil.Exchange(t, good, gbr, "8:verb1 ok,", readReply); got != "OK verb1:ok" {
 			t.Errorf("after %q the other connection got %q", junk, got)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -42,25 +41,13 @@ func start(t *testing.T, s *Server) (string, <-chan error) {
 	return l.Addr().String(), done
 }
 
-func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, req string) string {
-	t.Helper()
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	l, err := br.ReadString('\n')
-	if err != nil {
-		t.Fatalf("reply to %q: %v", req, err)
-	}
-	return l
-}
+// readLine reads one reply line.
+func readLine(br *bufio.Reader) (string, error) { return br.ReadString('\n') }
 
 func TestServerLookups(t *testing.T) {
 	s := &Server{Handler: &tableHandler{}, MaxRequestSize: 100}
 	addr, done := start(t, s)
-	c := testutil.Dial(t, "tcp", addr)
-	br := bufio.NewReader(c)
-	testutil.Exchanges(t, func(req string) string { return roundTrip(t, c, br, req) }, [][2]string{
+	testutil.DialExchanges(t, "tcp", addr, readLine, [][2]string{
 		{"get alice@example.org\n", "200 v:alice@example.org\n"},
 		{"get foo%20bar%25\n", "200 v:foo%20bar%25\n"},
 		{"get missing\n", "500 not%20found\n"},
