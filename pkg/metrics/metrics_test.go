@@ -113,44 +113,32 @@ func TestObserverEvents(t *testing.T) {
 	want := `
 # HELP shitenno_backend_request_duration_seconds Duration of HTTP exchanges with the backend, by result (ok, error).
 # TYPE shitenno_backend_request_duration_seconds histogram
-shitenno_backend_request_duration_seconds_bucket{result="error",le="0.001"} 0
-shitenno_backend_request_duration_seconds_bucket{result="error",le="0.0025"} 0
-shitenno_backend_request_duration_seconds_bucket{result="error",le="0.005"} 0
-shitenno_backend_request_duration_seconds_bucket{result="error",le="0.01"} 0
-shitenno_backend_request_duration_seconds_bucket{result="error",le="0.025"} 0
-shitenno_backend_request_duration_seconds_bucket{result="error",le="0.05"} 0
-shitenno_backend_request_duration_seconds_bucket{result="error",le="0.1"} 0
-shitenno_backend_request_duration_seconds_bucket{result="error",le="0.25"} 0
-shitenno_backend_request_duration_seconds_bucket{result="error",le="0.5"} 0
-shitenno_backend_request_duration_seconds_bucket{result="error",le="1"} 0
-shitenno_backend_request_duration_seconds_bucket{result="error",le="2.5"} 1
-shitenno_backend_request_duration_seconds_bucket{result="error",le="5"} 1
-shitenno_backend_request_duration_seconds_bucket{result="error",le="10"} 1
-shitenno_backend_request_duration_seconds_bucket{result="error",le="30"} 1
-shitenno_backend_request_duration_seconds_bucket{result="error",le="+Inf"} 1
-shitenno_backend_request_duration_seconds_sum{result="error"} 2
-shitenno_backend_request_duration_seconds_count{result="error"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.001"} 0
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.0025"} 0
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.005"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.01"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.025"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.05"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.1"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.25"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="0.5"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="1"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="2.5"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="5"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="10"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="30"} 1
-shitenno_backend_request_duration_seconds_bucket{result="ok",le="+Inf"} 1
-shitenno_backend_request_duration_seconds_sum{result="ok"} 0.003
-shitenno_backend_request_duration_seconds_count{result="ok"} 1
-`
+` + durationSeries(t, "error", "0 0 0 0 0 0 0 0 0 0 1 1 1 1 1", "2", "1") +
+		durationSeries(t, "ok", "0 0 1 1 1 1 1 1 1 1 1 1 1 1 1", "0.003", "1")
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "shitenno_backend_request_duration_seconds"); err != nil {
 		t.Error(err)
 	}
+}
+
+// durationBuckets are the upper bounds of the backend duration histogram.
+var durationBuckets = []string{"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "+Inf"}
+
+// durationSeries is the exposition of one result's series of the backend
+// duration histogram: counts are its cumulative bucket counts, one per
+// bound in durationBuckets, separated by spaces.
+func durationSeries(t *testing.T, result, counts, sum, count string) string {
+	t.Helper()
+	n := strings.Fields(counts)
+	if len(n) != len(durationBuckets) {
+		t.Fatalf("%d bucket counts for %d buckets", len(n), len(durationBuckets))
+	}
+	var b strings.Builder
+	for i, le := range durationBuckets {
+		fmt.Fprintf(&b, "shitenno_backend_request_duration_seconds_bucket{result=%q,le=%q} %s\n", result, le, n[i])
+	}
+	fmt.Fprintf(&b, "shitenno_backend_request_duration_seconds_sum{result=%q} %s\n", result, sum)
+	fmt.Fprintf(&b, "shitenno_backend_request_duration_seconds_count{result=%q} %s\n", result, count)
+	return b.String()
 }
 
 func TestConnections(t *testing.T) {
