@@ -14,33 +14,34 @@ func read(s string) ([]byte, error) {
 }
 
 func TestReadNetstring(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want string
-		err  error
-	}{
-		{"8:verb1 ok,", "verb1 ok", nil},
-		{"6:verb1 ,", "verb1 ", nil},
-		{"0:,", "", nil},
-		{"25:verb1 Foo Bar@Example.COM,", "verb1 Foo Bar@Example.COM", nil},
-		{"", "", io.EOF},
-		{"5:abc", "", ErrTruncated},
-		{"5:abcde", "", ErrTruncated},
-		{"5", "", ErrTruncated},
-		{"5:abcde;", "", ErrNoComma},
-		{":abc,", "", ErrBadLength},
-		{"-1:a,", "", ErrBadLength},
-		{"+1:a,", "", ErrBadLength},
-		{" 1:a,", "", ErrBadLength},
-		{"1 :a,", "", ErrBadLength},
-		{"x:a,", "", ErrBadLength},
-		{"01:a,", "", errLeadZeroes},
-		{"100001:", "", ErrTooLong},
-		{"99999999999999999999999999:", "", ErrTooLong},
+	for _, tc := range []struct{ in, want string }{
+		{"8:verb1 ok,", "verb1 ok"},
+		{"6:verb1 ,", "verb1 "},
+		{"0:,", ""},
+		{"25:verb1 Foo Bar@Example.COM,", "verb1 Foo Bar@Example.COM"},
 	} {
 		got, err := read(tc.in)
-		if !errors.Is(err, tc.err) || string(got) != tc.want {
-			t.Errorf("%q: got %q, %v; want %q, %v", tc.in, got, err, tc.want, tc.err)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%q: got %q, %v; want %q, <nil>", tc.in, got, err, tc.want)
+		}
+	}
+	// Refused frames, by the error each must return (and no payload).
+	for _, tc := range []struct {
+		err error
+		in  []string
+	}{
+		{io.EOF, []string{""}},
+		{ErrTruncated, []string{"5:abc", "5:abcde", "5"}},
+		{ErrNoComma, []string{"5:abcde;"}},
+		{ErrBadLength, []string{":abc,", "-1:a,", "+1:a,", " 1:a,", "1 :a,", "x:a,"}},
+		{errLeadZeroes, []string{"01:a,"}},
+		{ErrTooLong, []string{"100001:", "99999999999999999999999999:"}},
+	} {
+		for _, in := range tc.in {
+			got, err := read(in)
+			if !errors.Is(err, tc.err) || string(got) != "" {
+				t.Errorf("%q: got %q, %v; want \"\", %v", in, got, err, tc.err)
+			}
 		}
 	}
 }
@@ -65,19 +66,20 @@ func TestReadNetstringStream(t *testing.T) {
 }
 
 func TestParseRequest(t *testing.T) {
-	for _, tc := range []struct {
-		in, name, key string
-		err           error
-	}{
-		{"virtual alice@example.org", "virtual", "alice@example.org", nil},
-		{"virtual Foo Bar@Example.COM", "virtual", "Foo Bar@Example.COM", nil},
-		{"virtual ", "virtual", "", nil},
-		{"virtual  two", "virtual", " two", nil},
-		{"novalue", "", "", ErrNoSpace},
-		{" key", "", "", ErrEmptyName},
+	for in, want := range map[string]error{"novalue": ErrNoSpace, " key": ErrEmptyName} {
+		r, err := ParseRequest([]byte(in))
+		if !errors.Is(err, want) || string(r.Name) != "" || string(r.Key) != "" {
+			t.Errorf("%q: got %q %q %v, want %v", in, r.Name, r.Key, err, want)
+		}
+	}
+	for _, tc := range []struct{ in, name, key string }{
+		{"virtual alice@example.org", "virtual", "alice@example.org"},
+		{"virtual Foo Bar@Example.COM", "virtual", "Foo Bar@Example.COM"},
+		{"virtual ", "virtual", ""},
+		{"virtual  two", "virtual", " two"},
 	} {
 		r, err := ParseRequest([]byte(tc.in))
-		if !errors.Is(err, tc.err) || string(r.Name) != tc.name || string(r.Key) != tc.key {
+		if err != nil || string(r.Name) != tc.name || string(r.Key) != tc.key {
 			t.Errorf("%q: got %q %q %v", tc.in, r.Name, r.Key, err)
 		}
 	}
