@@ -369,7 +369,7 @@ func (c *Client) Lookup(ctx context.Context, verb string, object any) (Result, e
 
 // LookupRaw is Lookup with the object already encoded as JSON.
 func (c *Client) LookupRaw(ctx context.Context, verb string, object json.RawMessage) (Result, error) {
-	body := EncodeRequest(nil, verb, object)
+	body := EncodeRequest(make([]byte, 0, len(verb)+len(object)+len(`{"Verb":"","Object":}`)), verb, object)
 	if IsUncached(ctx) {
 		return c.lookupUncached(ctx, verb, body)
 	}
@@ -412,8 +412,9 @@ func EncodeRequest(dst []byte, verb string, object json.RawMessage) []byte {
 	return append(dst, '}')
 }
 
-// AppendJSONString appends s as a JSON string. Invalid UTF-8 becomes
-// U+FFFD, as encoding/json does.
+// AppendJSONString appends s as a JSON string, byte for byte as
+// encoding/json's Marshal writes it (FuzzAppendJSONString): invalid UTF-8
+// becomes U+FFFD, <, > and & are escaped.
 //
 // Complexity: encoding/json's escaping rules, one case each, on every
 // request's hot path.
@@ -421,6 +422,16 @@ func AppendJSONString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
+		// Runs of bytes that need no escaping (a whole key, usually) are
+		// copied at once.
+		j := i
+		for j < len(s) && jsonSafe[s[j]] {
+			j++
+		}
+		dst = append(dst, s[i:j]...)
+		if i = j; i == len(s) {
+			break
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
 			switch {
@@ -432,6 +443,10 @@ func AppendJSONString(dst []byte, s string) []byte {
 				dst = append(dst, '\\', 'r')
 			case b == '\t':
 				dst = append(dst, '\\', 't')
+			case b == '\b':
+				dst = append(dst, '\\', 'b')
+			case b == '\f':
+				dst = append(dst, '\\', 'f')
 			case b < 0x20 || b == '<' || b == '>' || b == '&':
 				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
 			default:
@@ -453,6 +468,15 @@ func AppendJSONString(dst []byte, s string) []byte {
 	}
 	return append(dst, '"')
 }
+
+// jsonSafe marks the bytes AppendJSONString copies as they are: ASCII
+// other than controls, '"', '\\' and encoding/json's HTML escapes.
+var jsonSafe = func() (t [256]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
 
 // backend is one RemoteURL with its failover state.
 type backend struct {
