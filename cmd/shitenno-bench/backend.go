@@ -84,14 +84,30 @@ func (b *fastBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "request does not follow the contract", http.StatusBadRequest)
 		return
 	}
-	out := bb.out[:0]
+	out := appendAnswer(bb.out[:0], verb, idx, obj)
 	defer func() { bb.out = out[:0] }()
+	h := w.Header()
+	h["Content-Type"] = hdrJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(out))}
+	if b.maxAge != nil {
+		h["Cache-Control"] = b.maxAge
+	}
+	_, _ = w.Write(out)
+}
+
+// appendAnswer appends the reply to a request for verb about key idx
+// (parseBackendRequest's index), echoing its Object obj.
+func appendAnswer(out []byte, verb string, idx int, obj []byte) []byte {
 	out = append(out, `{"Verb":`...)
 	out = strconv.AppendQuote(out, verb)
 	out = append(out, `,"Object":`...)
 	out = append(out, obj...)
 	switch {
-	case idx < 0 || !known(idx):
+	case idx >= scanKeyBase && verb == postfixVerb:
+		out = append(out, `,"Status":"OK","Data":"`...)
+		out = append(out, scanValue(idx-scanKeyBase)...)
+		out = append(out, `"}`...)
+	case idx < 0 || idx >= scanKeyBase || !known(idx):
 		out = append(out, `,"Status":"KO","Data":null}`...)
 	case verb == postfixVerb:
 		out = append(out, `,"Status":"OK","Data":"`...)
@@ -114,20 +130,15 @@ func (b *fastBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out = append(out, passdbData(idx)...)
 		out = append(out, '}')
 	}
-	h := w.Header()
-	h["Content-Type"] = hdrJSON
-	h["Content-Length"] = []string{strconv.Itoa(len(out))}
-	if b.maxAge != nil {
-		h["Cache-Control"] = b.maxAge
-	}
-	_, _ = w.Write(out)
+	return out
 }
 
 // parseBackendRequest checks a request body against the contract and
-// returns the key's index (-1 for a key outside the data set) and the raw
-// Object to echo. The fast path matches the exact compact encoding
-// shitenno and the direct client send; anything else goes through
-// encoding/json, so a differently formatted but valid request still works.
+// returns the key's index (-1 for a key outside the data set,
+// scanKeyBase+j for scan key j) and the raw Object to echo. The fast path
+// matches the exact compact encoding shitenno and the direct client send;
+// anything else goes through encoding/json, so a differently formatted but
+// valid request still works.
 //
 // For the login verbs the index is -1 as well when the password is wrong
 // (sasl, nginx), so -1 always means "answer KO".
@@ -203,13 +214,16 @@ func parseLookupSlow(verb string, body []byte) (int, []byte, bool) {
 	return keyOrNone([]byte(key)), req.Object, true
 }
 
-// keyOrNone is k's index in the data set, -1 for a key outside it.
+// keyOrNone is k's index in the data set, scanKeyBase+j for scan key j,
+// -1 for any other key.
 func keyOrNone(k []byte) int {
-	i, ok := keyIndex(k)
-	if !ok {
-		return -1
+	if i, ok := keyIndex(k); ok {
+		return i
 	}
-	return i
+	if j, ok := scanIndex(k); ok {
+		return scanKeyBase + j
+	}
+	return -1
 }
 
 // unquoteSimple returns the inside of a JSON string without escapes, or

@@ -237,3 +237,49 @@ func nginxWire() (req [][]byte, want [][]string) {
 	}
 	return req, want
 }
+
+// The scan scenario's keys (issue #21): scanKeys distinct addresses in the
+// pattern of e2e TestCacheScanPostmap, all known to the backend, outside
+// the data set above so the other scenarios' answers stay as they are.
+const (
+	scanKeys = 20000
+	// scanKeyBase marks a scan key's index in the backend's answers
+	// (scanKeyBase+j for key j), above any index of the data set.
+	scanKeyBase = 1 << 30
+)
+
+// scanKey returns the j-th scan key.
+func scanKey(j int) string { return fmt.Sprintf("user%05d@example.org", j) }
+
+// scanValue is the postfix answer for scan key j, as in the e2e test.
+func scanValue(j int) string { return "alias-" + scanKey(j) }
+
+// scanIndex parses a scan key back to its index; ok is false for any
+// other key.
+func scanIndex(k []byte) (int, bool) {
+	const pre, suf = "user", "@example.org"
+	if len(k) != len(pre)+5+len(suf) || string(k[:len(pre)]) != pre || string(k[len(k)-len(suf):]) != suf {
+		return 0, false
+	}
+	n := 0
+	for _, c := range k[len(pre) : len(pre)+5] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, n < scanKeys
+}
+
+// scanWire: the first n scan keys as socketmap requests, every reply
+// "OK alias-<key>".
+func scanWire(n int) wire {
+	var w wire
+	for j := range n {
+		w.req = append(w.req, netstring(postfixVerb+" "+scanKey(j)))
+		r := netstring("OK " + scanValue(j))
+		w.reply = append(w.reply, r)
+		w.want = append(w.want, r[bytes.IndexByte(r, ':')+1:len(r)-1])
+	}
+	return w
+}

@@ -151,6 +151,9 @@ func (r report) markdown() rendered {
 		"against the same backend as direct; **uncached** = shitenno, " +
 		"`[Cache] MaxEntries = 0`, backend sends no Cache-Control; **cached** = shitenno with the cache on, " +
 		fmt.Sprintf("backend sends `Cache-Control: max-age=%d`, every key looked up once before the run\n", r.Opts.MaxAge))
+	if slices.Contains(r.Opts.Protocols, "postfix") {
+		b.WriteString(scanDescription(r.Opts.MaxAge))
+	}
 	if slices.ContainsFunc(r.Opts.Protocols, func(p string) bool { return !lookupProto(p) }) {
 		b.WriteString("- logins and policy requests (uncached by design, so no cached or null scenario): **sasl** = SMTP AUTH PLAIN " +
 			"logins over shitenno-postfix's SASL socket as postfix's smtpd sends them (dovecot auth protocol, one kept connection " +
@@ -310,8 +313,8 @@ func p50(rw *row) float64 { return float64(rw.Res.Quantile(0.5)) }
 
 // writeIssue21Targets writes issue #21's targets: shitenno uncached
 // against the naive reference daemon and direct HTTP, its latency at one
-// connection, the cached path against the null responder, and dovecot
-// against postfix.
+// connection, the cached path against the null responder, dovecot
+// against postfix, and postfix's scan hit ratio.
 func (r report) writeIssue21Targets(b *strings.Builder, protos []string) {
 	targets := []targetSpec{
 		{fmt.Sprintf("uncached ≥ %.0f× naive @%d conns", targetUncachedVsNaive, targetManyConns),
@@ -326,6 +329,9 @@ func (r report) writeIssue21Targets(b *strings.Builder, protos []string) {
 		targets = append(targets, targetSpec{
 			fmt.Sprintf("dovecot's uncached / direct ≥ %.1f× postfix's, every concurrency", targetDovecotVsPostfix),
 			r.dovecotVsPostfix})
+	}
+	if slices.Contains(protos, "postfix") {
+		targets = append(targets, targetSpec{scanTargetName(), r.scanHitRatio})
 	}
 	r.writeTargetTable(b, "\n## Targets of issue #21\n\n", protos, targets)
 }
