@@ -69,18 +69,13 @@ func TestIssue21Targets(t *testing.T) {
 	r := report{Opts: runOptions{Protocols: []string{"postfix", "dovecot"}, Conns: []int{1, 8, 64}}, Rows: rows}
 	var b strings.Builder
 	r.writeIssue21Targets(&b, r.Opts.Protocols)
-	out := b.String()
-	for _, want := range []string{
+	wantLines(t, b.String(),
 		"| uncached ≥ 1× naive @64 conns | ✅ 1.17× | ❌ 0.83× |",
 		"| uncached ≥ 0.6× direct @8 and 64 conns | ✅ 0.70× @8, 0.70× @64 | ❌ 0.50× @8, 0.50× @64 |",
 		"| uncached p50 ≤ 1.5× direct p50 @1 conn | ✅ 1.40×, p50 140 µs | ❌ 2.00×, p50 200 µs |",
 		"| cached ≥ 0.75× null @8 conns, p99 < 1.00 ms",
 		"| — | ❌ 0.71× @1, 0.71× @8, 0.71× @64 |",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("missing %q in\n%s", want, out)
-		}
-	}
+	)
 }
 
 // waitSocket waits until something listens on sock, or the server fails.
@@ -98,4 +93,14 @@ func waitSocket(t *testing.T, sock string, errc <-chan error) {
 		}
 	}
 	t.Fatal("server did not start")
+}
+
+// wantLines reports each of wants that out does not contain.
+func wantLines(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
 }

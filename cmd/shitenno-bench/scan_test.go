@@ -113,17 +113,12 @@ func TestScanReport(t *testing.T) {
 		}
 	}
 	r := report{Opts: runOptions{Protocols: []string{"postfix"}, Conns: []int{8}, MaxAge: 600}, Rows: []row{scan(0.5, 0)}}
-	full := r.markdown().full
-	for _, want := range []string{
+	wantLines(t, r.markdown().full,
 		"| postfix | scan | 1 | 1 | 20000 | 90 µs | 90 µs | 0 | 17.0 MB | 20.0 / 9.0 / 10.0 | 0.500 |\n",
 		"- **scan** (postfix only): one connection looks up 20000 distinct keys (`user00000@example.org` …)",
 		"`[Cache] MaxEntries = 10000, MaxBytes = 8388608, DefaultTTL = \"1h\"` and the backend sending `Cache-Control: max-age=600`",
 		"e2e TestCacheScanPostmap does the same with the real `postmap -q -`\n",
-	} {
-		if !strings.Contains(full, want) {
-			t.Errorf("missing %q in\n%s", want, full)
-		}
-	}
+	)
 	r.Opts.Protocols = []string{"dovecot"}
 	r.Rows = nil
 	if full := r.markdown().full; strings.Contains(full, "scan") {
