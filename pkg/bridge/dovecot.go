@@ -103,6 +103,14 @@ func dovecotValue(data json.RawMessage) any {
 // reason; null members are dropped, as dovecot would skip them. Numbers
 // keep their exact digits: a uid beyond 2^53 must not come back as 1e+21.
 func flatJSON(data json.RawMessage) (string, *remote.Error) {
+	if s, ok := fastFlatJSON(data); ok {
+		return s, nil
+	}
+	return slowFlatJSON(data)
+}
+
+// slowFlatJSON is flatJSON through encoding/json, for every input.
+func slowFlatJSON(data json.RawMessage) (string, *remote.Error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
 		return "", remote.Failf("backend Data is not a JSON object")

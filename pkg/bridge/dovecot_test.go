@@ -144,6 +144,28 @@ func FuzzDovecotData(f *testing.F) {
 	})
 }
 
+// FuzzFastFlatJSON: whatever the one-scan path accepts, it re-encodes
+// exactly as the encoding/json path does.
+func FuzzFastFlatJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"password":"{PLAIN}secret","uid":1000,"gid":1000,"home":"/var/vmail/alice"}`,
+		` { "b" : -1.5e+3 , "a" : true, "c": null, "d": false } `, `{}`, `{"a":1,"a":2}`, `{"":1}`,
+		`{"a":01}`, `{"a":"x\u0041"}`, `{"a":"<b>"}`, `{"a":[1]}`, `{"a":1,}`, `{"z":"1","y":"2"}` + "\v",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := fastFlatJSON(data)
+		if !ok {
+			return
+		}
+		slow, err := slowFlatJSON(data)
+		if err != nil || slow != fast {
+			t.Fatalf("%q: fast %q, encoding/json %q (%v)", data, fast, slow, err)
+		}
+	})
+}
+
 func BenchmarkDovecotLookup(b *testing.B) {
 	d := &Dovecot{Backend: &fakeBackend{answer: found(`{"password":"{PLAIN}secret","uid":1000,"gid":1000,"home":"/var/vmail/alice"}`)}}
 	req := dict.Request{Key: "shared/passdb/alice@example.org", User: "alice@example.org"}
