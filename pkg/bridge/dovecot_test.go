@@ -150,7 +150,7 @@ func FuzzFastFlatJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"password":"{PLAIN}secret","uid":1000,"gid":1000,"home":"/var/vmail/alice"}`,
 		` { "b" : -1.5e+3 , "a" : true, "c": null, "d": false } `, `{}`, `{"a":1,"a":2}`, `{"":1}`,
-		`{"a":01}`, `{"a":"x\u0041"}`, `{"a":"<b>"}`, `{"a":[1]}`, `{"a":1,}`, `{"z":"1","y":"2"}` + "\v",
+		`{"a":01}`, `{"a":"x\u0041"}`, `{"a":"<b>"}`, `{"a":[1]}`, `{"a":1,}`, `{"z":"1","y":"2"}` + "\v", "{\"del\":\"a\x7fb\"}",
 	} {
 		f.Add([]byte(s))
 	}

@@ -3,6 +3,8 @@ package bridge
 import (
 	"bytes"
 	"slices"
+
+	"github.com/shitenno/shitenno/pkg/remote"
 )
 
 // The dovecot bridge re-encodes every backend reply's Data (flatJSON):
@@ -102,14 +104,15 @@ func scanFlatObject(data []byte, members []flatMember) ([]flatMember, bool) {
 }
 
 // plainString returns the contents of the string at data[i], which must
-// be plain, and the index after its closing quote.
+// be plain (every byte one remote.AppendJSONString copies unchanged), and
+// the index after its closing quote.
 func plainString(data []byte, i int) ([]byte, int, bool) {
 	if i >= len(data) || data[i] != '"' {
 		return nil, 0, false
 	}
 	j := i + 1
 	for j < len(data) && data[j] != '"' {
-		if !jsonPlain[data[j]] {
+		if !remote.JSONPlain(data[j]) {
 			return nil, 0, false
 		}
 		j++
@@ -195,13 +198,3 @@ func skipSpace(data []byte, i int) int {
 	}
 	return i
 }
-
-// jsonPlain marks the bytes a string may hold to be copied as it is:
-// printable ASCII other than '"', '\\' and the <, >, & that
-// remote.AppendJSONString escapes.
-var jsonPlain = func() (t [256]bool) {
-	for b := 0x20; b < 0x7f; b++ {
-		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
-	}
-	return t
-}()

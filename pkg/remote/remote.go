@@ -469,8 +469,13 @@ func AppendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// jsonSafe marks the bytes AppendJSONString copies as they are: ASCII
-// other than controls, '"', '\\' and encoding/json's HTML escapes.
+// JSONPlain reports whether AppendJSONString copies b as it is: ASCII
+// other than controls, '"', '\\' and encoding/json's HTML escapes. A
+// caller that checked every byte of a string with it may copy the string
+// between quotes instead of encoding it.
+func JSONPlain(b byte) bool { return jsonSafe[b] }
+
+// jsonSafe is JSONPlain's table.
 var jsonSafe = func() (t [256]bool) {
 	for b := 0x20; b < utf8.RuneSelf; b++ {
 		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
