@@ -10,11 +10,11 @@ import (
 
 // Sequential is the stop state of a connection read by one goroutine,
 // one request after another. Stop wakes it at once while it waits for a
-// request, and lets it answer the request in progress first (Next marks
-// it busy, Reply idle again). A protocol conn embeds it and gets Stop and
+// request, and lets it answer the request in progress first (next marks
+// it busy, reply idle again). A protocol conn embeds it and gets Stop and
 // Close; NewSequential makes the whole Conn of a strict request-reply
 // protocol (socketmap, policy, tcp_table). The pipelined dict reader
-// never calls Next, so for it Stop always wakes the reader.
+// is never marked busy, so for it Stop always wakes the reader.
 type Sequential struct {
 	// NC is the client connection.
 	NC net.Conn
@@ -62,7 +62,7 @@ func (c *Sequential) Serve(ctx context.Context) {
 	var out []byte
 	for c.next(c.br, c.t.Idle, c.t.Read, c.complete) {
 		var ok bool
-		if out, ok = c.x(ctx, c.br, out[:0]); !ok || !c.Reply(out, c.t.Write) {
+		if out, ok = c.x(ctx, c.br, out[:0]); !ok || !c.reply(out, c.t.Write) {
 			return
 		}
 		if cap(out) > 64<<10 {
@@ -87,13 +87,10 @@ func (c *Sequential) ArmRead(d time.Duration) bool { return c.gate.ArmRead(c.NC,
 // SetRead is Gate.SetRead on NC.
 func (c *Sequential) SetRead(d time.Duration) { c.gate.SetRead(c.NC, d) }
 
-// Next waits up to idle for the first byte of the next request, then
-// gives the rest of it rto and marks the connection busy. It reports false
-// when the connection should end: EOF, idle timeout or Stop.
-func (c *Sequential) Next(br *bufio.Reader, idle, rto time.Duration) bool {
-	return c.next(br, idle, rto, nil)
-}
-
+// next waits up to idle for the first byte of the next request, then
+// gives the rest of it rto (none when complete says it is all buffered)
+// and marks the connection busy. It reports false when the connection
+// should end: EOF, idle timeout or Stop.
 func (c *Sequential) next(br *bufio.Reader, idle, rto time.Duration, complete func([]byte) bool) bool {
 	if !c.ArmRead(idle) {
 		return false
@@ -113,10 +110,10 @@ func (c *Sequential) next(br *bufio.Reader, idle, rto time.Duration, complete fu
 	return true
 }
 
-// Reply writes a request's reply within wto and marks the connection
+// reply writes a request's reply within wto and marks the connection
 // idle again. It reports false when the connection should end: a write
 // error, or a Stop that came while the request was in progress.
-func (c *Sequential) Reply(b []byte, wto time.Duration) bool {
+func (c *Sequential) reply(b []byte, wto time.Duration) bool {
 	if t, ok := c.wdl.Renew(wto); ok {
 		_ = c.NC.SetWriteDeadline(t)
 	}

@@ -23,26 +23,26 @@ func TestOr(t *testing.T) {
 }
 
 // Stop wakes a Sequential connection waiting for a request at once, but
-// lets one in progress write its reply before Reply reports the end.
+// lets one in progress write its reply before reply reports the end.
 func TestSequentialStop(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
 		cli, srv := net.Pipe()
 		defer cli.Close()
 		c := &Sequential{NC: srv}
 		got := make(chan bool, 1)
-		go func() { got <- c.Next(bufio.NewReader(srv), time.Hour, time.Second) }()
-		time.Sleep(10 * time.Millisecond) // let Next block in Peek; a late Stop is seen by armIdle instead
+		go func() { got <- c.next(bufio.NewReader(srv), time.Hour, time.Second, nil) }()
+		time.Sleep(10 * time.Millisecond) // let next block in Peek; a late Stop is seen by armIdle instead
 		c.Stop()
 		select {
 		case ok := <-got:
 			if ok {
-				t.Fatal("Next reported a request after Stop")
+				t.Fatal("next reported a request after Stop")
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("Stop did not wake an idle connection")
 		}
-		if c.Next(bufio.NewReader(srv), time.Hour, time.Second) {
-			t.Fatal("Next after Stop reported a request")
+		if c.next(bufio.NewReader(srv), time.Hour, time.Second, nil) {
+			t.Fatal("next after Stop reported a request")
 		}
 	})
 	t.Run("busy", func(t *testing.T) {
@@ -51,8 +51,8 @@ func TestSequentialStop(t *testing.T) {
 		c := &Sequential{NC: srv}
 		go func() { _, _ = cli.Write([]byte("q")) }()
 		br := bufio.NewReader(srv)
-		if !c.Next(br, time.Hour, time.Second) {
-			t.Fatal("Next missed the request")
+		if !c.next(br, time.Hour, time.Second, nil) {
+			t.Fatal("next missed the request")
 		}
 		c.Stop()
 		if _, err := br.ReadByte(); err != nil {
@@ -60,8 +60,8 @@ func TestSequentialStop(t *testing.T) {
 		}
 		read := make(chan []byte, 1)
 		go func() { b, _ := io.ReadAll(cli); read <- b }()
-		if c.Reply([]byte("answer"), time.Second) {
-			t.Fatal("Reply after Stop did not report the end")
+		if c.reply([]byte("answer"), time.Second) {
+			t.Fatal("reply after Stop did not report the end")
 		}
 		_ = c.Close()
 		if b := <-read; string(b) != "answer" {
