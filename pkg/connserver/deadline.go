@@ -1,6 +1,9 @@
 package connserver
 
-import "time"
+import (
+	"net"
+	"time"
+)
 
 // Deadline is the read or write deadline last set on a connection. Each
 // SetReadDeadline or SetWriteDeadline updates a runtime timer under a
@@ -33,4 +36,18 @@ func (dl *Deadline) Renew(d time.Duration) (time.Time, bool) {
 	}
 	dl.at = t
 	return t, true
+}
+
+// Read sets nc's read deadline d from now when Renew says it must move.
+func (dl *Deadline) Read(nc net.Conn, d time.Duration) {
+	if t, ok := dl.Renew(d); ok {
+		_ = nc.SetReadDeadline(t)
+	}
+}
+
+// Write sets nc's write deadline d from now when Renew says it must move.
+func (dl *Deadline) Write(nc net.Conn, d time.Duration) {
+	if t, ok := dl.Renew(d); ok {
+		_ = nc.SetWriteDeadline(t)
+	}
 }

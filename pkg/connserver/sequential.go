@@ -114,9 +114,7 @@ func (c *Sequential) next(br *bufio.Reader, idle, rto time.Duration, complete fu
 // idle again. It reports false when the connection should end: a write
 // error, or a Stop that came while the request was in progress.
 func (c *Sequential) reply(b []byte, wto time.Duration) bool {
-	if t, ok := c.wdl.Renew(wto); ok {
-		_ = c.NC.SetWriteDeadline(t)
-	}
+	c.wdl.Write(c.NC, wto)
 	if _, err := c.NC.Write(b); err != nil {
 		return false
 	}
@@ -162,9 +160,7 @@ func (g *Gate) ArmRead(nc net.Conn, d time.Duration) bool {
 	if g.stopping {
 		return false
 	}
-	if t, ok := g.rdl.Renew(d); ok {
-		_ = nc.SetReadDeadline(t)
-	}
+	g.rdl.Read(nc, d)
 	return true
 }
 

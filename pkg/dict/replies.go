@@ -106,9 +106,7 @@ func (q *replyQueue) pop(buf []byte) []byte {
 // write sends buf within the write timeout; only the writing goroutine
 // calls it.
 func (q *replyQueue) write(buf []byte) error {
-	if t, ok := q.wdl.Renew(q.wto); ok {
-		_ = q.nc.SetWriteDeadline(t)
-	}
+	q.wdl.Write(q.nc, q.wto)
 	_, err := q.nc.Write(buf)
 	return err
 }
