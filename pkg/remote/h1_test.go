@@ -315,55 +315,55 @@ var h1URLs = []string{"http://b1:80/", "http://b2:80/"}
 
 func h1Hang(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
 
-// TestH1ConnectTimeout: a dial that hangs is given up at ConnectTimeout.
-func TestH1ConnectTimeout(t *testing.T) {
-	urls := h1URLs
-	t.Run("connect timeout", func(t *testing.T) {
+// h1Subtest runs f as subtest name in a synctest bubble (virtual time)
+// with a pipe network of its own.
+func h1Subtest(t *testing.T, name string, f func(t *testing.T, pn *pipeNet)) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var pn pipeNet
-			b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
-			pn.serve(t, "b2:80", answer("OK", `"second"`))
-			b1.dialDelay.Store(int64(time.Hour))
-			c := h1PipeClient(t, &pn, Options{URLs: urls, Timeout: 3 * time.Second, ConnectTimeout: 500 * time.Millisecond, FailoverBackoff: time.Minute})
-			start := time.Now()
-			if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` || time.Since(start) != 500*time.Millisecond {
-				t.Fatalf("got %s after %v", r.Data, time.Since(start))
-			}
+			f(t, &pn)
 		})
+	})
+}
+
+// TestH1ConnectTimeout: a dial that hangs is given up at ConnectTimeout.
+func TestH1ConnectTimeout(t *testing.T) {
+	h1Subtest(t, "connect timeout", func(t *testing.T, pn *pipeNet) {
+		b1 := pn.serve(t, "b1:80", answer("OK", `"first"`))
+		pn.serve(t, "b2:80", answer("OK", `"second"`))
+		b1.dialDelay.Store(int64(time.Hour))
+		c := h1PipeClient(t, pn, Options{URLs: h1URLs, Timeout: 3 * time.Second, ConnectTimeout: 500 * time.Millisecond, FailoverBackoff: time.Minute})
+		start := time.Now()
+		if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` || time.Since(start) != 500*time.Millisecond {
+			t.Fatalf("got %s after %v", r.Data, time.Since(start))
+		}
 	})
 }
 
 // TestH1AttemptBudget: a silent first URL gets its share of the Timeout.
 func TestH1AttemptBudget(t *testing.T) {
-	const timeout = h1Timeout
-	urls := h1URLs
-	t.Run("first hangs", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			var pn pipeNet
-			pn.serve(t, "b1:80", newCountingBackend(h1Hang))
-			pn.serve(t, "b2:80", answer("OK", `"second"`))
-			c := h1PipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
-			start := time.Now()
-			if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` || time.Since(start) != timeout/2 {
-				t.Fatalf("got %s after %v", r.Data, time.Since(start))
-			}
-			if c.backends[0].available(time.Now()) {
-				t.Fatal("silent backend not marked down")
-			}
-		})
+	h1Subtest(t, "first hangs", func(t *testing.T, pn *pipeNet) {
+		pn.serve(t, "b1:80", newCountingBackend(h1Hang))
+		pn.serve(t, "b2:80", answer("OK", `"second"`))
+		c := h1PipeClient(t, pn, Options{URLs: h1URLs, Timeout: h1Timeout, FailoverBackoff: time.Minute})
+		start := time.Now()
+		if r := mustLookup(t, c, "k"); string(r.Data) != `"second"` || time.Since(start) != h1Timeout/2 {
+			t.Fatalf("got %s after %v", r.Data, time.Since(start))
+		}
+		if c.backends[0].available(time.Now()) {
+			t.Fatal("silent backend not marked down")
+		}
 	})
-	t.Run("both hang", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			var pn pipeNet
-			pn.serve(t, "b1:80", newCountingBackend(h1Hang))
-			b2 := pn.serve(t, "b2:80", newCountingBackend(h1Hang))
-			c := h1PipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
-			start := time.Now()
-			_, err := c.Lookup(t.Context(), "virtual", "k")
-			if re := asError(t, err); re.Kind != KindTimeout || time.Since(start) != timeout || b2.dials.Load() != 1 {
-				t.Fatalf("got %+v after %v", re, time.Since(start))
-			}
-		})
+	h1Subtest(t, "both hang", func(t *testing.T, pn *pipeNet) {
+		pn.serve(t, "b1:80", newCountingBackend(h1Hang))
+		b2 := pn.serve(t, "b2:80", newCountingBackend(h1Hang))
+		c := h1PipeClient(t, pn, Options{URLs: h1URLs, Timeout: h1Timeout, FailoverBackoff: time.Minute})
+		start := time.Now()
+		_, err := c.Lookup(t.Context(), "virtual", "k")
+		if re := asError(t, err); re.Kind != KindTimeout || time.Since(start) != h1Timeout || b2.dials.Load() != 1 {
+			t.Fatalf("got %+v after %v", re, time.Since(start))
+		}
 	})
 }
 
@@ -380,33 +380,25 @@ func replyBegun(rest http.HandlerFunc) http.HandlerFunc {
 // TestH1BodyTimeout: once a response has begun, the rest of the Timeout
 // is the backend's, and no more.
 func TestH1BodyTimeout(t *testing.T) {
-	const timeout = h1Timeout
-	urls := h1URLs
-	t.Run("slow body keeps the Timeout", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			var pn pipeNet
-			pn.serve(t, "b1:80", replyBegun(func(w http.ResponseWriter, r *http.Request) {
-				time.Sleep(timeout * 3 / 4)
-				_, _ = io.WriteString(w, `"OK","Data":"first"}`)
-			}))
-			pn.serve(t, "b2:80", answer("OK", `"second"`))
-			c := h1PipeClient(t, &pn, Options{URLs: urls, Timeout: timeout, FailoverBackoff: time.Minute})
-			if r := mustLookup(t, c, "k"); string(r.Data) != `"first"` {
-				t.Fatalf("got %s", r.Data)
-			}
-		})
+	h1Subtest(t, "slow body keeps the Timeout", func(t *testing.T, pn *pipeNet) {
+		pn.serve(t, "b1:80", replyBegun(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(h1Timeout * 3 / 4)
+			_, _ = io.WriteString(w, `"OK","Data":"first"}`)
+		}))
+		pn.serve(t, "b2:80", answer("OK", `"second"`))
+		c := h1PipeClient(t, pn, Options{URLs: h1URLs, Timeout: h1Timeout, FailoverBackoff: time.Minute})
+		if r := mustLookup(t, c, "k"); string(r.Data) != `"first"` {
+			t.Fatalf("got %s", r.Data)
+		}
 	})
-	t.Run("body cut by the Timeout", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			var pn pipeNet
-			pn.serve(t, "b1:80", replyBegun(h1Hang))
-			c := h1PipeClient(t, &pn, Options{URLs: urls[:1], Timeout: timeout})
-			start := time.Now()
-			_, err := c.Lookup(t.Context(), "virtual", "k")
-			if re := asError(t, err); re.Kind != KindTimeout || re.BeforeResponse || time.Since(start) != timeout {
-				t.Fatalf("got %+v after %v", re, time.Since(start))
-			}
-		})
+	h1Subtest(t, "body cut by the Timeout", func(t *testing.T, pn *pipeNet) {
+		pn.serve(t, "b1:80", replyBegun(h1Hang))
+		c := h1PipeClient(t, pn, Options{URLs: h1URLs[:1], Timeout: h1Timeout})
+		start := time.Now()
+		_, err := c.Lookup(t.Context(), "virtual", "k")
+		if re := asError(t, err); re.Kind != KindTimeout || re.BeforeResponse || time.Since(start) != h1Timeout {
+			t.Fatalf("got %+v after %v", re, time.Since(start))
+		}
 	})
 }
 
