@@ -1,4 +1,4 @@
-package remote
+package remote_test
 
 import (
 	"crypto/tls"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/config"
+	"github.com/shitenno/shitenno/pkg/daemon"
+	"github.com/shitenno/shitenno/pkg/remote"
 )
 
 // docBlock returns the fenced code block that follows marker in doc.
@@ -57,12 +59,12 @@ func TestDocsExample(t *testing.T) {
 	backup, _ := ca.Server(t, "backend.example.net", nil)
 	clientCA := testutil.NewCA(t, "Client CA", nil)
 	client, clientKey := clientCA.Leaf(t, "mx1", x509.ExtKeyUsageClientAuth, nil)
-	writeTestFile(t, dir, "backend-ca.pem", testutil.PEMCert(ca.Cert))
-	writeTestFile(t, dir, "client.pem", testutil.PEMCert(client))
-	writeTestFile(t, dir, "client.key", testutil.PEMKey(t, clientKey))
-	writeTestFile(t, dir, "backend.pem", testutil.PEMCert(leaf))
+	remote.WriteTestFile(t, dir, "backend-ca.pem", testutil.PEMCert(ca.Cert))
+	remote.WriteTestFile(t, dir, "client.pem", testutil.PEMCert(client))
+	remote.WriteTestFile(t, dir, "client.key", testutil.PEMKey(t, clientKey))
+	remote.WriteTestFile(t, dir, "backend.pem", testutil.PEMCert(leaf))
 
-	pin := SPKIPin(leaf)
+	pin := remote.SPKIPin(leaf)
 	if _, err := exec.LookPath("openssl"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("openssl is needed to check the documented pin command")
@@ -82,36 +84,30 @@ func TestDocsExample(t *testing.T) {
 
 	pool := x509.NewCertPool()
 	pool.AddCert(clientCA.Cert)
-	b := newTLSBackend(t, testutil.TLSChain(leaf, leafKey), func(c *tls.Config) {
+	b := remote.NewTLSBackend(t, testutil.TLSChain(leaf, leafKey), func(c *tls.Config) {
 		c.ClientAuth = tls.RequireAndVerifyClientCert
 		c.ClientCAs = pool
 	})
-	_, port := hostPort(t, b.URL)
+	_, port := remote.HostPort(t, b.URL)
 
 	conf := docBlock(t, doc, "example:config")
 	conf = replaceAll(t, conf, "/etc/shitenno/", dir+string(filepath.Separator))
 	conf = replaceAll(t, conf, "PIN-OF-THE-BACKEND-KEY", pin)
-	conf = replaceAll(t, conf, "PIN-OF-THE-BACKUP-KEY", SPKIPin(backup))
+	conf = replaceAll(t, conf, "PIN-OF-THE-BACKUP-KEY", remote.SPKIPin(backup))
 	conf = replaceAll(t, conf, "https://backend.example.net/", "https://backend.example.net:"+port+"/")
 	cfg, err := config.Parse("docs/tls.md", []byte(conf))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewTLS(TLSOptions{
-		CertPool:       cfg.CertPool,
-		SystemCertPool: cfg.SystemCertPool,
-		ClientCert:     cfg.ClientCert,
-		ClientKey:      cfg.ClientKey,
-		ServerName:     cfg.ServerName,
-		HPKP:           cfg.HPKP,
-		OCSP:           cfg.OCSP,
-	})
+	// The TLS setup the daemons build from this configuration: the
+	// mapping under test is theirs, not a copy of it.
+	be, err := daemon.NewBackend(cfg, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := newTLSClient(t, cfg.RemoteURL[0], s, b.Listener.Addr().String())
-	lookupOK(t, c)
-	if cn, _ := b.last(); cn != "mx1" {
+	c, _ := remote.NewTLSClient(t, cfg.RemoteURL[0], be.TLS(), b.Listener.Addr().String())
+	remote.LookupOK(t, c)
+	if cn, _ := b.Last(); cn != "mx1" {
 		t.Errorf("backend saw client %q, want mx1", cn)
 	}
 }
