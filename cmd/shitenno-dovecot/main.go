@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shitenno/shitenno/pkg/bridge"
+	"github.com/shitenno/shitenno/pkg/connserver"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/dict"
 )
@@ -26,11 +27,13 @@ func main() {
 func build(env *daemon.Env) (daemon.Server, error) {
 	return &dict.Server{
 		Handler: &bridge.Dovecot{Backend: env.Backend, Record: env.Record},
-		// Dovecot 2.3 disconnects as soon as it has its replies; a client
-		// that keeps a connection open (2.4 with idle_msecs) gets a while.
-		IdleTimeout: 5 * time.Minute,
-		Logger:      env.Logger,
-		ConnState:   env.ConnState,
+		Server: connserver.Server{
+			// Dovecot 2.3 disconnects as soon as it has its replies; a client
+			// that keeps a connection open (2.4 with idle_msecs) gets a while.
+			IdleTimeout: 5 * time.Minute,
+			Logger:      env.Logger,
+			ConnState:   env.ConnState,
+		},
 	}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/config"
+	"github.com/shitenno/shitenno/pkg/connserver"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/socketmap"
 )
@@ -36,10 +37,12 @@ func extraEndpoints(cfg *config.Config) []daemon.Endpoint {
 
 func build(env *daemon.Env) (daemon.Server, error) {
 	return &socketmap.Server{
-		Handler:     &bridge.Postfix{Backend: env.Backend, Record: env.Record},
-		IdleTimeout: 5 * time.Minute,
-		Logger:      env.Logger,
-		ConnState:   env.ConnState,
+		Handler: &bridge.Postfix{Backend: env.Backend, Record: env.Record},
+		Server: connserver.Server{
+			IdleTimeout: 5 * time.Minute,
+			Logger:      env.Logger,
+			ConnState:   env.ConnState,
+		},
 	}, nil
 }
 

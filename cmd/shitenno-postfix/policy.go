@@ -7,6 +7,7 @@ import (
 
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/config"
+	"github.com/shitenno/shitenno/pkg/connserver"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/policy"
 	"github.com/shitenno/shitenno/pkg/tcptable"
@@ -57,10 +58,12 @@ func policyEndpoints(cfg *config.Config) []daemon.Endpoint {
 		Build: func(env *daemon.Env) (daemon.Server, error) {
 			p := env.Config.Postfix
 			return &policy.Server{
-				Handler:   &bridge.Policy{Backend: env.Backend, Verb: p.PolicyVerb, FailAction: p.PolicyFailAction, Record: env.Record},
-				MaxConns:  maxConns,
-				Logger:    env.Logger,
-				ConnState: env.ConnState,
+				Handler: &bridge.Policy{Backend: env.Backend, Verb: p.PolicyVerb, FailAction: p.PolicyFailAction, Record: env.Record},
+				Server: connserver.Server{
+					MaxConns:  maxConns,
+					Logger:    env.Logger,
+					ConnState: env.ConnState,
+				},
 			}, nil
 		},
 	}}
@@ -72,10 +75,12 @@ func policyEndpoints(cfg *config.Config) []daemon.Endpoint {
 			Unit:   tcpTableUnit,
 			Build: func(env *daemon.Env) (daemon.Server, error) {
 				return &tcptable.Server{
-					Handler:   &bridge.TCPTable{Backend: env.Backend, Verb: t.Verb, Record: env.Record},
-					MaxConns:  maxConns,
-					Logger:    env.Logger,
-					ConnState: env.ConnState,
+					Handler: &bridge.TCPTable{Backend: env.Backend, Verb: t.Verb, Record: env.Record},
+					Server: connserver.Server{
+						MaxConns:  maxConns,
+						Logger:    env.Logger,
+						ConnState: env.ConnState,
+					},
 				}, nil
 			},
 		})

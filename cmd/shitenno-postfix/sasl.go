@@ -8,6 +8,7 @@ import (
 
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/config"
+	"github.com/shitenno/shitenno/pkg/connserver"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/sasl"
 )
@@ -25,9 +26,11 @@ func saslEndpoint(cfg *config.Config) daemon.Endpoint {
 			return &sasl.Server{
 				Handler:    saslBridge(env),
 				Mechanisms: env.Config.Postfix.SASLMechanisms,
-				MaxConns:   maxConns,
-				Logger:     env.Logger,
-				ConnState:  env.ConnState,
+				Server: connserver.Server{
+					MaxConns:  maxConns,
+					Logger:    env.Logger,
+					ConnState: env.ConnState,
+				},
 			}, nil
 		},
 	}

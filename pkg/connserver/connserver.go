@@ -3,9 +3,10 @@
 // listeners, the accept loop with back-off, the set of live connections,
 // graceful Shutdown and Close, with net/http's semantics. Protocol
 // packages supply what one connection does and how it is asked to stop;
-// Shell is the Server shell they share, Gate the stop state of a
-// connection's reader, and Sequential the whole connection of a protocol
-// answered one request at a time, around the protocol's Exchange.
+// Server is the part of a protocol Server they share (settings, Serve's
+// loop, Shutdown, Close), Gate the stop state of a connection's reader,
+// and Sequential the whole connection of a protocol answered one request
+// at a time, around the protocol's Exchange.
 package connserver
 
 import (
@@ -34,8 +35,6 @@ type Conn interface {
 
 // Core runs the lifecycle. Set the fields before the first Serve.
 type Core struct {
-	// ErrClosed is what Serve returns after Shutdown or Close.
-	ErrClosed error
 	// Logger receives accept errors; nil discards them.
 	Logger *slog.Logger
 	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
@@ -68,14 +67,14 @@ func (s *Core) init() {
 
 // Serve accepts connections on l until Shutdown or Close, wrapping each
 // with newConn and serving it in its own goroutine. It always returns a
-// non-nil error; ErrClosed after a shutdown. It may run for several
+// non-nil error; ErrServerClosed after a shutdown. It may run for several
 // listeners at once.
 func (s *Core) Serve(l net.Listener, newConn func(net.Conn) Conn) error {
 	s.init()
 	s.mu.Lock()
 	if s.closed.Load() {
 		s.mu.Unlock()
-		return s.ErrClosed
+		return ErrServerClosed
 	}
 	s.listeners[l] = struct{}{}
 	s.mu.Unlock()
@@ -89,7 +88,7 @@ func (s *Core) Serve(l net.Listener, newConn func(net.Conn) Conn) error {
 		nc, err := l.Accept()
 		if err != nil {
 			if s.closed.Load() {
-				return s.ErrClosed
+				return ErrServerClosed
 			}
 			if retryableAccept(err) {
 				// EMFILE and friends: back off instead of spinning.
@@ -119,7 +118,7 @@ func (s *Core) Serve(l net.Listener, newConn func(net.Conn) Conn) error {
 		if s.closed.Load() {
 			s.mu.Unlock()
 			c.Close()
-			return s.ErrClosed
+			return ErrServerClosed
 		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)

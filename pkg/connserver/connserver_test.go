@@ -3,7 +3,6 @@ package connserver
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"sync/atomic"
@@ -12,8 +11,6 @@ import (
 
 	"github.com/shitenno/shitenno/internal/testutil"
 )
-
-var errClosed = errors.New("closed")
 
 // echoConn answers each line with the same line; the line "panic" panics.
 type echoConn struct {
@@ -46,11 +43,10 @@ func (c *echoConn) Close() error { return c.nc.Close() }
 
 func start(t *testing.T, core *Core) string {
 	t.Helper()
-	core.ErrClosed = errClosed
 	serve := func(l net.Listener) error {
 		return core.Serve(l, func(nc net.Conn) Conn { return &echoConn{nc: nc} })
 	}
-	return testutil.ServeUntilCleanup(t, "tcp", serve, core.Close, errClosed)
+	return testutil.ServeUntilCleanup(t, "tcp", serve, core.Close, ErrServerClosed)
 }
 
 func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
@@ -139,7 +135,7 @@ func TestMaxConns(t *testing.T) {
 }
 
 // TestShutdownWaitsForConnections: Shutdown asks connections to stop and
-// returns once they have; Serve then returns ErrClosed.
+// returns once they have; Serve then returns ErrServerClosed.
 func TestShutdownWaitsForConnections(t *testing.T) {
 	core := &Core{}
 	addr := start(t, core)

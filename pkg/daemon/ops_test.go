@@ -26,6 +26,7 @@ import (
 
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/config"
+	"github.com/shitenno/shitenno/pkg/connserver"
 	"github.com/shitenno/shitenno/pkg/socketmap"
 )
 
@@ -146,9 +147,11 @@ func postfixProgram() Program {
 		Name: "postfix",
 		Build: func(env *Env) (Server, error) {
 			return &socketmap.Server{
-				Handler:   &bridge.Postfix{Backend: env.Backend, Record: env.Record},
-				Logger:    env.Logger,
-				ConnState: env.ConnState,
+				Handler: &bridge.Postfix{Backend: env.Backend, Record: env.Record},
+				Server: connserver.Server{
+					Logger:    env.Logger,
+					ConnState: env.ConnState,
+				},
 			}, nil
 		},
 	}
@@ -650,7 +653,7 @@ func TestExtraEndpoints(t *testing.T) {
 					panic("handler bug")
 				}
 				return socketmap.Reply{Kind: socketmap.OK, Text: "extra:" + string(req.Key)}
-			}), Logger: env.Logger}, nil
+			}), Server: connserver.Server{Logger: env.Logger}}, nil
 		}}}
 	}
 	var out bytes.Buffer

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/bridge"
+	"github.com/shitenno/shitenno/pkg/connserver"
 	"github.com/shitenno/shitenno/pkg/dict"
 	"github.com/shitenno/shitenno/pkg/mailauth"
 )
@@ -64,8 +65,13 @@ func TestSecretsNeverLogged(t *testing.T) {
 	progs := map[string]Program{
 		"postfix": postfixProgram(),
 		"dovecot": {Name: "dovecot", Build: func(env *Env) (Server, error) {
-			return &dict.Server{Handler: &bridge.Dovecot{Backend: env.Backend, Record: env.Record},
-				Logger: env.Logger, ConnState: env.ConnState}, nil
+			return &dict.Server{
+				Handler: &bridge.Dovecot{Backend: env.Backend, Record: env.Record},
+				Server: connserver.Server{
+					Logger:    env.Logger,
+					ConnState: env.ConnState,
+				},
+			}, nil
 		}},
 		"nginx": {Name: "nginx", Build: func(env *Env) (Server, error) {
 			h := &mailauth.HTTPHandler{Handler: &bridge.Nginx{Backend: env.Backend, Record: env.Record},

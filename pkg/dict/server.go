@@ -14,8 +14,9 @@ import (
 	"github.com/shitenno/shitenno/pkg/connserver"
 )
 
-// ErrServerClosed is returned by Serve after Shutdown or Close.
-var ErrServerClosed = errors.New("dict: Server closed")
+// ErrServerClosed is returned by Serve after Shutdown or Close: the one
+// of every protocol Server, connserver.ErrServerClosed.
+var ErrServerClosed = connserver.ErrServerClosed
 
 // ReadOnlyReason is the error text sent to a client that tries to commit
 // a transaction: this dict never stores anything.
@@ -52,50 +53,30 @@ func (f HandlerFunc) ServeDict(ctx context.Context, req Request) Reply { return 
 // connection are handled concurrently (at most MaxPipeline at a time) and
 // answered strictly in request order, because the client matches replies
 // to its oldest pending command.
+//
+// IdleTimeout defaults to 5 minutes; when it closes a connection, replies
+// to lookups already received are still written. ReadTimeout bounds the
+// rest of a line once its first byte arrived, WriteTimeout the writing of
+// replies. Keys, values and users are never logged. Shutdown stops
+// reading from every connection (lines already received in full are
+// still handled) and lets the lookups in progress finish and their
+// replies be written.
 type Server struct {
 	Handler Handler
-	// IdleTimeout closes a connection that sends nothing for this long.
-	// Default 5 minutes. Replies to lookups already received are still
-	// written.
-	IdleTimeout time.Duration
-	// ReadTimeout bounds reading the rest of a line once its first byte
-	// arrived. Default 10 s.
-	ReadTimeout time.Duration
-	// WriteTimeout bounds writing replies. Default 10 s.
-	WriteTimeout time.Duration
 	// MaxLineSize bounds a command line, LF excluded. Default MaxLineSize.
 	MaxLineSize int
 	// MaxPipeline bounds the lookups in progress on one connection; reading
 	// pauses while it is reached. Default 16.
 	MaxPipeline int
-	// Logger receives connection-level errors; nil discards them. Keys,
-	// values and users are never logged.
-	Logger *slog.Logger
-	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
-	ConnState func(delta int)
-
-	shell connserver.Shell
+	// Server holds the timeouts, MaxConns, Logger and ConnState, and
+	// gives Shutdown and Close.
+	connserver.Server
 }
 
 // Serve accepts connections on l until Shutdown or Close. It always
 // returns a non-nil error; ErrServerClosed after a shutdown. Serve may be
 // called for several listeners at once.
-func (s *Server) Serve(l net.Listener) error { return s.shell.Serve(s.config(), l, s.newConn) }
-
-// Shutdown stops accepting and stops reading from every connection (lines
-// already received in full are still handled), lets the lookups in
-// progress finish and their replies be written, then returns. If ctx ends
-// first, the remaining connections are closed and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error { return s.shell.Shutdown(ctx, s.config()) }
-
-// Close stops the server at once: listeners and connections are closed
-// and in-flight handler contexts cancelled.
-func (s *Server) Close() error { return s.shell.Close(s.config()) }
-
-// config is what the shell sets its Core up with.
-func (s *Server) config() connserver.Config {
-	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState}
-}
+func (s *Server) Serve(l net.Listener) error { return s.ServeConns(l, s.newConn) }
 
 func (s *Server) newConn(nc net.Conn) connserver.Conn {
 	return &conn{Sequential: connserver.Sequential{NC: nc}, srv: s}
@@ -115,7 +96,7 @@ type conn struct {
 }
 
 func (c *conn) log() *slog.Logger {
-	return connserver.Logger(c.srv.Logger).With("remote", c.NC.RemoteAddr().String())
+	return c.srv.Log().With("remote", c.NC.RemoteAddr().String())
 }
 
 // Serve implements connserver.Conn.
@@ -123,7 +104,7 @@ func (c *conn) Serve(base context.Context) {
 	s := c.srv
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()
-	t := connserver.Timeouts{Idle: s.IdleTimeout, Read: s.ReadTimeout, Write: s.WriteTimeout}.Or(5 * time.Minute)
+	t := s.Timeouts(5 * time.Minute)
 	c.q = newReplyQueue(c.NC, connserver.Or(s.MaxPipeline, 16), t.Write, func(err error) {
 		if !errors.Is(err, net.ErrClosed) {
 			c.log().Info("dict: closing connection on write error", "err", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shitenno/shitenno/internal/testutil"
+	"github.com/shitenno/shitenno/pkg/connserver"
 
 	"go.uber.org/goleak"
 )
@@ -233,7 +234,7 @@ func TestPipelineBound(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	answeredThenClosed(t, &Server{Handler: echo, IdleTimeout: 50 * time.Millisecond}, "")
+	answeredThenClosed(t, &Server{Handler: echo, Server: connserver.Server{IdleTimeout: 50 * time.Millisecond}}, "")
 }
 
 func TestIdleTimeoutStillAnswers(t *testing.T) {
@@ -242,7 +243,7 @@ func TestIdleTimeoutStillAnswers(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		return Reply{Kind: Found, Value: "late"}
 	})
-	answeredThenClosed(t, &Server{Handler: h, IdleTimeout: 20 * time.Millisecond}, "Lk\tu\n", "Olate\n")
+	answeredThenClosed(t, &Server{Handler: h, Server: connserver.Server{IdleTimeout: 20 * time.Millisecond}}, "Lk\tu\n", "Olate\n")
 }
 
 func TestShutdownFinishesInFlight(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/pkg/connserver"
 )
 
 // FuzzParseLine: any line parses or is refused, never panics, and an
@@ -72,7 +74,7 @@ func FuzzConn(f *testing.F) {
 			}
 			return Result{Verdict: Reject, Reason: r.User}
 		})
-		s := &Server{Handler: h, ReadTimeout: time.Second, MaxInFlight: 4}
+		s := &Server{Handler: h, MaxInFlight: 4, Server: connserver.Server{ReadTimeout: time.Second}}
 		cli, srv := net.Pipe()
 		c := &conn{srv: s, nc: srv, pending: map[string]*pendingAuth{}, running: map[string]struct{}{}}
 		done := make(chan struct{})

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -17,8 +16,9 @@ import (
 	"github.com/shitenno/shitenno/pkg/connserver"
 )
 
-// ErrServerClosed is returned by Serve after Shutdown or Close.
-var ErrServerClosed = errors.New("sasl: Server closed")
+// ErrServerClosed is returned by Serve after Shutdown or Close: the one
+// of every protocol Server, connserver.ErrServerClosed.
+var ErrServerClosed = connserver.ErrServerClosed
 
 // Credentials are what a PLAIN or LOGIN exchange yields. Password is
 // zeroed once the Handler has returned: a Handler must not keep it.
@@ -94,49 +94,35 @@ const (
 // usable: set Handler. Every smtpd process keeps one connection for its
 // whole life and sends one request at a time; connections are handled
 // independently, so one slow backend answer delays only its own smtpd.
+//
+// IdleTimeout 0 means never: postfix keeps its connection for the smtpd
+// process's life with no idle limit of its own, and a connection closed
+// under an idle smtpd costs one 454 on inet: sockets with postfix 3.7
+// (PROTOCOLS.md §8.5). MaxConns bounds what idle clients can hold.
+// ReadTimeout bounds the rest of a line once its first byte has arrived.
+// Shutdown stops accepting and reading and lets the logins being checked
+// finish and be answered; exchanges waiting for a CONT are dropped
+// (postfix reconnects).
 type Server struct {
 	Handler Handler
 	// Mechanisms are offered in this order: MechPLAIN and/or MechLOGIN;
 	// nil means both.
 	Mechanisms []string
-	// IdleTimeout closes a connection that sends nothing for this long.
-	// 0 means never: postfix keeps its connection for the smtpd
-	// process's life with no idle limit of its own, and a connection
-	// closed under an idle smtpd costs one 454 on inet: sockets with
-	// postfix 3.7 (PROTOCOLS.md §8.5). MaxConns bounds what idle clients
-	// can hold.
-	IdleTimeout time.Duration
-	// ReadTimeout bounds reading the rest of a line once its first byte
-	// has arrived. Default 10 s.
-	ReadTimeout time.Duration
-	// WriteTimeout bounds writing one reply. Default 10 s.
-	WriteTimeout time.Duration
 	// ContTimeout bounds the wait for an exchange's next CONT; default
 	// DefaultContTimeout.
 	ContTimeout time.Duration
 	// MaxInFlight bounds one connection's open requests; default
 	// DefaultMaxInFlight. Past it an AUTH gets FAIL.
 	MaxInFlight int
-	// MaxConns bounds open connections (0: none); see connserver.Core.
-	MaxConns int
-	// Logger receives connection-level errors; nil discards them.
-	Logger *slog.Logger
-	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
-	ConnState func(delta int)
+	// Server holds the timeouts, MaxConns, Logger and ConnState, and
+	// gives Shutdown and Close.
+	connserver.Server
 
-	shell connserver.Shell
-	cuid  atomic.Int64
+	cuid atomic.Int64
 }
 
 // pid is the SPID of the handshake: the process's, which never changes.
 var pid = os.Getpid()
-
-// config is what the shell sets its Core up with.
-func (s *Server) config() connserver.Config {
-	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState, MaxConns: s.MaxConns}
-}
-
-func (s *Server) logger() *slog.Logger { return connserver.Logger(s.Logger) }
 
 func (s *Server) mechanisms() []string {
 	if len(s.Mechanisms) == 0 {
@@ -148,17 +134,7 @@ func (s *Server) mechanisms() []string {
 // Serve accepts connections on l until Shutdown or Close. It always
 // returns a non-nil error; ErrServerClosed after a shutdown. It may run
 // for several listeners at once.
-func (s *Server) Serve(l net.Listener) error { return s.shell.Serve(s.config(), l, s.newConn) }
-
-// Shutdown stops accepting and reading, lets the logins being checked
-// finish and be answered, then returns; exchanges waiting for a CONT are
-// dropped (postfix reconnects). If ctx ends first, the remaining
-// connections are closed and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error { return s.shell.Shutdown(ctx, s.config()) }
-
-// Close stops the server at once: listeners and connections are closed
-// and in-flight handler contexts cancelled.
-func (s *Server) Close() error { return s.shell.Close(s.config()) }
+func (s *Server) Serve(l net.Listener) error { return s.ServeConns(l, s.newConn) }
 
 func (s *Server) newConn(nc net.Conn) connserver.Conn {
 	return &conn{srv: s, nc: nc, pending: map[string]*pendingAuth{}, running: map[string]struct{}{}}
@@ -204,16 +180,16 @@ func (c *conn) Serve(ctx context.Context) {
 	if !c.write(hs) {
 		return
 	}
-	rto := connserver.Or(s.ReadTimeout, 10*time.Second)
+	t := s.Timeouts(0) // no idle default: see Server
 	br := bufio.NewReaderSize(c.nc, MaxLine+1)
 	for {
-		if !c.gate.ArmRead(c.nc, s.IdleTimeout) {
+		if !c.gate.ArmRead(c.nc, t.Idle) {
 			return
 		}
 		if _, err := br.Peek(1); err != nil {
 			return // EOF, idle timeout, Stop, or closed after a TempFail
 		}
-		if !c.gate.ArmRead(c.nc, rto) {
+		if !c.gate.ArmRead(c.nc, t.Read) {
 			return
 		}
 		line, err := br.ReadSlice('\n')
@@ -231,7 +207,7 @@ func (c *conn) Serve(ctx context.Context) {
 }
 
 func (c *conn) protocolError(err error) {
-	c.srv.logger().Warn("sasl: closing connection on protocol error", "err", err, "remote", c.nc.RemoteAddr().String())
+	c.srv.Log().Warn("sasl: closing connection on protocol error", "err", err, "remote", c.nc.RemoteAddr().String())
 }
 
 // handle processes one client line; an error closes the connection.
@@ -340,7 +316,7 @@ func (c *conn) check(ctx context.Context, id string, req *Request) {
 			c.write(appendOK(nil, id, user))
 			return
 		}
-		c.srv.logger().Error("sasl: handler accepted a login with an unprintable user name; closing connection")
+		c.srv.Log().Error("sasl: handler accepted a login with an unprintable user name; closing connection")
 	case Reject:
 		reason := res.Reason
 		if reason == "" || !Printable(reason) {
@@ -359,7 +335,7 @@ func (c *conn) check(ctx context.Context, id string, req *Request) {
 func (c *conn) callHandler(ctx context.Context, req *Request) (res Result) {
 	defer func() {
 		if v := recover(); v != nil {
-			c.srv.logger().Error("sasl: handler panicked; closing connection", "panic", v)
+			c.srv.Log().Error("sasl: handler panicked; closing connection", "panic", v)
 			res = Result{Verdict: TempFail}
 		}
 	}()
@@ -398,10 +374,10 @@ func (c *conn) maxInFlight() int {
 func (c *conn) write(b []byte) bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(connserver.Or(c.srv.WriteTimeout, 10*time.Second)))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.Timeouts(0).Write))
 	if _, err := c.nc.Write(b); err != nil {
 		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
-			c.srv.logger().Debug("sasl: write failed", "err", err)
+			c.srv.Log().Debug("sasl: write failed", "err", err)
 		}
 		c.nc.Close()
 		return false

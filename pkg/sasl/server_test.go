@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shitenno/shitenno/internal/testutil"
+	"github.com/shitenno/shitenno/pkg/connserver"
 
 	"go.uber.org/goleak"
 )
@@ -280,13 +281,13 @@ func TestContTimeout(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	addr := start(t, &Server{Handler: users, IdleTimeout: 50 * time.Millisecond})
+	addr := start(t, &Server{Handler: users, Server: connserver.Server{IdleTimeout: 50 * time.Millisecond}})
 	c := postfix(t, addr)
 	c.closed()
 }
 
 func TestPartialLineTimeout(t *testing.T) {
-	addr := start(t, &Server{Handler: users, ReadTimeout: 50 * time.Millisecond})
+	addr := start(t, &Server{Handler: users, Server: connserver.Server{ReadTimeout: 50 * time.Millisecond}})
 	c := postfix(t, addr)
 	c.Send("AUTH\t1\tPL")
 	c.closed()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/shitenno/shitenno/internal/testutil"
+	"github.com/shitenno/shitenno/pkg/connserver"
 
 	"go.uber.org/goleak"
 )
@@ -39,7 +40,7 @@ func (h *echoHandler) ServeSocketmap(ctx context.Context, r Request) Reply {
 
 func serve(t *testing.T, h Handler) (*Server, string, <-chan error) {
 	t.Helper()
-	s := &Server{Handler: h, IdleTimeout: time.Minute}
+	s := &Server{Handler: h, Server: connserver.Server{IdleTimeout: time.Minute}}
 	l, done := testutil.Serve(t, "unix", s.Serve)
 	return s, l.Addr().String(), done
 }
@@ -147,7 +148,7 @@ func TestServerShutdownDeadline(t *testing.T) {
 
 // TestServerIdleTimeout closes connections that stay silent.
 func TestServerIdleTimeout(t *testing.T) {
-	s := &Server{Handler: &echoHandler{}, IdleTimeout: 50 * time.Millisecond, ReadTimeout: 50 * time.Millisecond}
+	s := &Server{Handler: &echoHandler{}, Server: connserver.Server{IdleTimeout: 50 * time.Millisecond, ReadTimeout: 50 * time.Millisecond}}
 	sock := testutil.ServeUntilCleanup(t, "unix", s.Serve, s.Close, ErrServerClosed)
 	for _, first := range []string{"", "5:ab"} { // silent, and a slowloris half frame
 		c := testutil.Dial(t, "unix", sock)

@@ -4,15 +4,15 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"time"
 
 	"github.com/shitenno/shitenno/pkg/connserver"
 )
 
-// ErrServerClosed is returned by Serve after Shutdown or Close.
-var ErrServerClosed = errors.New("tcptable: Server closed")
+// ErrServerClosed is returned by Serve after Shutdown or Close: the one
+// of every protocol Server, connserver.ErrServerClosed.
+var ErrServerClosed = connserver.ErrServerClosed
 
 // Handler answers one lookup of a decoded key. It must return within a
 // bounded time (the backend client's Timeout); ctx is cancelled when the
@@ -31,55 +31,32 @@ func (f HandlerFunc) ServeTCPTable(ctx context.Context, key []byte) Reply { retu
 // has no map name: the listening address is the table). Postfix sends one
 // request at a time on a connection it keeps for the life of the process,
 // so each connection is served sequentially by its own goroutine.
+//
+// IdleTimeout defaults to 1 hour: dict_tcp.c does not notice a closed
+// connection until its next lookup, which then logs "unexpected EOF" and
+// sleeps one second before reconnecting, so closing idle connections
+// early costs postfix a delay. Shutdown closes idle connections at once
+// (postfix keeps them open; waiting would never end) and lets in-flight
+// lookups finish and be answered.
 type Server struct {
 	Handler Handler
-	// IdleTimeout closes a connection that sends nothing for this long.
-	// Default 1 hour: dict_tcp.c does not notice a closed connection until
-	// its next lookup, which then logs "unexpected EOF" and sleeps one
-	// second before reconnecting, so closing idle connections early costs
-	// postfix a delay.
-	IdleTimeout time.Duration
-	// ReadTimeout bounds reading one request once it has started. Default 10 s.
-	ReadTimeout time.Duration
-	// WriteTimeout bounds writing one reply. Default 10 s.
-	WriteTimeout time.Duration
 	// MaxRequestSize bounds a request line. Default MaxRequestLine.
 	MaxRequestSize int
-	// MaxConns bounds open connections (0: none); see connserver.Core.
-	MaxConns int
-	// Logger receives connection-level errors; nil discards them.
-	Logger *slog.Logger
-	// ConnState, when set, is told when a connection opens (+1) or closes (-1).
-	ConnState func(delta int)
-
-	shell connserver.Shell
+	// Server holds the timeouts, MaxConns, Logger and ConnState, and
+	// gives Shutdown and Close.
+	connserver.Server
 }
 
 // Serve accepts connections on l until Shutdown or Close. It always
 // returns a non-nil error; ErrServerClosed after a shutdown. It may run
 // for several listeners at once.
-func (s *Server) Serve(l net.Listener) error { return s.shell.Serve(s.config(), l, s.newConn) }
-
-// Shutdown stops accepting, closes idle connections at once (postfix
-// keeps them open; waiting would never end), lets in-flight lookups
-// finish and be answered, then returns. If ctx ends first, the remaining
-// connections are closed and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error { return s.shell.Shutdown(ctx, s.config()) }
-
-// Close stops the server at once: listeners and connections are closed
-// and in-flight handler contexts cancelled.
-func (s *Server) Close() error { return s.shell.Close(s.config()) }
-
-// config is what the shell sets its Core up with.
-func (s *Server) config() connserver.Config {
-	return connserver.Config{ErrClosed: ErrServerClosed, Logger: s.Logger, ConnState: s.ConnState, MaxConns: s.MaxConns}
-}
+func (s *Server) Serve(l net.Listener) error { return s.ServeConns(l, s.newConn) }
 
 // newConn serves one connection a request at a time.
 func (s *Server) newConn(nc net.Conn) connserver.Conn {
 	max := connserver.Or(s.MaxRequestSize, MaxRequestLine)
 	var line, key []byte
-	t := connserver.Timeouts{Idle: s.IdleTimeout, Read: s.ReadTimeout, Write: s.WriteTimeout}.Or(time.Hour)
+	t := s.Timeouts(time.Hour)
 	return connserver.NewSequential(nc, bufio.NewReaderSize(nc, 4096), t, complete, func(ctx context.Context, br *bufio.Reader, out []byte) ([]byte, bool) {
 		l, err := ReadLine(br, line, max)
 		var rep Reply
@@ -90,7 +67,7 @@ func (s *Server) newConn(nc net.Conn) connserver.Conn {
 			// (DICT_TCP_MAXTRY in dict_tcp.c).
 			rep = Reply{Kind: Temp, Text: "request too long"}
 		case errors.Is(err, ErrOverrun):
-			connserver.Logger(s.Logger).Warn("tcptable: closing connection: request line too long", "remote", nc.RemoteAddr().String())
+			s.Log().Warn("tcptable: closing connection: request line too long", "remote", nc.RemoteAddr().String())
 			return nil, false
 		case err != nil:
 			return nil, false

@@ -70,12 +70,10 @@ func TestSequentialStop(t *testing.T) {
 	})
 }
 
-// The Shell sets its Core up on first use, whichever method comes first.
-func TestShellCloseBeforeServe(t *testing.T) {
-	errClosed := errors.New("test: closed")
-	var sh Shell
-	cfg := Config{ErrClosed: errClosed}
-	if err := sh.Close(cfg); err != nil {
+// The Server sets its Core up on first use, whichever method comes first.
+func TestServerCloseBeforeServe(t *testing.T) {
+	var s Server
+	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -83,10 +81,24 @@ func TestShellCloseBeforeServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if err := sh.Serve(cfg, l, nil); !errors.Is(err, errClosed) {
-		t.Fatalf("Serve after Close = %v, want the configured ErrClosed", err)
+	if err := s.ServeConns(l, nil); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Close = %v, want ErrServerClosed", err)
 	}
-	if err := sh.Shutdown(context.Background(), cfg); err != nil {
+	if err := s.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown after Close: %v", err)
+	}
+}
+
+// Timeouts takes the settings, with the protocol's idle default and 10 s
+// for what is unset.
+func TestServerTimeouts(t *testing.T) {
+	s := Server{ReadTimeout: time.Second}
+	want := Timeouts{Idle: time.Hour, Read: time.Second, Write: 10 * time.Second}
+	if got := s.Timeouts(time.Hour); got != want {
+		t.Fatalf("Timeouts(1h) = %+v, want %+v", got, want)
+	}
+	s.IdleTimeout = time.Minute
+	if got := s.Timeouts(time.Hour).Idle; got != time.Minute {
+		t.Fatalf("Idle = %v, want the setting", got)
 	}
 }
