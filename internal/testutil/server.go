@@ -129,6 +129,19 @@ func (s ShutdownCheck) Run(t testing.TB) {
 	}
 }
 
+// RunLines is Run for a line protocol's clients (see LineConn):
+// idleClosed checks that the idle one was closed; busy must get the line
+// reply, then be closed as busyClosed checks.
+func (s ShutdownCheck) RunLines(t testing.TB, idleClosed func(), busy *LineConn, reply string, busyClosed func()) {
+	t.Helper()
+	s.IdleClosed = idleClosed
+	s.Answered = func() {
+		busy.Expect("in-flight reply", reply)
+		busyClosed()
+	}
+	s.Run(t)
+}
+
 // Retry calls try up to n times, pausing between tries, until it returns
 // nil; it returns the last error. For what takes a moment to come up or
 // to be free again (a socket a daemon is about to create, a port just

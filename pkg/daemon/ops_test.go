@@ -148,10 +148,7 @@ func postfixProgram() Program {
 		Build: func(env *Env) (Server, error) {
 			return &socketmap.Server{
 				Handler: &bridge.Postfix{Backend: env.Backend, Record: env.Record},
-				Server: connserver.Server{
-					Logger:    env.Logger,
-					ConnState: env.ConnState,
-				},
+				Server:  connserver.Server{Logger: env.Logger, ConnState: env.ConnState},
 			}, nil
 		},
 	}

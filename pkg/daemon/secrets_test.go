@@ -65,13 +65,8 @@ func TestSecretsNeverLogged(t *testing.T) {
 	progs := map[string]Program{
 		"postfix": postfixProgram(),
 		"dovecot": {Name: "dovecot", Build: func(env *Env) (Server, error) {
-			return &dict.Server{
-				Handler: &bridge.Dovecot{Backend: env.Backend, Record: env.Record},
-				Server: connserver.Server{
-					Logger:    env.Logger,
-					ConnState: env.ConnState,
-				},
-			}, nil
+			return &dict.Server{Handler: &bridge.Dovecot{Backend: env.Backend, Record: env.Record},
+				Server: connserver.Server{Logger: env.Logger, ConnState: env.ConnState}}, nil
 		}},
 		"nginx": {Name: "nginx", Build: func(env *Env) (Server, error) {
 			h := &mailauth.HTTPHandler{Handler: &bridge.Nginx{Backend: env.Backend, Record: env.Record},

@@ -11,11 +11,9 @@ import (
 
 	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/connserver"
-
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 // echo answers every lookup with the key and user it received.
 var echo = HandlerFunc(func(_ context.Context, r Request) Reply {
@@ -269,12 +267,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	testutil.ShutdownCheck{
 		Shutdown: srv.Shutdown, Served: served, Closed: ErrServerClosed,
 		Started: started, Release: release,
-		IdleClosed: idle.closed,
-		Answered: func() {
-			c.Expect("reply", "Odone\n")
-			c.closed()
-		},
-	}.Run(t)
+	}.RunLines(t, idle.closed, c.LineConn, "Odone\n", c.closed)
 	if err := srv.Serve(l); !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve after Shutdown: %v", err)
 	}

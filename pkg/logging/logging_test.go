@@ -17,11 +17,9 @@ import (
 	"time"
 
 	"github.com/shitenno/shitenno/internal/testutil"
-
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 // receiver collects frames from a test syslog server.
 type receiver struct {

@@ -14,13 +14,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/goleak"
 
 	shtest "github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/remote"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { shtest.VerifyTestMain(m) }
 
 // Metrics must plug into the backend client as its Observer.
 var _ remote.Observer = (*Metrics)(nil)

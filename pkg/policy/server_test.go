@@ -12,11 +12,9 @@ import (
 	"time"
 
 	"github.com/shitenno/shitenno/internal/testutil"
-
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 func start(t *testing.T, h Handler) (*Server, string, <-chan error) {
 	t.Helper()

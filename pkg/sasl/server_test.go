@@ -14,11 +14,9 @@ import (
 
 	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/connserver"
-
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 // users is a Handler with fixed passwords: "tmp" fails temporarily,
 // "renamed" is accepted under another name, "panic" panics.
@@ -315,12 +313,7 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	testutil.ShutdownCheck{
 		Shutdown: s.Shutdown, Served: served, Closed: ErrServerClosed,
 		Started: started, Release: release,
-		IdleClosed: idle.closed,
-		Answered: func() {
-			busy.Expect("in-flight reply", "OK\t1\tuser=slow\n")
-			busy.closed()
-		},
-	}.Run(t)
+	}.RunLines(t, idle.closed, busy.LineConn, "OK\t1\tuser=slow\n", busy.closed)
 }
 
 // A reply to one connection's login never waits for another's.

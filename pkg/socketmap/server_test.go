@@ -13,11 +13,9 @@ import (
 
 	"github.com/shitenno/shitenno/internal/testutil"
 	"github.com/shitenno/shitenno/pkg/connserver"
-
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 // echoHandler answers "OK <name>:<key>"; key "block" waits for release.
 type echoHandler struct {

@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/shitenno/shitenno/internal/testutil"
-
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 // tableHandler: "missing" is not found, "fail" fails, "block" waits for
 // release; anything else is found as "v:<key>".
