@@ -13,8 +13,6 @@ import (
 	"github.com/shitenno/shitenno/pkg/connserver"
 )
 
-func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
-
 // echo answers every lookup with the key and user it received.
 var echo = HandlerFunc(func(_ context.Context, r Request) Reply {
 	switch {

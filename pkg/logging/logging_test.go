@@ -19,8 +19,6 @@ import (
 	"github.com/shitenno/shitenno/internal/testutil"
 )
 
-func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
-
 // receiver collects frames from a test syslog server.
 type receiver struct {
 	frames chan string

@@ -19,8 +19,6 @@ import (
 	"github.com/shitenno/shitenno/pkg/remote"
 )
 
-func TestMain(m *testing.M) { shtest.VerifyTestMain(m) }
-
 // Metrics must plug into the backend client as its Observer.
 var _ remote.Observer = (*Metrics)(nil)
 

@@ -14,8 +14,6 @@ import (
 	"github.com/shitenno/shitenno/internal/testutil"
 )
 
-func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
-
 func start(t *testing.T, h Handler) (*Server, string, <-chan error) {
 	t.Helper()
 	s := &Server{Handler: h}

@@ -16,8 +16,6 @@ import (
 	"github.com/shitenno/shitenno/pkg/connserver"
 )
 
-func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
-
 // users is a Handler with fixed passwords: "tmp" fails temporarily,
 // "renamed" is accepted under another name, "panic" panics.
 var users = HandlerFunc(func(ctx context.Context, r *Request) Result {

@@ -15,8 +15,6 @@ import (
 	"github.com/shitenno/shitenno/pkg/connserver"
 )
 
-func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
-
 // echoHandler answers "OK <name>:<key>"; key "block" waits for release.
 type echoHandler struct {
 	release chan struct{}

@@ -11,8 +11,6 @@ import (
 	"github.com/shitenno/shitenno/internal/testutil"
 )
 
-func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
-
 // tableHandler: "missing" is not found, "fail" fails, "block" waits for
 // release; anything else is found as "v:<key>".
 type tableHandler struct {

@@ -1,0 +1,9 @@
+package logging
+
+import (
+	"testing"
+
+	"github.com/shitenno/shitenno/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }

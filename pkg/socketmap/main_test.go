@@ -1,0 +1,9 @@
+package socketmap
+
+import (
+	"testing"
+
+	"github.com/shitenno/shitenno/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
