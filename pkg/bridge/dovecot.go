@@ -67,7 +67,10 @@ func (d *Dovecot) lookup(ctx context.Context, key string) (string, dict.Reply, O
 		return verb, dict.Reply{Kind: dict.NotFound}, OutcomeNotFound, nil
 	}
 	// Re-encoding is done once per backend reply, not on every cache hit.
-	v := res.Derive(dovecotValue).(derivedValue)
+	v, ok := res.Derive(dovecotValue).(derivedValue)
+	if !ok { // derived by another bridge (not in shitenno-dovecot)
+		v = dovecotValue(res.Data).(derivedValue)
+	}
 	if v.err != nil {
 		return verb, dict.Reply{Kind: dict.Failed, Value: v.err.Reason}, OutcomeFailed, v.err
 	}

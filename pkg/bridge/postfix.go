@@ -40,22 +40,45 @@ func (p *Postfix) lookup(ctx context.Context, verb string, key []byte) (socketma
 	if res.Status == remote.NotFound {
 		return socketmap.Reply{Kind: socketmap.NotFound}, OutcomeNotFound, nil
 	}
-	s, ok := plainJSONString(res.Data)
-	if !ok && (len(res.Data) == 0 || res.Data[0] != '"' || json.Unmarshal(res.Data, &s) != nil) {
+	// Checked and decoded once per backend reply, not on every cache hit.
+	// A value some other bridge derived from the same reply (not in
+	// shitenno-postfix, whose bridges share this one) is not reused.
+	v, ok := res.Derive(postfixValue).(postfixDerived)
+	if !ok {
+		v = postfixValue(res.Data).(postfixDerived)
+	}
+	if v.err != nil {
+		return v.rep, OutcomeFailed, v.err
+	}
+	return v.rep, OutcomeFound, nil
+}
+
+// postfixDerived is the reply made from a found backend reply's Data,
+// and why it is a failure when it is one.
+type postfixDerived struct {
+	rep socketmap.Reply
+	err *remote.Error
+}
+
+// postfixValue checks and decodes Data, which must be a non-empty JSON
+// string, into the OK reply.
+func postfixValue(data json.RawMessage) any {
+	s, ok := plainJSONString(data)
+	if !ok && (len(data) == 0 || data[0] != '"' || json.Unmarshal(data, &s) != nil) {
 		err := remote.Failf("backend Data is not a string")
-		return socketmap.Reply{Kind: socketmap.Temp, Text: err.Reason}, OutcomeFailed, err
+		return postfixDerived{socketmap.Reply{Kind: socketmap.Temp, Text: err.Reason}, err}
 	}
 	if s == "" {
 		// "OK " is a configuration error for postfix; an empty value is
 		// the backend's bug, report it as such rather than as found.
 		err := remote.Failf("backend Data is an empty string")
-		return socketmap.Reply{Kind: socketmap.Temp, Text: err.Reason}, OutcomeFailed, err
+		return postfixDerived{socketmap.Reply{Kind: socketmap.Temp, Text: err.Reason}, err}
 	}
 	if len("OK ")+len(s) > socketmap.MaxPayload {
 		err := remote.Failf("backend Data longer than postfix's 100000-byte reply limit")
-		return socketmap.Reply{Kind: socketmap.Perm, Text: err.Reason}, OutcomeFailed, err
+		return postfixDerived{socketmap.Reply{Kind: socketmap.Perm, Text: err.Reason}, err}
 	}
-	return socketmap.Reply{Kind: socketmap.OK, Text: s}, OutcomeFound, nil
+	return postfixDerived{rep: socketmap.Reply{Kind: socketmap.OK, Text: s}}
 }
 
 // plainJSONString decodes the common case of a JSON string without

@@ -367,6 +367,10 @@ func recorder(log *slog.Logger, m *metrics.Metrics, listener string) bridge.Reco
 			log.Warn("lookup failed", args...)
 			return
 		}
-		log.Debug("lookup", "msgid", "lookup", "verb", verb, "outcome", string(outcome))
+		// Asked first: the arguments would be boxed on every lookup even
+		// when debug records are dropped.
+		if log.Enabled(context.Background(), slog.LevelDebug) {
+			log.Debug("lookup", "msgid", "lookup", "verb", verb, "outcome", string(outcome))
+		}
 	}
 }

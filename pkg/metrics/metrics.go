@@ -43,6 +43,9 @@ const (
 	maxVerbs      = 64
 	maxCauses     = 32
 	maxLabelBytes = 64
+	// maxSeries bounds Metrics.series: every listener kind, each verb
+	// the label set admits plus OtherLabel, three outcomes.
+	maxSeries = 8 * (maxVerbs + 1) * 3
 )
 
 // latencyBuckets span a local backend answering from memory (1 ms) to
@@ -73,6 +76,15 @@ type Metrics struct {
 
 	verbs  *labelSet
 	causes *labelSet
+
+	// series holds the lookups_total series already resolved, by
+	// seriesKey: Lookup runs on every request, and resolving a series
+	// (cleaning the verb, a locked label-set read, hashing three label
+	// values, the vector's locked map read) cost more than the rest of a
+	// cache hit's bookkeeping. nSeries bounds it: past maxSeries, Lookup
+	// resolves every time, as before.
+	series  sync.Map // seriesKey → prometheus.Counter
+	nSeries atomic.Int32
 
 	// Unix nanoseconds of the last successful and failed backend exchange.
 	lastOK, lastFail atomic.Int64
@@ -179,8 +191,25 @@ func (m *Metrics) Lookup(listener, verb, outcome string) {
 	default:
 		outcome = OutcomeFailed
 	}
-	m.lookups.WithLabelValues(listener, m.verbs.label(verb), outcome).Inc()
+	k := seriesKey{listener, verb, outcome}
+	if c, ok := m.series.Load(k); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.lookups.WithLabelValues(listener, m.verbs.label(verb), outcome)
+	c.Inc()
+	if len(verb) <= maxLabelBytes && m.nSeries.Load() < maxSeries {
+		// A copy: verb may be a slice of a large request.
+		k.verb = strings.Clone(verb)
+		if _, loaded := m.series.LoadOrStore(k, c); !loaded {
+			m.nSeries.Add(1)
+		}
+	}
 }
+
+// seriesKey names one lookups_total series by what Lookup is given: the
+// verb as sent, before cleaning.
+type seriesKey struct{ listener, verb, outcome string }
 
 // LookupDuration returns the observer of one listener's lookup times
 // (listener is its kind, a fixed set).

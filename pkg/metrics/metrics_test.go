@@ -62,6 +62,40 @@ shitenno_lookups_total{listener="socketmap",outcome="not_found",verb="virtual"} 
 	}
 }
 
+// TestLookupSeriesCacheBounded: the resolved-series cache of Lookup
+// keeps counting right once full, and holds neither more than maxSeries
+// entries nor a verb longer than a label, whatever verbs peers send.
+func TestLookupSeriesCacheBounded(t *testing.T) {
+	m, _ := newTest(t)
+	long := strings.Repeat("v", 10000)
+	for i := range 3 * maxSeries {
+		m.Lookup("dict", fmt.Sprintf("verb%d", i), OutcomeFound)
+		m.Lookup("dict", long+fmt.Sprint(i), OutcomeNotFound)
+	}
+	m.Lookup("dict", "verb1", OutcomeFound)
+	n := 0
+	m.series.Range(func(k, _ any) bool {
+		n++
+		if v := k.(seriesKey).verb; len(v) > maxLabelBytes {
+			t.Errorf("cached a %d-byte verb", len(v))
+			return false
+		}
+		return true
+	})
+	if n > maxSeries || int(m.nSeries.Load()) != n {
+		t.Errorf("%d cached series (counter %d), want at most %d", n, m.nSeries.Load(), maxSeries)
+	}
+	if got := testutil.ToFloat64(m.lookups.WithLabelValues("dict", "verb1", OutcomeFound)); got != 2 {
+		t.Errorf("verb1 counted %v, want 2", got)
+	}
+	// The long verbs, truncated alike, take one of the label set's
+	// places; the first maxVerbs-1 short ones take the others.
+	want := float64(3*maxSeries - (maxVerbs - 1))
+	if got := testutil.ToFloat64(m.lookups.WithLabelValues("dict", OtherLabel, OutcomeFound)); got != want {
+		t.Errorf("_other found counted %v, want %v", got, want)
+	}
+}
+
 func TestVerbLabelsBounded(t *testing.T) {
 	m, _ := newTest(t)
 	for i := range 1000 {

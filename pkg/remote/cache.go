@@ -295,9 +295,12 @@ func parseDelta(s string) int64 {
 // cacheKey hashes the request body, so a key never holds a password in
 // plain text.
 func cacheKey(body []byte) string {
-	s := sha256.Sum256(body)
+	s := cacheDigest(body)
 	return string(s[:])
 }
+
+// cacheDigest is cacheKey's digest before it becomes a string.
+func cacheDigest(body []byte) [sha256.Size]byte { return sha256.Sum256(body) }
 
 // get returns a fresh entry. Every call counts as a use of key for
 // admission, found or not.
