@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shitenno/shitenno/pkg/dict"
 	"github.com/shitenno/shitenno/pkg/remote"
 	"github.com/shitenno/shitenno/pkg/socketmap"
 )
@@ -99,4 +100,65 @@ func BenchmarkPostfixRemoteUncached(b *testing.B) {
 
 func BenchmarkPostfixRemoteCached(b *testing.B) {
 	benchRemote(b, remote.NewCache(10000, 0, 0), http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"max-age=600"}})
+}
+
+// sameResult answers every lookup with one Result: a cached reply shared
+// by bridges of two kinds, as one client's cache could serve it.
+type sameResult struct{ res remote.Result }
+
+func (s sameResult) Lookup(context.Context, string, any) (remote.Result, error) { return s.res, nil }
+
+func (s sameResult) LookupRaw(context.Context, string, json.RawMessage) (remote.Result, error) {
+	return s.res, nil
+}
+
+// virtualReply is the backend's answer the cache tests below hold.
+const virtualReply = `{"Verb":"virtual","Object":"a@example.org","Status":"OK","Data":"b@example.org"}`
+
+// cachedReply is virtualReply as a fresh cache serves it: nothing
+// derived from it yet.
+func cachedReply(t *testing.T) remote.Result {
+	t.Helper()
+	c := cachedClient(t, virtualReply)
+	var res remote.Result
+	for range 2 { // the miss, then the hit
+		var err error
+		if res, err = c.LookupRaw(context.Background(), "virtual", json.RawMessage(`"a@example.org"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return res
+}
+
+// TestPostfixCachedHit: a cache hit through the postfix bridge allocates
+// at most twice (the verb and the object; the reply is derived once per
+// cached reply), and a reply another bridge derived from first still
+// gets each bridge its own answer.
+func TestPostfixCachedHit(t *testing.T) {
+	p := &Postfix{Backend: cachedClient(t, virtualReply)}
+	req := socketmap.Request{Name: []byte("virtual"), Key: []byte("a@example.org")}
+	want := socketmap.Reply{Kind: socketmap.OK, Text: "b@example.org"}
+	if got := p.ServeSocketmap(context.Background(), req); got != want {
+		t.Fatalf("first lookup: %+v", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { p.ServeSocketmap(context.Background(), req) }); n > 2 {
+		t.Errorf("a cache hit allocates %v times, want at most 2", n)
+	}
+	// Data is no object to the dovecot bridge: a failure, whichever
+	// bridge derived from the reply first.
+	dreq := dict.Request{Key: "shared/virtual/a@example.org"}
+	res := cachedReply(t)
+	if rep := (&Dovecot{Backend: sameResult{res}}).ServeDict(context.Background(), dreq); rep.Kind != dict.Failed {
+		t.Fatalf("dovecot first: %+v", rep)
+	}
+	if got := (&Postfix{Backend: sameResult{res}}).ServeSocketmap(context.Background(), req); got != want {
+		t.Errorf("postfix after dovecot: %+v, want %+v", got, want)
+	}
+	res = cachedReply(t)
+	if got := (&Postfix{Backend: sameResult{res}}).ServeSocketmap(context.Background(), req); got != want {
+		t.Errorf("postfix first: %+v, want %+v", got, want)
+	}
+	if rep := (&Dovecot{Backend: sameResult{res}}).ServeDict(context.Background(), dreq); rep.Kind != dict.Failed {
+		t.Errorf("dovecot after postfix: %+v", rep)
+	}
 }

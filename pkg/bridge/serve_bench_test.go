@@ -39,7 +39,7 @@ var (
 )
 
 // cachedClient is a remote client whose cache already holds the answer.
-func cachedClient(b *testing.B, body string) *remote.Client {
+func cachedClient(b testing.TB, body string) *remote.Client {
 	tr := &cannedTransport{body: []byte(body),
 		header: http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"max-age=600"}}}
 	c, err := remote.New(remote.Options{URLs: []string{"http://backend.invalid/"}, Timeout: 5 * time.Second,
