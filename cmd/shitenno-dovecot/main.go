@@ -6,10 +6,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/shitenno/shitenno/pkg/bridge"
-	"github.com/shitenno/shitenno/pkg/connserver"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/dict"
 )
@@ -25,16 +23,12 @@ func main() {
 }
 
 func build(env *daemon.Env) (daemon.Server, error) {
-	return &dict.Server{
-		Handler: &bridge.Dovecot{Backend: env.Backend, Record: env.Record},
-		Server: connserver.Server{
-			// Dovecot 2.3 disconnects as soon as it has its replies; a client
-			// that keeps a connection open (2.4 with idle_msecs) gets a while.
-			IdleTimeout: 5 * time.Minute,
-			Logger:      env.Logger,
-			ConnState:   env.ConnState,
-		},
-	}, nil
+	// The dict default idle timeout (5 minutes): dovecot 2.3 disconnects
+	// as soon as it has its replies; a client that keeps a connection
+	// open (2.4 with idle_msecs) gets a while.
+	s := &dict.Server{Handler: &bridge.Dovecot{Backend: env.Backend, Record: env.Record}}
+	env.Hook(&s.Server)
+	return s, nil
 }
 
 // query prints the exact dict reply line dovecot would get for a key, or

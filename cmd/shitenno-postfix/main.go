@@ -5,11 +5,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/config"
-	"github.com/shitenno/shitenno/pkg/connserver"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/socketmap"
 )
@@ -36,14 +34,9 @@ func extraEndpoints(cfg *config.Config) []daemon.Endpoint {
 }
 
 func build(env *daemon.Env) (daemon.Server, error) {
-	return &socketmap.Server{
-		Handler: &bridge.Postfix{Backend: env.Backend, Record: env.Record},
-		Server: connserver.Server{
-			IdleTimeout: 5 * time.Minute,
-			Logger:      env.Logger,
-			ConnState:   env.ConnState,
-		},
-	}, nil
+	s := &socketmap.Server{Handler: &bridge.Postfix{Backend: env.Backend, Record: env.Record}}
+	env.Hook(&s.Server)
+	return s, nil
 }
 
 // query prints the exact socketmap reply postfix would get.

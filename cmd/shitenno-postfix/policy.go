@@ -7,7 +7,6 @@ import (
 
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/config"
-	"github.com/shitenno/shitenno/pkg/connserver"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/policy"
 	"github.com/shitenno/shitenno/pkg/tcptable"
@@ -57,14 +56,10 @@ func policyEndpoints(cfg *config.Config) []daemon.Endpoint {
 		Key:    "Postfix.PolicySocket",
 		Build: func(env *daemon.Env) (daemon.Server, error) {
 			p := env.Config.Postfix
-			return &policy.Server{
-				Handler: &bridge.Policy{Backend: env.Backend, Verb: p.PolicyVerb, FailAction: p.PolicyFailAction, Record: env.Record},
-				Server: connserver.Server{
-					MaxConns:  maxConns,
-					Logger:    env.Logger,
-					ConnState: env.ConnState,
-				},
-			}, nil
+			s := &policy.Server{Handler: &bridge.Policy{Backend: env.Backend, Verb: p.PolicyVerb, FailAction: p.PolicyFailAction, Record: env.Record}}
+			s.MaxConns = maxConns
+			env.Hook(&s.Server)
+			return s, nil
 		},
 	}}
 	for _, t := range pf.TCPTable {
@@ -74,14 +69,10 @@ func policyEndpoints(cfg *config.Config) []daemon.Endpoint {
 			Key:    "Postfix.TCPTable.Listen",
 			Unit:   tcpTableUnit,
 			Build: func(env *daemon.Env) (daemon.Server, error) {
-				return &tcptable.Server{
-					Handler: &bridge.TCPTable{Backend: env.Backend, Verb: t.Verb, Record: env.Record},
-					Server: connserver.Server{
-						MaxConns:  maxConns,
-						Logger:    env.Logger,
-						ConnState: env.ConnState,
-					},
-				}, nil
+				s := &tcptable.Server{Handler: &bridge.TCPTable{Backend: env.Backend, Verb: t.Verb, Record: env.Record}}
+				s.MaxConns = maxConns
+				env.Hook(&s.Server)
+				return s, nil
 			},
 		})
 	}

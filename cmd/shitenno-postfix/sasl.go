@@ -8,7 +8,6 @@ import (
 
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/config"
-	"github.com/shitenno/shitenno/pkg/connserver"
 	"github.com/shitenno/shitenno/pkg/daemon"
 	"github.com/shitenno/shitenno/pkg/sasl"
 )
@@ -23,15 +22,10 @@ func saslEndpoint(cfg *config.Config) daemon.Endpoint {
 		Listen: pf.SASLListen,
 		Key:    "Postfix.SASLSocket",
 		Build: func(env *daemon.Env) (daemon.Server, error) {
-			return &sasl.Server{
-				Handler:    saslBridge(env),
-				Mechanisms: env.Config.Postfix.SASLMechanisms,
-				Server: connserver.Server{
-					MaxConns:  maxConns,
-					Logger:    env.Logger,
-					ConnState: env.ConnState,
-				},
-			}, nil
+			s := &sasl.Server{Handler: saslBridge(env), Mechanisms: env.Config.Postfix.SASLMechanisms}
+			s.MaxConns = maxConns
+			env.Hook(&s.Server)
+			return s, nil
 		},
 	}
 }

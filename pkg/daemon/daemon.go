@@ -24,6 +24,7 @@ import (
 	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/bruteforce"
 	"github.com/shitenno/shitenno/pkg/config"
+	"github.com/shitenno/shitenno/pkg/connserver"
 	"github.com/shitenno/shitenno/pkg/logging"
 )
 
@@ -70,6 +71,13 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	// Stdin is where query reads a password.
 	Stdin io.Reader
+}
+
+// Hook gives a protocol Server's connserver part what the daemon gives
+// every listener: its logger and its count of open connections. The
+// protocol's defaults stand for the timeouts.
+func (e *Env) Hook(s *connserver.Server) {
+	s.Logger, s.ConnState = e.Logger, e.ConnState
 }
 
 // Program describes one daemon.
