@@ -62,6 +62,7 @@ func FuzzUnescape(f *testing.F) {
 	}
 	f.Add([]byte("\x01"))
 	f.Add([]byte("a\x01\x01\x01"))
+	f.Add([]byte("0123456\r89abcdef\x0d\x0e\xff\x80\x00tail"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		u := Unescape(in)
 		if len(u) > len(in) {
@@ -75,7 +76,25 @@ func FuzzUnescape(f *testing.F) {
 		if back := Unescape([]byte(e)); back != s {
 			t.Fatalf("Unescape(Escape(%q)) = %q", s, back)
 		}
+		if want := escapeByteByByte(s); e != want {
+			t.Fatalf("Escape(%q) = %q, byte by byte %q", s, e, want)
+		}
 	})
+}
+
+// escapeByteByByte is Escape without AppendEscaped's word-at-a-time
+// skipping: what that must agree with.
+func escapeByteByByte(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if j := strings.IndexByte("\x00\x01\t\r\n", s[i]); j >= 0 {
+			b.WriteByte(0x01)
+			b.WriteByte("01trn"[j])
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // FuzzParseCommand checks that any line either fails cleanly or yields a
