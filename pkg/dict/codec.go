@@ -296,10 +296,11 @@ func parseLookup(line []byte) (Request, bool) {
 	if more {
 		user, _, _ = bytes.Cut(rest, []byte{'\t'})
 	}
-	if n := len(key); bytes.IndexByte(line[:1+n+1+len(user)], 0x01) < 0 && more {
+	if n, end := len(key), 1+len(key)+1+len(user); more && bytes.IndexByte(line[:end], 0x01) < 0 {
 		// Nothing escaped (the usual line): key and user are cut from one
-		// copy of "<key>\t<user>", one allocation for both.
-		both := string(line[1 : 1+n+1+len(user)])
+		// copy of "<key>\t<user>", one allocation for both. Without a
+		// user there is no tab, and end would be past the line.
+		both := string(line[1:end])
 		return Request{Key: both[:n], User: both[n+1:]}, true
 	}
 	req := Request{Key: Unescape(key)}
