@@ -292,14 +292,8 @@ func parseDelta(s string) int64 {
 	return n
 }
 
-// cacheKey hashes the request body, so a key never holds a password in
-// plain text.
-func cacheKey(body []byte) string {
-	s := cacheDigest(body)
-	return string(s[:])
-}
-
-// cacheDigest is cacheKey's digest before it becomes a string.
+// cacheDigest hashes the request body into the cache key (as a string
+// of its bytes), so a key never holds a password in plain text.
 func cacheDigest(body []byte) [sha256.Size]byte { return sha256.Sum256(body) }
 
 // get returns a fresh entry. Every call counts as a use of key for

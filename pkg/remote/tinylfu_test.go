@@ -419,3 +419,9 @@ func BenchmarkCacheMemory(b *testing.B) {
 		runtime.KeepAlive(c)
 	}
 }
+
+// cacheKey is the key LookupRaw gives the cache for a request body.
+func cacheKey(body []byte) string {
+	s := cacheDigest(body)
+	return string(s[:])
+}
