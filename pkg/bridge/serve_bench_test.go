@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,4 +164,33 @@ func BenchmarkDovecotRemoteCached(b *testing.B) {
 			b.Fatal(rep)
 		}
 	}
+}
+
+// BenchmarkDovecotRemoteCachedSpread is BenchmarkDovecotRemoteCached
+// over 4096 cached keys, taken in a scattered order from two goroutines:
+// the cache's memory is not all in the CPU's caches, and the cache is
+// shared, as in a daemon serving many users.
+func BenchmarkDovecotRemoteCachedSpread(b *testing.B) {
+	d := &Dovecot{Backend: cachedClient(b, `{"Status":"OK","Data":{"password":"{PLAIN}secret","uid":1000}}`)}
+	const keys = 4096
+	reqs := make([]dict.Request, keys)
+	ctx := context.Background()
+	for i := range reqs {
+		u := "u" + strconv.Itoa(i) + "@bench.example.org"
+		reqs[i] = dict.Request{Key: "shared/passdb/" + u, User: u}
+		d.ServeDict(ctx, reqs[i])
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var seed atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(seed.Add(2477))
+		for pb.Next() {
+			i = (i + 613) % keys // 613 is prime: every key, scattered
+			if rep := d.ServeDict(ctx, reqs[i]); rep.Kind != dict.Found {
+				b.Error(rep)
+				return
+			}
+		}
+	})
 }

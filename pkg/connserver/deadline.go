@@ -30,12 +30,15 @@ func (dl *Deadline) Renew(d time.Duration) (time.Time, bool) {
 		dl.at = time.Time{}
 		return time.Time{}, true
 	}
-	t := time.Now().Add(d)
-	if !dl.at.IsZero() && !dl.at.After(t) && t.Sub(dl.at) <= slack(d) {
-		return dl.at, false
+	// Until reads only the monotonic clock, half the cost of Now (which
+	// reads the wall clock too); at always carries a monotonic reading.
+	if !dl.at.IsZero() {
+		if r := time.Until(dl.at); r <= d && d-r <= slack(d) {
+			return dl.at, false
+		}
 	}
-	dl.at = t
-	return t, true
+	dl.at = time.Now().Add(d)
+	return dl.at, true
 }
 
 // Read sets nc's read deadline d from now when Renew says it must move.

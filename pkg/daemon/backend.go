@@ -154,23 +154,26 @@ func (b *Backend) forListener(observe func(time.Duration)) *Backend {
 
 // Lookup implements bridge.Backend.
 func (b *Backend) Lookup(ctx context.Context, verb string, object any) (remote.Result, error) {
-	return b.timed(func(c *remote.Client) (remote.Result, error) { return c.Lookup(ctx, verb, object) })
+	return b.timed(func(c *remote.Client, _ time.Time) (remote.Result, error) { return c.Lookup(ctx, verb, object) })
 }
 
 // LookupRaw implements bridge.Backend.
 func (b *Backend) LookupRaw(ctx context.Context, verb string, object json.RawMessage) (remote.Result, error) {
-	return b.timed(func(c *remote.Client) (remote.Result, error) { return c.LookupRaw(ctx, verb, object) })
+	return b.timed(func(c *remote.Client, now time.Time) (remote.Result, error) {
+		return c.LookupRawAt(ctx, now, verb, object)
+	})
 }
 
 // timed runs one lookup on the client in force, timed for this view's
-// listener when it has one. f does not escape: no allocation per lookup.
-func (b *Backend) timed(f func(*remote.Client) (remote.Result, error)) (remote.Result, error) {
+// listener when it has one; f gets the start time (zero when untimed)
+// for the cache to use. f does not escape: no allocation per lookup.
+func (b *Backend) timed(f func(*remote.Client, time.Time) (remote.Result, error)) (remote.Result, error) {
 	c := b.cur.Load().client
 	if b.observe == nil {
-		return f(c)
+		return f(c, time.Time{})
 	}
 	start := time.Now()
-	res, err := f(c)
+	res, err := f(c, start)
 	b.observe(time.Since(start))
 	return res, err
 }

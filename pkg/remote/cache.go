@@ -67,6 +67,7 @@ type cacheEntry struct {
 	hash       uint64
 	prev, next *cacheEntry
 	region     region
+	hit        bool // hit since it last reached the protected segment's back
 }
 
 func (e *cacheEntry) size() int64 { return int64(len(e.res.Data)) + entryOverhead }

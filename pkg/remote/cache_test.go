@@ -744,3 +744,28 @@ func TestDeriveOncePerCachedReply(t *testing.T) {
 		t.Errorf("uncached result: %d calls", calls)
 	}
 }
+
+// TestLookupRawAtUsesNow: the cache judges freshness by the caller's
+// clock reading, and a zero one means now.
+func TestLookupRawAtUsesNow(t *testing.T) {
+	be := newCountingBackend(answer("OK", `"alice@example.org"`, "Cache-Control", "max-age=60"))
+	c := newLookupClient(t, Options{URLs: []string{startHTTPTest(t, be)}, Cache: NewCache(10, 0, 0)})
+	ctx := context.Background()
+	obj := json.RawMessage(`"postmaster@example.org"`)
+	for _, step := range []struct {
+		now  time.Time
+		want int64 // backend requests so far
+	}{
+		{time.Time{}, 1},                     // a miss
+		{time.Now(), 1},                      // fresh
+		{time.Time{}, 1},                     // fresh: the clock is read
+		{time.Now().Add(2 * time.Minute), 2}, // stale at that time
+	} {
+		if _, err := c.LookupRawAt(ctx, step.now, "virtual", obj); err != nil {
+			t.Fatal(err)
+		}
+		if got := be.requests.Load(); got != step.want {
+			t.Fatalf("at %v: %d backend requests, want %d", step.now, got, step.want)
+		}
+	}
+}

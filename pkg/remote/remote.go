@@ -373,6 +373,14 @@ func (c *Client) Lookup(ctx context.Context, verb string, object any) (Result, e
 
 // LookupRaw is Lookup with the object already encoded as JSON.
 func (c *Client) LookupRaw(ctx context.Context, verb string, object json.RawMessage) (Result, error) {
+	return c.LookupRawAt(ctx, time.Time{}, verb, object)
+}
+
+// LookupRawAt is LookupRaw for a caller that has just read the clock
+// (to time the lookup): the cache's freshness check takes now instead of
+// reading it again, a tenth of a cache hit where time.Now costs 50 ns
+// (a zero now: the clock is read).
+func (c *Client) LookupRawAt(ctx context.Context, now time.Time, verb string, object json.RawMessage) (Result, error) {
 	// The body is built on the stack: a cache hit needs it only for its
 	// digest. What a miss keeps (the flight key, the request) is a copy.
 	var stack [256]byte
@@ -386,7 +394,10 @@ func (c *Client) LookupRaw(ctx context.Context, verb string, object json.RawMess
 		// The key string is made only on a miss, to be kept: a hit
 		// reads the map through a conversion the compiler keeps off the
 		// heap.
-		if r, ok := c.opts.Cache.get(string(digest[:]), time.Now()); ok {
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if r, ok := c.opts.Cache.get(string(digest[:]), now); ok {
 			c.obs.CacheEvent("hit")
 			return r, nil
 		}

@@ -425,3 +425,57 @@ func cacheKey(body []byte) string {
 	s := cacheDigest(body)
 	return string(s[:])
 }
+
+// TestProtectedSecondChance: a protected entry hit since it reached the
+// segment keeps its place when a promotion overflows it, and an entry
+// not hit again goes back to probation; past maxSecondChances marked
+// entries, the back goes marked or not, so a promotion never scans the
+// whole segment.
+func TestProtectedSecondChance(t *testing.T) {
+	t0 := time.Now()
+	p := policyFor(t0, "Cache-Control", "max-age=3600")
+	c := NewCache(1000, 0, 0)
+	put := func(k string) { c.put(k, Result{Status: Found, Data: []byte(`"x"`)}, p, t0) }
+	promote := func(k string) {
+		put(k)
+		put("filler " + k) // pushes k from the window into probation
+		c.get(k, t0)       // a hit there promotes it
+	}
+	c.windowEntries, c.protectedEntries = 1, 2
+	for _, k := range []string{"a", "b"} {
+		promote(k)
+	}
+	regionOf := func(k string) region {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.items[k].region
+	}
+	if regionOf("a") != protectedRegion || regionOf("b") != protectedRegion {
+		t.Fatal("a and b not promoted")
+	}
+	c.get("a", t0) // a, the segment's back, is marked
+	promote("c")   // the segment overflows: b, not a, must go
+	if regionOf("a") != protectedRegion || regionOf("b") != probationRegion || regionOf("c") != protectedRegion {
+		t.Fatalf("regions a %d b %d c %d: want a and c protected, b in probation", regionOf("a"), regionOf("b"), regionOf("c"))
+	}
+	checkInvariants(t, c)
+
+	c.protectedEntries = maxSecondChances + 1
+	for i := range maxSecondChances + 1 {
+		promote(fmt.Sprint("m", i))
+	}
+	for i := range maxSecondChances + 1 {
+		c.get(fmt.Sprint("m", i), t0) // all marked
+	}
+	promote("n")
+	demoted := 0
+	for i := range maxSecondChances + 1 {
+		if regionOf(fmt.Sprint("m", i)) == probationRegion {
+			demoted++
+		}
+	}
+	if demoted != 1 || regionOf("n") != protectedRegion {
+		t.Fatalf("%d marked entries demoted, n in region %d: want 1, protected", demoted, regionOf("n"))
+	}
+	checkInvariants(t, c)
+}
