@@ -67,7 +67,7 @@ type cacheEntry struct {
 	hash       uint64
 	prev, next *cacheEntry
 	region     region
-	hit        bool // hit since it last reached the protected segment's back
+	hit        bool // protected, and hit since it got there or had its second chance
 }
 
 func (e *cacheEntry) size() int64 { return int64(len(e.res.Data)) + entryOverhead }

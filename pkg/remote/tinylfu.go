@@ -108,8 +108,9 @@ func (c *Cache) insert(e *cacheEntry) {
 // kept in LRU order by CLOCK's second chance instead of a move per hit:
 // a hit only marks the entry (whose memory the lookup has just read),
 // and a marked entry reaching the back is moved to the front instead of
-// being demoted. Moving it on every hit would write both its neighbours,
-// two cache misses that cost a hit of a large cache a fifth of its time.
+// being demoted. Moving it on every hit would also write both its
+// neighbours and the list head: memory the lookup does not otherwise
+// touch, under the cache's lock.
 func (c *Cache) touch(e *cacheEntry) {
 	switch e.region {
 	case protectedRegion:
