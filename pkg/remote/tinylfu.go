@@ -192,10 +192,11 @@ func (c *Cache) evict(now time.Time) {
 }
 
 // admit makes room for cand, just placed at the front of probation, or
-// drops it. An LRU entry of probation or protected that is past its stale
-// window is evicted first: it can never be served again, however often
-// it was asked. Otherwise the victim (probation's LRU entry, else
-// protected's) is evicted if its key was looked up less often than
+// drops it. The back entry of probation or protected that is past its
+// stale window is evicted first: it can never be served again, however
+// often it was asked. Otherwise the victim (probation's LRU entry, else
+// protected's back, which second chances keep near its LRU one) is
+// evicted if its key was looked up less often than
 // cand's, and cand goes if not. A tie drops cand, which is what keeps a
 // scan from flushing the cache.
 func (c *Cache) admit(cand *cacheEntry, now time.Time) {
