@@ -55,6 +55,10 @@ func (answerBackend) LookupRaw(_ context.Context, verb string, object json.RawMe
 	return remote.Result{Status: remote.Found, Data: json.RawMessage(`"` + virtualValue(i) + `"`)}, nil
 }
 
+func (b answerBackend) LookupObject(ctx context.Context, verb string, o remote.Object) (remote.Result, error) {
+	return b.LookupRaw(ctx, verb, o.JSON())
+}
+
 // memTransport is an in-memory backend behind remote.Client: the full
 // client path (encoding, coalescing, cache, reply parsing) without
 // sockets. Replies carry max-age, so the cache fills once and then hits.

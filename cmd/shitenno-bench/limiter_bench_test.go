@@ -29,6 +29,10 @@ func (dataBackend) LookupRaw(context.Context, string, json.RawMessage) (remote.R
 	return remote.Result{}, nil
 }
 
+func (b dataBackend) LookupObject(ctx context.Context, verb string, o remote.Object) (remote.Result, error) {
+	return b.LookupRaw(ctx, verb, o.JSON())
+}
+
 // BenchmarkNginxHandler is shitenno-nginx's request path without the
 // sockets (mailauth.HTTPHandler, bridge.Nginx, a backend answering from
 // the data set), with the limiter as shitenno-nginx has it when

@@ -228,6 +228,10 @@ func (lyingBackend) LookupRaw(_ context.Context, verb string, _ json.RawMessage)
 	return remote.Result{Status: remote.Found, Data: json.RawMessage(`{"User":"someone@bench.example"}`)}, nil
 }
 
+func (b lyingBackend) LookupObject(ctx context.Context, verb string, o remote.Object) (remote.Result, error) {
+	return b.LookupRaw(ctx, verb, o.JSON())
+}
+
 // TestLoginClientsCountWrongAnswers: a server that lets everyone in, or
 // answers for another key, is counted as errors, never as throughput.
 func TestLoginClientsCountWrongAnswers(t *testing.T) {

@@ -15,6 +15,9 @@ import (
 type Backend interface {
 	Lookup(ctx context.Context, verb string, object any) (remote.Result, error)
 	LookupRaw(ctx context.Context, verb string, object json.RawMessage) (remote.Result, error)
+	// LookupObject is LookupRaw for an object of strings, which a cache
+	// hit needs no JSON for.
+	LookupObject(ctx context.Context, verb string, object remote.Object) (remote.Result, error)
 }
 
 // Outcome labels a lookup for logs and metrics.

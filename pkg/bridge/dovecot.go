@@ -31,6 +31,9 @@ func (d *Dovecot) ServeDict(ctx context.Context, req dict.Request) dict.Reply {
 	return rep
 }
 
+// dictObject is the shape of the dovecot bridge's request objects.
+var dictObject = remote.NewShape("Context", "Object")
+
 // splitKey splits "<context>/<verb>/<object>" at the first two slashes:
 // the object (a user name, or "user/quota" with the new-style keys) may
 // contain slashes itself.
@@ -53,13 +56,7 @@ func (d *Dovecot) lookup(ctx context.Context, key string) (string, dict.Reply, O
 	}
 	// The dict codec only passes valid UTF-8, so the strings go into JSON
 	// unchanged.
-	obj := make([]byte, 0, len(key)+len(`{"Context":,"Object":}`)+4)
-	obj = append(obj, `{"Context":`...)
-	obj = remote.AppendJSONString(obj, cx)
-	obj = append(obj, `,"Object":`...)
-	obj = remote.AppendJSONString(obj, object)
-	obj = append(obj, '}')
-	res, err := d.Backend.LookupRaw(ctx, verb, obj)
+	res, err := d.Backend.LookupObject(ctx, verb, dictObject.Object(cx, object))
 	if err != nil {
 		return verb, dict.Reply{Kind: dict.Failed, Value: reason(err)}, OutcomeFailed, err
 	}

@@ -36,6 +36,10 @@ func (b *ngxBackend) LookupRaw(_ context.Context, verb string, object json.RawMe
 	return b.res, b.err
 }
 
+func (b *ngxBackend) LookupObject(ctx context.Context, verb string, o remote.Object) (remote.Result, error) {
+	return b.LookupRaw(ctx, verb, o.JSON())
+}
+
 func ngxRequest(proto, method string) *mailauth.Request {
 	return &mailauth.Request{
 		Method: method, Protocol: proto, User: "alice", Pass: "p w+%\"é", Attempt: 1, ClientIP: "192.0.2.7",

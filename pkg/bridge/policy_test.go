@@ -99,3 +99,7 @@ func (f backendFunc) LookupRaw(ctx context.Context, verb string, object json.Raw
 	f(ctx)
 	return remote.Result{Status: remote.NotFound}, nil
 }
+
+func (b backendFunc) LookupObject(ctx context.Context, verb string, o remote.Object) (remote.Result, error) {
+	return b.LookupRaw(ctx, verb, o.JSON())
+}

@@ -32,8 +32,7 @@ func (p *Postfix) lookup(ctx context.Context, verb string, key []byte) (socketma
 		// invalid UTF-8 keys when SMTPUTF8 is on (dict_utf8.c).
 		return socketmap.Reply{Kind: socketmap.Perm, Text: "key is not valid UTF-8"}, OutcomeFailed, nil
 	}
-	obj := remote.AppendJSONString(make([]byte, 0, len(key)+2), string(key))
-	res, err := p.Backend.LookupRaw(ctx, verb, obj)
+	res, err := p.Backend.LookupObject(ctx, verb, remote.StringObject(string(key)))
 	if err != nil {
 		return socketmap.Reply{Kind: socketmap.Temp, Text: reason(err)}, OutcomeFailed, err
 	}

@@ -35,6 +35,10 @@ func (c constBackend) LookupRaw(context.Context, string, json.RawMessage) (remot
 	return c.res, nil
 }
 
+func (b constBackend) LookupObject(ctx context.Context, verb string, o remote.Object) (remote.Result, error) {
+	return b.LookupRaw(ctx, verb, o.JSON())
+}
+
 var benchReq = socketmap.Request{Name: []byte("virtual"), Key: []byte("postmaster@bench.example.org")}
 
 func benchPostfix(b *testing.B, p *Postfix, want socketmap.Kind) {
@@ -112,6 +116,10 @@ func (s sameResult) LookupRaw(context.Context, string, json.RawMessage) (remote.
 	return s.res, nil
 }
 
+func (b sameResult) LookupObject(ctx context.Context, verb string, o remote.Object) (remote.Result, error) {
+	return b.LookupRaw(ctx, verb, o.JSON())
+}
+
 // virtualReply is the backend's answer the cache tests below hold.
 const virtualReply = `{"Verb":"virtual","Object":"a@example.org","Status":"OK","Data":"b@example.org"}`
 
@@ -160,5 +168,20 @@ func TestPostfixCachedHit(t *testing.T) {
 	}
 	if rep := (&Dovecot{Backend: sameResult{res}}).ServeDict(context.Background(), dreq); rep.Kind != dict.Failed {
 		t.Errorf("dovecot after postfix: %+v", rep)
+	}
+}
+
+// TestDovecotCachedHit: a cache hit through the dovecot bridge allocates
+// nothing: the object's strings are cut from the dict key, and no JSON is
+// built for a hit (remote.Object).
+func TestDovecotCachedHit(t *testing.T) {
+	d := &Dovecot{Backend: cachedClient(t, `{"Status":"OK","Data":{"uid":1000}}`)}
+	req := dict.Request{Key: "shared/passdb/alice@example.org"}
+	want := dict.Reply{Kind: dict.Found, Value: `{"uid":1000}`}
+	if got := d.ServeDict(context.Background(), req); got != want {
+		t.Fatalf("first lookup: %+v", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { d.ServeDict(context.Background(), req) }); n > 0 {
+		t.Errorf("a cache hit allocates %v times, want none", n)
 	}
 }

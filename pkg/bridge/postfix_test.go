@@ -28,6 +28,10 @@ func (f *fakeBackend) LookupRaw(_ context.Context, verb string, object json.RawM
 	return f.answer()
 }
 
+func (b *fakeBackend) LookupObject(ctx context.Context, verb string, o remote.Object) (remote.Result, error) {
+	return b.LookupRaw(ctx, verb, o.JSON())
+}
+
 func found(data string) func() (remote.Result, error) {
 	return func() (remote.Result, error) {
 		return remote.Result{Status: remote.Found, Data: json.RawMessage(data)}, nil

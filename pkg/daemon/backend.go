@@ -164,6 +164,13 @@ func (b *Backend) LookupRaw(ctx context.Context, verb string, object json.RawMes
 	})
 }
 
+// LookupObject implements bridge.Backend.
+func (b *Backend) LookupObject(ctx context.Context, verb string, object remote.Object) (remote.Result, error) {
+	return b.timed(func(c *remote.Client, now time.Time) (remote.Result, error) {
+		return c.LookupObjectAt(ctx, now, verb, object)
+	})
+}
+
 // timed runs one lookup on the client in force, timed for this view's
 // listener when it has one; f gets the start time (zero when untimed)
 // for the cache to use. f does not escape: no allocation per lookup.
