@@ -449,11 +449,17 @@ func checkDirectData(proto string, i int, data []byte) error {
 	var s string
 	var m map[string]any
 	var ok bool
+	// A string is compared with its plain encoding first, as the bridges
+	// read one without encoding/json (bridge.plainJSONString): decoding every
+	// reply by reflection cost the postfix reference 1 µs more than the
+	// dovecot one per lookup, which made the two references unequal.
 	switch proto {
 	case "postfix":
-		ok = json.Unmarshal(data, &s) == nil && s == virtualValue(i)
+		want := virtualValue(i)
+		ok = plainStringIs(data, want) || json.Unmarshal(data, &s) == nil && s == want
 	case "policy":
-		ok = json.Unmarshal(data, &s) == nil && s == policyAction(i)
+		want := policyAction(i)
+		ok = plainStringIs(data, want) || json.Unmarshal(data, &s) == nil && s == want
 	case "sasl":
 		ok = json.Unmarshal(data, &m) == nil && m["User"] == benchKey(i)
 	case "nginx":
@@ -468,6 +474,13 @@ func checkDirectData(proto string, i int, data []byte) error {
 		return fmt.Errorf("backend Data %q is not the answer for %s", clip(data), benchKey(i))
 	}
 	return nil
+}
+
+// plainStringIs reports whether data is want encoded as encoding/json
+// would: then it decodes to want, with no decoder run.
+func plainStringIs(data []byte, want string) bool {
+	var buf [128]byte
+	return bytes.Equal(data, remote.AppendJSONString(buf[:0], want))
 }
 
 func (h *httpClient) close() {}
