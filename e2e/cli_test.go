@@ -69,3 +69,24 @@ func TestCommandLine(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxProcs: each daemon process runs its Go code on MaxProcs CPUs,
+// one unless set: its start-up debug line reports the GOMAXPROCS in
+// force.
+func TestMaxProcs(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "") // one set here would win over MaxProcs
+	for _, tc := range []struct {
+		proto, top, want string
+	}{
+		{"postfix", "", "max_procs=1"},
+		{"dovecot", "MaxProcs = 3", "max_procs=3"},
+		{"nginx", "MaxProcs = 2", "max_procs=2"},
+	} {
+		t.Run(tc.proto, func(t *testing.T) {
+			d := startDaemonWith(t, testDir(t), tc.proto, "http://127.0.0.1:9/", "LogLevel = \"debug\"\n"+tc.top, "")
+			waitFor(t, 5*time.Second, tc.want+" in the log", func() bool {
+				return strings.Contains(d.Output.String(), tc.want)
+			})
+		})
+	}
+}

@@ -44,7 +44,12 @@ const (
 	DefaultMaxConnections  = 1024
 	DefaultMaxReplySize    = 1 << 20
 	DefaultFailoverBackoff = 30 * time.Second
-	DefaultCacheEntries    = 10000
+	// DefaultMaxProcs is MaxProcs when unset: one CPU runs the daemon's Go
+	// code at a time (docs/bench.md, "one CPU at a time").
+	DefaultMaxProcs = 1
+	// MaxMaxProcs is the Go runtime's own bound on GOMAXPROCS.
+	MaxMaxProcs         = 1024
+	DefaultCacheEntries = 10000
 	// DefaultCacheBytes (1.5 MiB) keeps an idle daemon with a full cache
 	// under 20 MiB of RSS (measured in docs/cache.md): about 5500
 	// entries of a 30-byte alias.
@@ -72,6 +77,10 @@ type Config struct {
 	MaxReplySize int64
 	// FailoverBackoff is how long a failed backend URL is skipped.
 	FailoverBackoff Duration
+	// MaxProcs is how many CPUs run the daemon's Go code at once
+	// (GOMAXPROCS); 0 is every CPU the process may use. A GOMAXPROCS
+	// environment variable wins.
+	MaxProcs int
 
 	// DevLog is the log destination: stderr, a unix datagram socket path,
 	// udp://host:port or tcp://host:port.
@@ -378,6 +387,9 @@ func (c *Config) applyDefaults(md toml.MetaData) {
 	if !md.IsDefined("FailoverBackoff") {
 		c.FailoverBackoff.Duration = DefaultFailoverBackoff
 	}
+	if !md.IsDefined("MaxProcs") {
+		c.MaxProcs = DefaultMaxProcs
+	}
 	if c.DevLog == "" {
 		c.DevLog = DefaultDevLog
 	}
@@ -538,6 +550,9 @@ func (c *Config) checkBackend(p *problemList) {
 	}
 	if c.MaxReplySize > MaxMaxReplySize {
 		p.add("MaxReplySize", "must be at most %d (1 GiB): a reply is held in memory whole", MaxMaxReplySize)
+	}
+	if c.MaxProcs < 0 || c.MaxProcs > MaxMaxProcs {
+		p.add("MaxProcs", "must be between 0 (every CPU) and %d", MaxMaxProcs)
 	}
 	if c.FailoverBackoff.Duration < 0 {
 		p.add("FailoverBackoff", "must not be negative")

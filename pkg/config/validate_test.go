@@ -103,6 +103,23 @@ func TestMaxReplySizeBound(t *testing.T) {
 	}
 }
 
+// TestMaxProcs: 0 (every CPU) up to the Go runtime's bound is taken as
+// set, anything else refused with file, line and key.
+func TestMaxProcs(t *testing.T) {
+	for _, v := range []int{0, 1, 4, MaxMaxProcs} {
+		c, err := Parse("x.conf", []byte("RemoteURL = \"http://a/\"\nMaxProcs = "+strconv.Itoa(v)+"\n"))
+		if err != nil || c.MaxProcs != v {
+			t.Errorf("%d: got %v, %v", v, c, err)
+		}
+	}
+	for _, v := range []int{-1, MaxMaxProcs + 1} {
+		_, err := Parse("x.conf", []byte("RemoteURL = \"http://a/\"\nMaxProcs = "+strconv.Itoa(v)+"\n"))
+		if err == nil || !strings.HasPrefix(err.Error(), "x.conf:2: MaxProcs: must be between 0") {
+			t.Errorf("%d: got %v", v, err)
+		}
+	}
+}
+
 // TestErrorsRedactURLPassword: a RemoteURL password never appears in an
 // error.
 func TestErrorsRedactURLPassword(t *testing.T) {

@@ -242,13 +242,14 @@ func (p Program) start(bin string, cfg *config.Config, cfgPath string, stdout, s
 		Config: cfg, Section: cfg.Section(p.Name), Logger: logger, Stdout: stdout, Stderr: stderr,
 		ConnState: func(int) {},
 	}
-	if sigc == nil {
+	process := sigc == nil
+	if process {
 		c := make(chan os.Signal, 4)
 		signal.Notify(c, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 		defer signal.Stop(c)
 		sigc = c
 	}
-	return p.serve(&runtime{p: p, env: env, out: out, cfgPath: cfgPath}, sigc)
+	return p.serve(&runtime{p: p, env: env, out: out, cfgPath: cfgPath, process: process}, sigc)
 }
 
 // newLogger builds the process logger from DevLog and LogLevel (see

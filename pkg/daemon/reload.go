@@ -10,7 +10,7 @@ import (
 
 // reload re-reads the configuration on SIGHUP and applies what can change
 // while serving: backend URLs, timeouts, TLS files and pins, cache, log
-// level and target, health address. The sockets and connections stay as
+// level and target, health address, MaxProcs. The sockets and connections stay as
 // they are. A bad configuration changes nothing: it is logged, counted,
 // and the old one stays in force.
 func (r *runtime) reload() {
@@ -76,6 +76,7 @@ func (r *runtime) applyReload() ([]string, error) {
 		}
 	}
 	r.cfg = cfg
+	r.setMaxProcs(r.env.Logger)
 	return restart, nil
 }
 

@@ -26,6 +26,9 @@ type runtime struct {
 	env     *Env
 	out     *logging.Output
 	cfgPath string
+	// process: this daemon is the whole process (not a test's), so it
+	// may change process-wide settings (MaxProcs).
+	process bool
 
 	cfg     *config.Config // the configuration in force
 	met     *metrics.Metrics
@@ -53,6 +56,7 @@ type runtime struct {
 func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 	log := r.env.Logger
 	r.cfg = r.env.Config
+	r.setMaxProcs(log)
 	raiseFileLimit(log)
 	r.startMetrics()
 	if err := r.listen(); err != nil {
