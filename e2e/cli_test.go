@@ -70,15 +70,14 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// TestMaxProcs: each daemon process runs its Go code on MaxProcs CPUs,
-// one unless set: its start-up debug line reports the GOMAXPROCS in
-// force.
+// TestMaxProcs: each daemon process runs its Go code on MaxProcs CPUs:
+// its start-up debug line reports the GOMAXPROCS in force.
 func TestMaxProcs(t *testing.T) {
 	t.Setenv("GOMAXPROCS", "") // one set here would win over MaxProcs
 	for _, tc := range []struct {
 		proto, top, want string
 	}{
-		{"postfix", "", "max_procs=1"},
+		{"postfix", "MaxProcs = 1", "max_procs=1"},
 		{"dovecot", "MaxProcs = 3", "max_procs=3"},
 		{"nginx", "MaxProcs = 2", "max_procs=2"},
 	} {

@@ -44,9 +44,9 @@ const (
 	DefaultMaxConnections  = 1024
 	DefaultMaxReplySize    = 1 << 20
 	DefaultFailoverBackoff = 30 * time.Second
-	// DefaultMaxProcs is MaxProcs when unset: one CPU runs the daemon's Go
-	// code at a time (docs/bench.md, "one CPU at a time").
-	DefaultMaxProcs = 1
+	// DefaultMaxProcs is MaxProcs when unset: the Go runtime's default
+	// (docs/bench.md, "one CPU at a time").
+	DefaultMaxProcs = 0
 	// MaxMaxProcs is the Go runtime's own bound on GOMAXPROCS.
 	MaxMaxProcs         = 1024
 	DefaultCacheEntries = 10000

@@ -32,7 +32,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Timeout.Duration != DefaultTimeout || c.DevLog != "stderr" || c.LogLevel != "info" || c.OCSP != "if-stapled" ||
 		c.MaxReplySize != 1<<20 || c.FailoverBackoff.Duration != 30*time.Second || c.Cache.MaxEntries != 10000 ||
-		c.MaxProcs != 1 {
+		c.MaxProcs != 0 {
 		t.Errorf("defaults: %+v", c)
 	}
 	for _, name := range []string{"postfix", "dovecot", "nginx"} {

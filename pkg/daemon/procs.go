@@ -13,11 +13,10 @@ import (
 // A GOMAXPROCS in the environment, which the runtime applied at start,
 // wins: that is what an operator setting it expects.
 //
-// The default is one: the daemon sits beside its peer on small servers,
-// and with one CPU running its Go code it spends less CPU per lookup
-// (fewer threads woken, no cache lock handed between CPUs): about 10 %
-// less per cached lookup on 2 CPUs, and a higher throughput, while a
-// responder without lookups gains nothing (docs/bench.md).
+// One CPU spends 5–10 % less CPU per lookup on 2 CPUs (fewer threads
+// woken, no cache lock handed between CPUs), but queues a burst of
+// cached lookups behind one CPU: make bench's cached rate fell by a
+// fifth, so the default stays the runtime's (docs/bench.md).
 func applyMaxProcs(cfg *config.Config, getenv func(string) string) int {
 	switch {
 	case getenv("GOMAXPROCS") != "":
