@@ -10,9 +10,9 @@ import (
 
 // reload re-reads the configuration on SIGHUP and applies what can change
 // while serving: backend URLs, timeouts, TLS files and pins, cache, log
-// level and target, health address, MaxProcs. The sockets and connections stay as
-// they are. A bad configuration changes nothing: it is logged, counted,
-// and the old one stays in force.
+// level and target, health address, MaxProcs. The sockets and
+// connections stay as they are. A bad configuration changes nothing: it
+// is logged, counted, and the old one stays in force.
 func (r *runtime) reload() {
 	log := r.env.Logger
 	notify(log, reloadingState(), "STATUS=reloading")
