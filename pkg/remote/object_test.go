@@ -54,6 +54,13 @@ func TestLookupObject(t *testing.T) {
 		if cache != nil {
 			want = append(want[:1], want[2:]...)
 		}
+		// Under Uncached, every lookup reaches the backend.
+		for range 2 {
+			if _, err := c.LookupObject(Uncached(ctx), "passdb", StringObject("bob")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want = append(want, `/passdb {"Verb":"passdb","Object":"bob"}`, `/passdb {"Verb":"passdb","Object":"bob"}`)
 		mu.Lock()
 		got := bodies
 		mu.Unlock()

@@ -409,17 +409,21 @@ func (c *Client) LookupObject(ctx context.Context, verb string, o Object) (Resul
 
 // LookupObjectAt is LookupObject at now, as LookupRawAt.
 func (c *Client) LookupObjectAt(ctx context.Context, now time.Time, verb string, o Object) (Result, error) {
-	if c.opts.Cache == nil || IsUncached(ctx) {
-		var stack [256]byte
-		return c.LookupRawAt(ctx, now, verb, o.AppendJSON(stack[:0]))
-	}
-	digest := objectDigest(verb, o)
-	if r, ok := c.cacheHit(&digest, now); ok {
-		return r, nil
+	uncached := IsUncached(ctx)
+	var key string
+	if c.opts.Cache != nil && !uncached {
+		digest := objectDigest(verb, o)
+		if r, ok := c.cacheHit(&digest, now); ok {
+			return r, nil
+		}
+		key = string(digest[:])
 	}
 	body := make([]byte, 0, len(verb)+len(o.v[0])+len(o.v[1])+64)
 	body = append(o.AppendJSON(appendRequestHead(body, verb)), '}')
-	return c.lookupFill(ctx, string(digest[:]), verb, body)
+	if uncached {
+		return c.lookupUncached(ctx, verb, body)
+	}
+	return c.lookupFill(ctx, key, verb, body)
 }
 
 // cacheHit looks digest up in the cache, at now (zero: the clock is
