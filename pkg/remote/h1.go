@@ -18,6 +18,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -63,6 +64,7 @@ type h1Conn struct {
 	h      *h1Host
 	nc     net.Conn
 	br     *bufio.Reader
+	src    readWatch // br reads nc through it
 	head   headReader
 	wbuf   []byte
 	idleAt time.Time
@@ -428,8 +430,7 @@ func (pc *h1Conn) do(x *h1Call, head string, body []byte) error {
 	if x.ctx.Done() != nil {
 		pc.stop = context.AfterFunc(x.ctx, pc.onCancel)
 	}
-	pc.setDeadline(x)
-	if pc.reused && (!x.idempotent || x.start.Sub(pc.idleAt) >= time.Second) && connDead(pc.nc) {
+	if pc.reused && (!x.idempotent || x.start.Sub(pc.idleAt) >= time.Second) && pc.dead() {
 		// A request that may not be sent twice goes only on a
 		// connection the backend has not closed in the meantime (which
 		// net/http's readLoop would have noticed); one that may, after
@@ -438,6 +439,7 @@ func (pc *h1Conn) do(x *h1Call, head string, body []byte) error {
 		// fresh connection covers it).
 		return &h1WriteError{err: errors.New("idle connection closed by the backend")}
 	}
+	pc.setDeadline(x)
 	buf := append(pc.wbuf[:0], head...)
 	buf = strconv.AppendInt(buf, int64(len(body)), 10)
 	buf = append(buf, "\r\n\r\n"...)
@@ -451,6 +453,26 @@ func (pc *h1Conn) do(x *h1Call, head string, body []byte) error {
 	}
 	x.sent = true
 	return pc.readResponse(x)
+}
+
+// dead reports whether the backend ended pc, or sent something on it,
+// while it was idle. Over TLS the socket may show nothing though a
+// close_notify arrived: TLS 1.3 encrypts a record's type, so crypto/tls
+// cannot tell an alert that came with the last reply from data, and keeps
+// it buffered. A read under a deadline already passed handles a buffered
+// record and reads nothing from the socket. It leaves pc's deadline to be
+// set again.
+func (pc *h1Conn) dead() bool {
+	if connDead(pc.nc) {
+		return true
+	}
+	if _, ok := pc.nc.(*tls.Conn); !ok {
+		return false
+	}
+	pc.dl = aLongTimeAgo
+	_ = pc.nc.SetReadDeadline(aLongTimeAgo)
+	_, err := pc.br.Peek(1)
+	return !isTimeout(err)
 }
 
 // readResponse reads the response head: the first byte (which ends the
@@ -511,9 +533,12 @@ func (pc *h1Conn) setDeadline(x *h1Call) {
 func (pc *h1Conn) release(complete bool) {
 	stopped := pc.stop == nil || pc.stop()
 	pc.stop, pc.ctx = nil, nil
-	if !complete || !stopped || !pc.reusable || pc.canceled.Load() || pc.br.Buffered() > 0 {
+	if !complete || !stopped || !pc.reusable || pc.canceled.Load() || pc.br.Buffered() > 0 || pc.src.err != nil {
 		// Bytes after the response are not an answer to anything: net/http
-		// drops such a connection too.
+		// drops such a connection too. An error already met by a read is
+		// the end of the connection, though nothing shows it on the
+		// socket: crypto/tls reads a close_notify that came with the last
+		// bytes of a reply along with them, and returns it as EOF.
 		pc.h.discard(pc)
 		return
 	}
@@ -540,7 +565,8 @@ func (pc *h1Conn) drop() {
 }
 
 func (h *h1Host) newConn(nc net.Conn) *h1Conn {
-	pc := &h1Conn{h: h, nc: nc, br: bufio.NewReaderSize(nc, 4096), hdr: http.Header{}}
+	pc := &h1Conn{h: h, nc: nc, src: readWatch{r: nc}, hdr: http.Header{}}
+	pc.br = bufio.NewReaderSize(&pc.src, 4096)
 	pc.head.br = pc.br
 	pc.body.pc = pc
 	pc.onCancel = func() {
@@ -548,4 +574,19 @@ func (h *h1Host) newConn(nc net.Conn) *h1Conn {
 		_ = pc.nc.SetDeadline(aLongTimeAgo)
 	}
 	return pc
+}
+
+// readWatch keeps the first error its reader returned; bufio.Reader keeps
+// one too but tells it only to a read that would otherwise block.
+type readWatch struct {
+	r   io.Reader
+	err error
+}
+
+func (w *readWatch) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }

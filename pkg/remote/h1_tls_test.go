@@ -1,8 +1,12 @@
 package remote
 
 import (
+	"bufio"
 	"crypto/tls"
+	"io"
 	"net"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,5 +91,78 @@ func TestH1TLSSilentServer(t *testing.T) {
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("gave up after %v", d)
+	}
+}
+
+// heldConn sends nothing while hold is set: flush then writes what was
+// held in one write, so that the peer gets it in one read.
+type heldConn struct {
+	net.Conn
+	hold bool
+	buf  []byte
+}
+
+func (c *heldConn) Write(p []byte) (int, error) {
+	if c.hold {
+		c.buf = append(c.buf, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *heldConn) flush() error {
+	c.hold = false
+	// CloseWrite left a write deadline in the past, for the tls.Conn.
+	_ = c.Conn.SetWriteDeadline(time.Time{})
+	_, err := c.Conn.Write(c.buf)
+	c.buf = nil
+	return err
+}
+
+// TestH1TLSCloseNotifyWithReply: a backend that sends its close_notify
+// in the same segment as a reply, and keeps the TCP connection open, has
+// ended the connection although the socket shows nothing more (crypto/tls
+// read the alert along with the reply). A "sasl" request, which may not be
+// sent twice, must not go on that connection: it would fail. TLS 1.2 and
+// 1.3 differ: crypto/tls sees a 1.2 alert as one and returns it with the
+// reply, a 1.3 one only when asked for more.
+func TestH1TLSCloseNotifyWithReply(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(v), func(t *testing.T) { testCloseNotifyWithReply(t, v) })
+	}
+}
+
+func testCloseNotifyWithReply(t *testing.T, version uint16) {
+	e := newTLSEnv(t)
+	var requests atomic.Int64
+	conf := &tls.Config{Certificates: []tls.Certificate{e.cert()}, MinVersion: version, MaxVersion: version}
+	a := testutil.AcceptTCP(t, func(c net.Conn) {
+		defer c.Close()
+		hc := &heldConn{Conn: c}
+		tc := tls.Server(hc, conf)
+		br := bufio.NewReader(tc)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		requests.Add(1)
+		hc.hold = true
+		if _, err := io.WriteString(tc, okReply("")); err != nil {
+			return
+		}
+		if tc.CloseWrite() != nil || hc.flush() != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, c) // the TCP connection stays open until the client closes it
+	})
+	c, _ := newH1TLSClient(t, "https://"+a.Addr()+"/", mustTLS(t, TLSOptions{CertPool: []string{e.caFile}}).Config())
+	for i := range 3 {
+		if _, err := c.Lookup(t.Context(), "sasl", "k"); err != nil {
+			t.Fatalf("sasl %d: %v", i, err)
+		}
+	}
+	if n, m := requests.Load(), a.Accepted.Load(); n != 3 || m != 3 {
+		t.Fatalf("%d requests on %d connections, want 3 on 3", n, m)
 	}
 }
