@@ -158,6 +158,7 @@ type conn struct {
 	mu      sync.Mutex
 	running map[string]struct{} // ids with a Handler call in progress
 	wmu     sync.Mutex          // serialises writes
+	wdl     connserver.Deadline // under wmu
 	wg      sync.WaitGroup
 }
 
@@ -374,7 +375,7 @@ func (c *conn) maxInFlight() int {
 func (c *conn) write(b []byte) bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.Timeouts(0).Write))
+	c.wdl.Write(c.nc, c.srv.Timeouts(0).Write)
 	if _, err := c.nc.Write(b); err != nil {
 		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 			c.srv.Log().Debug("sasl: write failed", "err", err)
