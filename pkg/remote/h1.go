@@ -471,8 +471,11 @@ func (pc *h1Conn) dead() bool {
 	}
 	pc.dl = aLongTimeAgo
 	_ = pc.nc.SetReadDeadline(aLongTimeAgo)
-	_, err := pc.br.Peek(1)
-	return !isTimeout(err)
+	if _, err := pc.br.Peek(1); !isTimeout(err) {
+		return true
+	}
+	pc.src.err = nil // the timeout was this look's own
+	return false
 }
 
 // readResponse reads the response head: the first byte (which ends the
