@@ -430,14 +430,14 @@ func (pc *h1Conn) do(x *h1Call, head string, body []byte) error {
 	if x.ctx.Done() != nil {
 		pc.stop = context.AfterFunc(x.ctx, pc.onCancel)
 	}
-	if pc.reused && (!x.idempotent || x.start.Sub(pc.idleAt) >= time.Second) && pc.dead() {
-		// A request that may not be sent twice goes only on a
-		// connection the backend has not closed in the meantime (which
-		// net/http's readLoop would have noticed); one that may, after
-		// a second's idleness, when a backend's idle timeout may have
-		// closed it (a busy connection is not looked at: the retry on a
-		// fresh connection covers it).
-		return &h1WriteError{err: errors.New("idle connection closed by the backend")}
+	if pc.reused && pc.dead() {
+		// A request goes only on a connection the backend has neither
+		// closed nor sent anything on since the last response, which
+		// net/http's readLoop would have noticed. Bytes past a response
+		// answer nothing: taken for the next response, they would hand
+		// every later lookup on the connection the answer of the one
+		// before. Nothing was sent, so the request goes on another.
+		return &h1WriteError{err: errors.New("idle connection closed by the backend, or bytes past its last response")}
 	}
 	pc.setDeadline(x)
 	buf := append(pc.wbuf[:0], head...)

@@ -541,3 +541,80 @@ func TestH1FallbackToNetHTTP(t *testing.T) {
 		t.Fatalf("backend saw %q", got)
 	}
 }
+
+// h1Reply is a raw 200 response carrying body.
+func h1Reply(body string) string {
+	return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+}
+
+// TestH1UnsolicitedBytes: bytes a backend sends past a response are no
+// answer to the next request. The connection carrying them must not be
+// used again, or every later lookup on it would get the reply of the one
+// before (net/http's readLoop drops such a connection as soon as they
+// come). The bytes may come in the same write as a reply longer than the
+// read buffer (read past it straight from the socket, they stay in the
+// kernel), or a little later, while the connection is idle.
+func TestH1UnsolicitedBytes(t *testing.T) {
+	stale := h1Reply(`{"Status":"KO","Data":"stale"}`)
+	big := `{"Status":"OK","Data":"` + strings.Repeat("a", 20000) + `"}`
+	cases := []struct {
+		name  string
+		first func(c net.Conn, obj string)
+	}{
+		{"in the same write", func(c net.Conn, obj string) {
+			_, _ = io.WriteString(c, h1Reply(big)+stale)
+		}},
+		{"later", func(c net.Conn, obj string) {
+			_, _ = io.WriteString(c, h1Reply(`{"Status":"OK","Data":`+obj+`}`))
+			time.Sleep(5 * time.Millisecond)
+			_, _ = io.WriteString(c, stale)
+		}},
+	}
+	for _, tc := range cases {
+		for _, viaNetHTTP := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/nethttp=%v", tc.name, viaNetHTTP), func(t *testing.T) {
+				var requests atomic.Int64
+				a := testutil.AcceptTCP(t, func(c net.Conn) {
+					defer c.Close()
+					br := bufio.NewReader(c)
+					for {
+						req, err := http.ReadRequest(br)
+						if err != nil {
+							return
+						}
+						body, _ := io.ReadAll(req.Body)
+						_, obj, _ := strings.Cut(strings.TrimSuffix(string(body), "}"), `"Object":`)
+						if requests.Add(1) == 1 {
+							tc.first(c, obj)
+							continue
+						}
+						_, _ = io.WriteString(c, h1Reply(`{"Status":"OK","Data":`+obj+`}`))
+					}
+				})
+				o := Options{URLs: []string{"http://" + a.Addr() + "/"}}
+				if viaNetHTTP {
+					o.Transport = NewTransport(nil, 0)
+				}
+				c := newLookupClient(t, o)
+				checkLookupsAnswered(t, c)
+			})
+		}
+	}
+}
+
+// checkLookupsAnswered looks up five keys, idle for a moment before each
+// (for late bytes to come), and fails unless each but the first got its
+// own reply: the backend answers a key with the key.
+func checkLookupsAnswered(t *testing.T, c *Client) {
+	t.Helper()
+	for i, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
+		time.Sleep(20 * time.Millisecond)
+		r, err := c.Lookup(t.Context(), "virtual", u)
+		if err != nil {
+			t.Fatalf("lookup %s: %v", u, err)
+		}
+		if i > 0 && (r.Status != Found || string(r.Data) != `"`+u+`"`) {
+			t.Fatalf("lookup %s answered %v %.40s", u, r.Status, r.Data)
+		}
+	}
+}

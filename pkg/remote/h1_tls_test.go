@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -179,5 +180,75 @@ func testCloseNotifyWithReply(t *testing.T, version uint16, closeNotify bool) {
 	}
 	if n, m := requests.Load(), a.Accepted.Load(); n != 3 || m != want {
 		t.Fatalf("%d requests on %d connections, want 3 on %d", n, m, want)
+	}
+}
+
+// TestH1TLSUnsolicitedRecord: over TLS, a reply followed in the same
+// segment by a record the client did not ask for. crypto/tls hands over
+// one record per read and keeps the other: neither the read buffer nor
+// the socket shows it, and it must still end the connection.
+func TestH1TLSUnsolicitedRecord(t *testing.T) {
+	e := newTLSEnv(t)
+	conf := &tls.Config{Certificates: []tls.Certificate{e.cert()}}
+	var requests atomic.Int64
+	a := testutil.AcceptTCP(t, func(c net.Conn) {
+		defer c.Close()
+		hc := &heldConn{Conn: c}
+		tc := tls.Server(hc, conf)
+		br := bufio.NewReader(tc)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			body, _ := io.ReadAll(req.Body)
+			_, obj, _ := strings.Cut(strings.TrimSuffix(string(body), "}"), `"Object":`)
+			hc.hold = true
+			_, _ = io.WriteString(tc, h1Reply(`{"Status":"OK","Data":`+obj+`}`))
+			if requests.Add(1) == 1 {
+				_, _ = io.WriteString(tc, h1Reply(`{"Status":"KO","Data":"stale"}`))
+			}
+			if hc.flush() != nil {
+				return
+			}
+		}
+	})
+	c, _ := newH1TLSClient(t, "https://"+a.Addr()+"/", mustTLS(t, TLSOptions{CertPool: []string{e.caFile}}).Config())
+	checkLookupsAnswered(t, c)
+}
+
+// TestTLSErrorAfterResponseBegun: a TLS record the client cannot read
+// after the status line is a failure after the response began (so an
+// idempotent lookup is not sent to the next URL as if the backend never
+// answered), on either transport.
+func TestTLSErrorAfterResponseBegun(t *testing.T) {
+	e := newTLSEnv(t)
+	conf := &tls.Config{Certificates: []tls.Certificate{e.cert()}, MaxVersion: tls.VersionTLS12}
+	a := testutil.AcceptTCP(t, func(c net.Conn) {
+		defer c.Close()
+		tc := tls.Server(c, conf)
+		req, err := http.ReadRequest(bufio.NewReader(tc))
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		_, _ = io.WriteString(tc, "HTTP/1.1 200 OK\r\n")
+		time.Sleep(20 * time.Millisecond)
+		// A record header with a version no TLS 1.2 peer sends.
+		_, _ = c.Write([]byte{23, 3, 0, 0, 5, 1, 2, 3, 4, 5})
+		time.Sleep(100 * time.Millisecond)
+	})
+	url := "https://" + a.Addr() + "/"
+	setup := mustTLS(t, TLSOptions{CertPool: []string{e.caFile}})
+	for _, viaNetHTTP := range []bool{false, true} {
+		o := Options{URLs: []string{url}, TLS: setup.Config()}
+		if viaNetHTTP {
+			o.Transport = NewTransport(setup.Config(), 0)
+		}
+		c := newLookupClient(t, o)
+		_, err := c.Lookup(t.Context(), "virtual", "k")
+		if re := asError(t, err); re.BeforeResponse {
+			t.Errorf("nethttp=%v: %+v has BeforeResponse set after a status line arrived", viaNetHTTP, re)
+		}
 	}
 }

@@ -885,8 +885,10 @@ func (c *Client) failure(cause, err error, before bool) *Error {
 		return &Error{Kind: KindTimeout, Reason: reason, Err: err, BeforeResponse: before}
 	}
 	// tlsFailure (tls.go) names the cause: pin, ocsp-*, unknown-ca,
-	// name-mismatch, cert-expired, verify, handshake, alert.
-	if cause, reason, ok := tlsFailure(err); ok {
+	// name-mismatch, cert-expired, verify, handshake, alert. Once a
+	// response has begun, a TLS error breaks it off like a reset: the
+	// handshake was not refused.
+	if cause, reason, ok := tlsFailure(err); ok && before {
 		c.obs.TLSFailure(cause)
 		return &Error{Kind: KindTLS, Reason: reason, Err: err, BeforeResponse: true}
 	}
