@@ -112,7 +112,9 @@ type Server struct {
 	// DefaultContTimeout.
 	ContTimeout time.Duration
 	// MaxInFlight bounds one connection's open requests; default
-	// DefaultMaxInFlight. Past it an AUTH gets FAIL.
+	// DefaultMaxInFlight. At the bound, an AUTH makes room by forgetting
+	// the exchange that has waited longest for a CONT; it gets FAIL when
+	// every open request is a Handler call still running.
 	MaxInFlight int
 	// Server holds the timeouts, MaxConns, Logger and ConnState, and
 	// gives Shutdown and Close.
@@ -247,7 +249,7 @@ func (c *conn) auth(ctx context.Context, l clientLine) error {
 		c.write(appendFail(nil, l.id, "", ReasonUnknownMech))
 		return nil
 	}
-	if c.inFlight() >= c.maxInFlight() {
+	if c.inFlight() >= c.maxInFlight() && !c.forgetOldestPending() {
 		c.write(appendFail(nil, l.id, "", ReasonTooManyAuths))
 		return nil
 	}
@@ -361,6 +363,29 @@ func (c *conn) inFlight() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.pending) + len(c.running)
+}
+
+// forgetOldestPending drops the exchange that has waited longest for a
+// CONT, to make room for a new AUTH; false when none waits (every open
+// request is a running Handler call). Postfix never says that an SMTP
+// client gave up on an exchange ("*" to a 334, a hang-up: PROTOCOLS.md
+// §8.3) and sends one request at a time, so a waiting exchange is most
+// likely abandoned; refusing the new AUTH instead would be a permanent
+// 535 for whoever logs in next through that smtpd.
+func (c *conn) forgetOldestPending() bool {
+	var oldest string
+	var at time.Time
+	found := false
+	for id, p := range c.pending {
+		if !found || p.deadline.Before(at) {
+			oldest, at, found = id, p.deadline, true
+		}
+	}
+	if !found {
+		return false
+	}
+	delete(c.pending, oldest)
+	return true
 }
 
 func (c *conn) maxInFlight() int {

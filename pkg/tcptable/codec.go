@@ -49,14 +49,22 @@ var (
 )
 
 // ReadLine reads one LF-terminated line of at most max bytes (LF
-// excluded) from r, appending to buf[:0] when the line spans several
-// buffer fills. io.EOF means the stream ended cleanly between lines.
+// excluded) from r. A line that spans several buffer fills is joined in
+// *scratch (nil: a new buffer), which ReadLine keeps for the next call;
+// one that fits in r's buffer is returned from it, without a copy, valid
+// until the next read. The two must not meet: joined in the reader's own
+// buffer, a line would be overwritten by the refill it needs. io.EOF means
+// the stream ended cleanly between lines.
 //
 // A longer line is skipped to its LF, so the stream stays in step, and
 // ErrLineTooLong is returned; if no LF comes within MaxSkip bytes,
 // ErrOverrun is returned and the stream is lost.
-func ReadLine(r *bufio.Reader, buf []byte, max int) ([]byte, error) {
-	buf = buf[:0]
+func ReadLine(r *bufio.Reader, scratch *[]byte, max int) ([]byte, error) {
+	var buf []byte
+	if scratch != nil {
+		buf = (*scratch)[:0]
+		defer func() { *scratch = buf[:0] }()
+	}
 	for {
 		frag, err := r.ReadSlice('\n')
 		switch err {

@@ -58,7 +58,7 @@ func (s *Server) newConn(nc net.Conn) connserver.Conn {
 	var line, key []byte
 	t := s.Timeouts(time.Hour)
 	return connserver.NewSequential(nc, bufio.NewReaderSize(nc, 4096), t, complete, func(ctx context.Context, br *bufio.Reader, out []byte) ([]byte, bool) {
-		l, err := ReadLine(br, line, max)
+		l, err := ReadLine(br, &line, max)
 		var rep Reply
 		switch {
 		case errors.Is(err, ErrLineTooLong):
@@ -72,7 +72,6 @@ func (s *Server) newConn(nc net.Conn) connserver.Conn {
 		case err != nil:
 			return nil, false
 		default:
-			line = l[:0]
 			rep = s.lookup(ctx, &key, l)
 		}
 		if cap(line) > 64<<10 {

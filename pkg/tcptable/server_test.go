@@ -3,6 +3,7 @@ package tcptable
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -79,4 +80,30 @@ func TestServerShutdownAnswersInFlight(t *testing.T) {
 			}
 		},
 	}.Run(t)
+}
+
+// TestServerLongLineAfterShort: a request line longer than the reader's
+// buffer, after one that fitted in it, reaches the Handler intact. The
+// short line was handed over without a copy, out of the reader's own
+// buffer; kept as scratch space for the next line, the long one was
+// joined in that buffer while the reader refilled it.
+func TestServerLongLineAfterShort(t *testing.T) {
+	long := strings.Repeat("A", 4096) + "get%20evil" + strings.Repeat("B", 1000)
+	s := &Server{Handler: HandlerFunc(func(_ context.Context, key []byte) Reply {
+		switch string(key) {
+		case "short":
+			return Reply{Kind: OK, Text: "short"}
+		case strings.Replace(long, "%20", " ", 1):
+			return Reply{Kind: OK, Text: "intact"}
+		}
+		return Reply{Kind: OK, Text: fmt.Sprintf("garbled:%.20q", key)}
+	})}
+	addr, done := start(t, s)
+	testutil.DialExchanges(t, "tcp", addr, readLine, [][2]string{
+		{"get short\n", "200 short\n"},
+		{"get " + long + "\n", "200 intact\n"},
+		{"get short\n", "200 short\n"},
+		{"get " + long + "\n", "200 intact\n"},
+	})
+	testutil.Stopped(t, s.Shutdown, done, ErrServerClosed)
 }
