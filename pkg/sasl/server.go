@@ -209,8 +209,12 @@ func (c *conn) Serve(ctx context.Context) {
 	}
 }
 
+// protocolError closes the connection at once: checks still running
+// must not answer on a stream that can no longer be trusted (Serve waits
+// for them all the same).
 func (c *conn) protocolError(err error) {
 	c.srv.Log().Warn("sasl: closing connection on protocol error", "err", err, "remote", c.nc.RemoteAddr().String())
+	c.nc.Close()
 }
 
 // handle processes one client line; an error closes the connection.

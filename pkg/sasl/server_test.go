@@ -373,3 +373,31 @@ func TestConnectionsIndependent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestProtocolErrorClosesAtOnce: a protocol error closes the connection
+// at once, not when the checks still running on it end: the stream can
+// no longer be trusted, and their answers would go out on it.
+func TestProtocolErrorClosesAtOnce(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	blocking := HandlerFunc(func(ctx context.Context, r *Request) Result {
+		started <- struct{}{}
+		<-release
+		return Result{Verdict: Accept}
+	})
+	defer close(release)
+	addr := start(t, &Server{Handler: blocking})
+	c := postfix(t, addr)
+	c.Send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n")
+	<-started
+	c.Send("AUTH\tx\tPLAIN\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	l, err := c.R.ReadString('\n')
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("connection left open while a check runs")
+	}
+	if err == nil {
+		t.Fatalf("reply %q after a protocol error", l)
+	}
+}
