@@ -65,6 +65,7 @@ type h1Conn struct {
 	nc     net.Conn
 	br     *bufio.Reader
 	src    readWatch // br reads nc through it
+	peek   sockPeek
 	head   headReader
 	wbuf   []byte
 	idleAt time.Time
@@ -463,7 +464,7 @@ func (pc *h1Conn) do(x *h1Call, head string, body []byte) error {
 // record and reads nothing from the socket. It leaves pc's deadline to be
 // set again.
 func (pc *h1Conn) dead() bool {
-	if connDead(pc.nc) {
+	if pc.peek.dead(pc.nc) {
 		return true
 	}
 	if _, ok := pc.nc.(*tls.Conn); !ok {
