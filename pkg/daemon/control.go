@@ -34,30 +34,13 @@ func controlSocket(cfg *config.Config, name string) string {
 	return cfg.ResolveSocket(name + "-control")
 }
 
-// listenControl binds the control socket, mode 0600; a stale socket file
-// left by a crash is replaced, anything else at the path is an error.
+// listenControl binds the control socket, mode 0600, as every socket is
+// (listenUnix): bound and given its mode in a private directory, then
+// moved into place, so that nothing at the path (a symlink swapped in by
+// whoever may write the directory) is ever chmodded as root; a socket
+// file is replaced only when proven stale.
 func listenControl(path string) (net.Listener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("%s: another daemon is running", path)
-		}
-		_ = os.Remove(path)
-	}
-	old := syscall.Umask(0o177) // no window where the file is wider than 0600
-	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
+	return listenUnix(unixSocket{Path: path, UID: -1, GID: -1, Mode: 0o600})
 }
 
 // peerAllowed reports whether the peer of c is root or our own uid.
