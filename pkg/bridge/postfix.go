@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/shitenno/shitenno/pkg/remote"
@@ -31,6 +32,11 @@ func (p *Postfix) lookup(ctx context.Context, verb string, key []byte) (socketma
 		// JSON cannot carry these bytes faithfully; postfix itself refuses
 		// invalid UTF-8 keys when SMTPUTF8 is on (dict_utf8.c).
 		return socketmap.Reply{Kind: socketmap.Perm, Text: "key is not valid UTF-8"}, OutcomeFailed, nil
+	}
+	if verb == "." || verb == ".." {
+		// A dot segment in the backend URL, which a server may resolve
+		// to another path (the dovecot bridge refuses them too).
+		return socketmap.Reply{Kind: socketmap.Perm, Text: "map name is a dot segment"}, OutcomeFailed, nil
 	}
 	res, err := p.Backend.LookupObject(ctx, verb, remote.StringObject(string(key)))
 	if err != nil {
@@ -71,6 +77,12 @@ func postfixValue(data json.RawMessage) any {
 		// "OK " is a configuration error for postfix; an empty value is
 		// the backend's bug, report it as such rather than as found.
 		err := remote.Failf("backend Data is an empty string")
+		return postfixDerived{socketmap.Reply{Kind: socketmap.Temp, Text: err.Reason}, err}
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		// Postfix reads the value as a C string (dict_sockmap.c,
+		// dict_tcp.c): it would act on the part before the NUL.
+		err := remote.Failf("backend Data contains a NUL byte")
 		return postfixDerived{socketmap.Reply{Kind: socketmap.Temp, Text: err.Reason}, err}
 	}
 	if len("OK ")+len(s) > socketmap.MaxPayload {

@@ -77,6 +77,7 @@ func TestPostfixMapping(t *testing.T) {
 		{"data null", "k", found(`null`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
 		{"data missing", "k", found(``), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
 		{"data empty", "k", found(`""`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data is an empty string"}, OutcomeFailed},
+		{"data with NUL", "k", found(`"a@example.org\u0000,b@example.org"`), socketmap.Reply{Kind: socketmap.Temp, Text: "backend Data contains a NUL byte"}, OutcomeFailed},
 		{"data too long", "k", found(`"` + big + `x"`), socketmap.Reply{Kind: socketmap.Perm,
 			Text: "backend Data longer than postfix's 100000-byte reply limit"}, OutcomeFailed},
 		{"invalid utf-8 key", "\xff", found(`"x"`), socketmap.Reply{Kind: socketmap.Perm, Text: "key is not valid UTF-8"}, OutcomeFailed},
@@ -99,6 +100,20 @@ func TestPostfixRequest(t *testing.T) {
 	p.ServeSocketmap(context.Background(), socketmap.Request{Name: []byte("virtual"), Key: []byte("Foo Bar@Example.COM\"")})
 	if fb.verb != "virtual" || fb.object != `"Foo Bar@Example.COM\""` {
 		t.Errorf("backend asked %q %s", fb.verb, fb.object)
+	}
+}
+
+// TestPostfixDotSegmentName: a map name of "." or ".." would be a dot
+// segment in the backend URL (RemoteURL + name), which a server or proxy
+// may resolve to another path: it is refused, the backend not asked.
+func TestPostfixDotSegmentName(t *testing.T) {
+	for _, name := range []string{".", ".."} {
+		fb := &fakeBackend{answer: found(`"x"`)}
+		p := &Postfix{Backend: fb}
+		rep := p.ServeSocketmap(context.Background(), socketmap.Request{Name: []byte(name), Key: []byte("k")})
+		if rep.Kind != socketmap.Perm || fb.verb != "" {
+			t.Errorf("name %q: got %+v, backend asked %q", name, rep, fb.verb)
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ func TestTCPTableMapping(t *testing.T) {
 		{"failure", failing("http", "backend HTTP status 503"), tcptable.Reply{Kind: tcptable.Temp, Text: "backend HTTP status 503"}, OutcomeFailed},
 		{"data not a string", found(`{"a":1}`), tcptable.Reply{Kind: tcptable.Temp, Text: "backend Data is not a string"}, OutcomeFailed},
 		{"data empty", found(`""`), tcptable.Reply{Kind: tcptable.Temp, Text: "backend Data is an empty string"}, OutcomeFailed},
+		{"data with NUL", found(`"a\u0000"`), tcptable.Reply{Kind: tcptable.Temp, Text: "backend Data contains a NUL byte"}, OutcomeFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fb := &fakeBackend{answer: tc.answer}

@@ -146,7 +146,8 @@ type cachePolicy struct {
 // received at now (RFC 9111, RFC 5861 for stale-if-error).
 //
 // shitenno acts as a shared cache: s-maxage takes precedence over max-age,
-// "private" is not stored, proxy-revalidate counts as must-revalidate.
+// "private" is not stored, proxy-revalidate counts as must-revalidate,
+// and so does s-maxage (it implies proxy-revalidate).
 // "no-cache" means a reply may be stored but never reused without
 // revalidation; shitenno does not revalidate (the backend protocol has no
 // conditional requests), so such a reply would never be served, not even
@@ -182,9 +183,12 @@ func parseCachePolicy(h http.Header, now time.Time) cachePolicy {
 					maxAge, haveMax = parseDelta(val), true
 				}
 			case strings.EqualFold(name, "s-maxage"):
+				// For a shared cache s-maxage implies proxy-revalidate
+				// (RFC 9111 §5.2.2.10): no stale-if-error either.
 				if !haveS {
 					sMaxAge, haveS = parseDelta(val), true
 				}
+				must = true
 			case strings.EqualFold(name, "stale-if-error"):
 				if !haveSIE {
 					sie, haveSIE = parseDelta(val), true

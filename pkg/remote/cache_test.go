@@ -293,6 +293,7 @@ func TestParseCachePolicy(t *testing.T) {
 		{name: "stale-if-error", header: []string{"Cache-Control", "max-age=60, stale-if-error=300"}, explicit: true, fresh: time.Minute, sie: 5 * time.Minute},
 		{name: "stale-if-error must-revalidate", header: []string{"Cache-Control", "max-age=60, stale-if-error=300, must-revalidate"}, explicit: true, fresh: time.Minute},
 		{name: "stale-if-error proxy-revalidate", header: []string{"Cache-Control", "max-age=60, stale-if-error=300, proxy-revalidate"}, explicit: true, fresh: time.Minute},
+		{name: "stale-if-error s-maxage", header: []string{"Cache-Control", "s-maxage=10, stale-if-error=300"}, explicit: true, fresh: 10 * time.Second},
 		{name: "stale-if-error alone", header: []string{"Cache-Control", "stale-if-error=300"}, sie: 5 * time.Minute},
 		{name: "age subtracted", header: []string{"Cache-Control", "max-age=60", "Age", "20"}, explicit: true, fresh: 40 * time.Second},
 		{name: "age beyond lifetime", header: []string{"Cache-Control", "max-age=60", "Age", "100"}, explicit: true, fresh: -40 * time.Second},
