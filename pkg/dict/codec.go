@@ -212,8 +212,8 @@ func Unescape(s []byte) string {
 const (
 	CmdHello       = 'H' // major, minor, value type, user, dict name
 	CmdLookup      = 'L' // key [, user]
-	CmdIterate     = 'I' // flags, max rows, path [, user]
-	CmdBegin       = 'B' // id, user [, expire secs (2.4)]
+	CmdIterate     = 'I' // flags, max rows (not before 2.3), path [, user]
+	CmdBegin       = 'B' // id [, user (2.3.17)] [, expire secs (2.4)]
 	CmdCommit      = 'C' // id
 	CmdCommitAsync = 'D' // id (gone in 2.4)
 	CmdRollback    = 'R' // id
@@ -256,11 +256,14 @@ func ParseCommand(line []byte) (Command, error) {
 	switch op {
 	case CmdHello:
 		min = 5
-	case CmdLookup, CmdCommit, CmdCommitAsync, CmdRollback:
+	case CmdLookup, CmdCommit, CmdCommitAsync, CmdRollback, CmdBegin:
+		// B's user came with 2.3.17 (protocol 3); 2.2 and 2.3.0-2.3.16
+		// send the id alone.
 		min = 1
 	case CmdIterate:
-		min = 3
-	case CmdBegin, CmdUnset, CmdHideLog:
+		// 2.2 sends no max_rows: flags and path.
+		min = 2
+	case CmdUnset, CmdHideLog:
 		min = 2
 	case CmdSet, CmdAtomicInc, CmdTimestamp:
 		min = 3

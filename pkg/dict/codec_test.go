@@ -69,6 +69,13 @@ func TestParseCommand(t *testing.T) {
 		{"empty lookup key", "L", Command{'L', []string{""}}, nil},
 		{"iterate", "I0\t0\tshared/userdb/\t", Command{'I', []string{"0", "0", "shared/userdb/", ""}}, nil},
 		{"begin 2.4", "B1\tuser\t0", Command{'B', []string{"1", "user", "0"}}, nil},
+		// Before 2.3.17 a transaction began with its id alone, and 2.2
+		// iterated without max_rows (client_dict_transaction_send_begin,
+		// client_dict_iterate_init); majors 2 are accepted (PROTOCOLS.md §3.2).
+		{"begin 2.3.16", "B1", Command{'B', []string{"1"}}, nil},
+		{"iterate 2.2", "I0\tshared/userdb/", Command{'I', []string{"0", "shared/userdb/"}}, nil},
+		{"short iterate", "I0", Command{}, ErrMalformed},
+		{"short unset", "U1", Command{}, ErrMalformed},
 		{"set", "S1\tshared/k\tv\x01n", Command{'S', []string{"1", "shared/k", "v\n"}}, nil},
 		{"commit", "C1", Command{'C', []string{"1"}}, nil},
 		{"commit async", "D12", Command{'D', []string{"12"}}, nil},
