@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shitenno/shitenno/internal/redact"
+	"github.com/shitenno/shitenno/pkg/bridge"
 	"github.com/shitenno/shitenno/pkg/config"
 	"github.com/shitenno/shitenno/pkg/remote"
 )
@@ -34,6 +35,10 @@ type Backend struct {
 	// replies are cached only as the backend's own headers allow; the
 	// configured DefaultTTL/NegativeTTL do not apply.
 	credentials bool
+	// unsafe are the verbs never resent once fully sent, fixed at start
+	// like the servers that send them (a changed SASLVerb takes a
+	// restart: until then the old one is still in use).
+	unsafe []string
 }
 
 type backendState struct {
@@ -59,6 +64,9 @@ func newTracedBackend(cfg *config.Config, w io.Writer, credentials bool) (*Backe
 // newBackend builds b's first client.
 func newBackend(cfg *config.Config, b *Backend) (*Backend, error) {
 	b.cur = new(atomic.Pointer[backendState])
+	// Logins (SMTP AUTH, nginx) and policy requests may count something
+	// at the backend.
+	b.unsafe = []string{cfg.Postfix.SASLVerb, cfg.Postfix.PolicyVerb, bridge.NginxVerb}
 	st, err := b.build(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -97,13 +105,11 @@ func (b *Backend) build(cfg *config.Config, old *backendState) (*backendState, e
 		cache = remote.NewBoundedCache(cfg.Cache.MaxEntries, cfg.Cache.MaxBytes, ttl, negTTL)
 	}
 	o := remote.Options{
-		URLs:           cfg.RemoteURL,
-		Timeout:        cfg.Timeout.Duration,
-		ConnectTimeout: cfg.ConnectTimeout.Duration,
-		AttemptTimeout: cfg.AttemptTimeout.Duration,
-		// The configured login and policy verbs may count something at
-		// the backend: never resent once fully sent.
-		NonIdempotentVerbs: []string{cfg.Postfix.SASLVerb, cfg.Postfix.PolicyVerb},
+		URLs:               cfg.RemoteURL,
+		Timeout:            cfg.Timeout.Duration,
+		ConnectTimeout:     cfg.ConnectTimeout.Duration,
+		AttemptTimeout:     cfg.AttemptTimeout.Duration,
+		NonIdempotentVerbs: b.unsafe,
 		MaxReplySize:       cfg.MaxReplySize,
 		FailoverBackoff:    cfg.FailoverBackoff.Duration,
 		TLS:                ts.Config(),

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/shitenno/shitenno/pkg/bruteforce"
@@ -33,7 +34,9 @@ func (r *runtime) reload() {
 // applyReload does every step that can fail before changing anything,
 // then switches. It returns the changed keys that need a restart.
 func (r *runtime) applyReload() ([]string, error) {
-	cfg, err := config.Load(r.cfgPath)
+	// With the daemon's name, as at start: its section's accounts (UID,
+	// GID, User) must exist.
+	cfg, err := config.Load(r.cfgPath, r.p.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -102,5 +105,31 @@ func restartKeys(section string, old, cfg *config.Config, o, s *config.Service) 
 	if o.User != s.User {
 		keys = append(keys, section+".User")
 	}
+	if section == config.SectionKey("postfix") {
+		keys = append(keys, postfixRestartKeys(old, cfg)...)
+	}
+	return keys
+}
+
+// postfixRestartKeys lists the changed settings of shitenno-postfix's
+// SMTP AUTH, policy and tcp_table servers, which are built once, at
+// start, with their sockets, verbs and replies.
+func postfixRestartKeys(old, cfg *config.Config) []string {
+	o, n := &old.Postfix, &cfg.Postfix
+	var keys []string
+	add := func(changed bool, key string) {
+		if changed {
+			keys = append(keys, "Postfix."+key)
+		}
+	}
+	add(old.ResolveSocket(o.SASLSocket) != cfg.ResolveSocket(n.SASLSocket), "SASLSocket")
+	add(o.SASLListen != n.SASLListen, "SASLListen")
+	add(!slices.Equal(o.SASLMechanisms, n.SASLMechanisms), "SASLMechanisms")
+	add(o.SASLVerb != n.SASLVerb, "SASLVerb")
+	add(old.ResolveSocket(o.PolicySocket) != cfg.ResolveSocket(n.PolicySocket), "PolicySocket")
+	add(o.PolicyListen != n.PolicyListen, "PolicyListen")
+	add(o.PolicyVerb != n.PolicyVerb, "PolicyVerb")
+	add(o.PolicyFailAction != n.PolicyFailAction, "PolicyFailAction")
+	add(!slices.Equal(o.TCPTable, n.TCPTable), "TCPTable")
 	return keys
 }
