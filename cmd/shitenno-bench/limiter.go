@@ -10,7 +10,7 @@ import (
 // limiterCost measures in this process what the brute-force limiter's
 // bookkeeping costs per nginx login of the benchmark's mix, the way
 // bridge.Nginx calls it: Client-IP parsed, Check before the backend,
-// Record after it (OK for 15 keys in 16, a wrong password for the rest).
+// the Decision's Done after it (OK for 15 keys in 16, a wrong password for the rest).
 // on has [BruteForce] at its defaults, off has MaxFailures = 0, which
 // still runs the calls (shitenno-nginx always has a limiter) but returns
 // at once. It is the limiter's direct cost, free of the noise the
@@ -40,14 +40,15 @@ func bookkeeping(l bruteforce.Limits) time.Duration {
 		for range 4 {
 			for i := range numKeys {
 				ip, _ := netip.ParseAddr(ips[i])
-				if lim.Check(ip, users[i]).Blocked {
+				d := lim.Check(ip, users[i])
+				if d.Blocked {
 					panic("bench: the data set got blocked") // TestNginxLimiterLetsTheMixThrough says it cannot
 				}
 				o := bruteforce.OK
 				if !known(i) {
 					o = bruteforce.WrongPassword
 				}
-				lim.Record(ip, users[i], []byte(pws[i]), o)
+				d.Done([]byte(pws[i]), o)
 			}
 		}
 		best = min(best, time.Since(t0)/(4*numKeys))

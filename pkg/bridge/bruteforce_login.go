@@ -7,22 +7,20 @@ import (
 )
 
 // LoginGuard adapts a bruteforce.Guard to a bridge login hook with
-// string addresses and bridge Outcomes (the SASL bridge's Limiter):
-// Allow before the backend, Done after it.
+// string addresses and bridge Outcomes (the SASL bridge's Limiter).
 type LoginGuard struct{ Guard bruteforce.Guard }
 
 // Allow reports whether user may try to log in from clientIP now; an
-// unparsable address is never blocked (nor counted).
-func (g LoginGuard) Allow(clientIP, user string) bool {
+// unparsable address is never blocked (nor counted). done records the
+// backend's answer and gives the login's try back: found resets, not
+// found counts as a wrong password, a failure never counts.
+func (g LoginGuard) Allow(clientIP, user string) (done func(password []byte, o Outcome), ok bool) {
 	ip, _ := netip.ParseAddr(clientIP)
-	return !g.Guard.Check(ip, user).Blocked
-}
-
-// Done records the backend's answer: found resets, not found counts as a
-// wrong password, a failure never counts.
-func (g LoginGuard) Done(clientIP, user string, password []byte, o Outcome) {
-	ip, _ := netip.ParseAddr(clientIP)
-	g.Guard.Record(ip, user, password, loginOutcome(o))
+	d := g.Guard.Check(ip, user)
+	if d.Blocked {
+		return nil, false
+	}
+	return func(password []byte, o Outcome) { d.Done(password, loginOutcome(o)) }, true
 }
 
 // loginOutcome is what a lookup outcome means to the limiter: found

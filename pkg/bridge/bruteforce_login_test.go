@@ -17,17 +17,23 @@ func limiter() *bruteforce.Limiter {
 
 func TestLoginGuard(t *testing.T) {
 	g := LoginGuard{limiter()}
+	try := func(ip, pw string, o Outcome) bool {
+		done, ok := g.Allow(ip, "alice")
+		if ok {
+			done([]byte(pw), o)
+		}
+		return ok
+	}
 	for i := 0; i < 20; i++ {
-		g.Done("192.0.2.1", "alice", []byte(fmt.Sprint(i)), OutcomeFailed)
+		try("192.0.2.1", fmt.Sprint(i), OutcomeFailed)
 	}
 	for i := 0; i < 9; i++ {
-		g.Done("192.0.2.1", "alice", []byte(fmt.Sprint(i)), OutcomeNotFound)
+		try("192.0.2.1", fmt.Sprint(i), OutcomeNotFound)
 	}
-	if !g.Allow("192.0.2.1", "alice") {
+	if !try("192.0.2.1", "x", OutcomeNotFound) {
 		t.Fatal("blocked after 9")
 	}
-	g.Done("192.0.2.1", "alice", []byte("x"), OutcomeNotFound)
-	if g.Allow("192.0.2.1", "alice") || !g.Allow("192.0.2.2", "alice") || !g.Allow("", "alice") {
+	if try("192.0.2.1", "y", OutcomeFound) || !try("192.0.2.2", "y", OutcomeFound) || !try("", "y", OutcomeNotFound) {
 		t.Fatal("Allow")
 	}
 }

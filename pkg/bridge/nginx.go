@@ -56,21 +56,20 @@ func (n *Nginx) ServeAuth(ctx context.Context, req *mailauth.Request) (mailauth.
 }
 
 // auth returns an empty Outcome when the limiter refused the login.
-func (n *Nginx) auth(ctx context.Context, req *mailauth.Request) (mailauth.Reply, Outcome, error) {
+func (n *Nginx) auth(ctx context.Context, req *mailauth.Request) (rep mailauth.Reply, outcome Outcome, err error) {
 	// SMTP without AUTH (Method none) is no login: nothing to limit.
-	guard := n.Limiter != nil && req.Method != "none"
-	var ip netip.Addr
-	if guard {
-		ip, _ = netip.ParseAddr(req.ClientIP) // invalid: never blocked nor counted
-		if d := n.Limiter.Check(ip, req.User); d.Blocked {
+	if n.Limiter != nil && req.Method != "none" {
+		ip, _ := netip.ParseAddr(req.ClientIP) // invalid: never blocked nor counted
+		d := n.Limiter.Check(ip, req.User)
+		if d.Blocked {
 			return blockedReply(req, d), "", nil
 		}
+		// Deferred so that the try Check reserved is given back on every
+		// path; a panic leaves outcome failed, which counts nothing.
+		outcome = OutcomeFailed
+		defer func() { d.Done([]byte(req.Pass), loginOutcome(outcome)) }()
 	}
-	rep, outcome, err := n.ask(ctx, req)
-	if guard {
-		n.Limiter.Record(ip, req.User, []byte(req.Pass), loginOutcome(outcome))
-	}
-	return rep, outcome, err
+	return n.ask(ctx, req)
 }
 
 // blockedReply tells nginx to refuse a blocked client and hold it for up

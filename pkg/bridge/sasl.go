@@ -33,8 +33,10 @@ type SASL struct {
 
 // Limiter is the brute-force hook of a login bridge (LoginGuard).
 type Limiter interface {
-	Allow(clientIP, user string) bool
-	Done(clientIP, user string, password []byte, o Outcome)
+	// Allow reports whether user may try to log in from clientIP now.
+	// When it may, the login holds one of the remaining tries until done
+	// is called, exactly once, with the backend's answer.
+	Allow(clientIP, user string) (done func(password []byte, o Outcome), ok bool)
 }
 
 // SASLTimeout bounds one login's backend exchange: postfix waits 10 s
@@ -65,15 +67,18 @@ func (s *SASL) Authenticate(ctx context.Context, req *sasl.Request) sasl.Result 
 
 // Check is Authenticate with the outcome ("" when the limiter refused the
 // login without asking) and the failure, for the query subcommand.
-func (s *SASL) Check(ctx context.Context, req *sasl.Request) (sasl.Result, Outcome, error) {
-	if s.Limiter != nil && !s.Limiter.Allow(req.ClientIP, req.User) {
-		return sasl.Result{Verdict: sasl.Reject, Reason: ReasonBlocked}, "", nil
-	}
-	res, outcome, err := s.ask(ctx, req)
+func (s *SASL) Check(ctx context.Context, req *sasl.Request) (res sasl.Result, outcome Outcome, err error) {
 	if s.Limiter != nil {
-		s.Limiter.Done(req.ClientIP, req.User, req.Password, outcome)
+		done, ok := s.Limiter.Allow(req.ClientIP, req.User)
+		if !ok {
+			return sasl.Result{Verdict: sasl.Reject, Reason: ReasonBlocked}, "", nil
+		}
+		// Deferred so that the reserved try is given back on every path;
+		// a panic leaves outcome failed, which counts nothing.
+		outcome = OutcomeFailed
+		defer func() { done(req.Password, outcome) }()
 	}
-	return res, outcome, err
+	return s.ask(ctx, req)
 }
 
 func (s *SASL) ask(ctx context.Context, req *sasl.Request) (sasl.Result, Outcome, error) {

@@ -108,9 +108,11 @@ type fakeLimiter struct {
 	done    []Outcome
 }
 
-func (l *fakeLimiter) Allow(ip, user string) bool { return !l.blocked }
-func (l *fakeLimiter) Done(ip, user string, pw []byte, o Outcome) {
-	l.done = append(l.done, o)
+func (l *fakeLimiter) Allow(ip, user string) (func([]byte, Outcome), bool) {
+	if l.blocked {
+		return nil, false
+	}
+	return func(pw []byte, o Outcome) { l.done = append(l.done, o) }, true
 }
 
 func TestSASLLimiter(t *testing.T) {

@@ -7,6 +7,11 @@
 // 8 bytes of HMAC-SHA256 under a random per-process key, only so that a
 // client retrying the same stale password counts once.
 //
+// A login holds one of its network's (and login name's) remaining tries
+// from Check until its Decision's Done, so logins sent at once cannot
+// get more guesses to the backend than sequential ones: Check refuses
+// when the failures counted plus the logins in flight reach the limit.
+//
 // Memory: one tracked network or login name costs about 250 bytes plus
 // 8 bytes per distinct wrong password remembered (at most MaxFailures), so
 // the default MaxTracked = 100000 with MaxFailures = 10 stays under about
@@ -127,13 +132,35 @@ const (
 	WrongPassword
 )
 
-// Decision is the answer of Check.
+// Decision is the answer of Check. One that is not Blocked holds a
+// reservation until its Done is called.
 type Decision struct {
 	Blocked bool
-	// Until is when the block ends.
+	// Until is when the block ends; a login refused because as many
+	// logins are in flight as tries are left has Until = now.
 	Until time.Time
 	// Reason is a short text for logs and SASL FAIL replies.
 	Reason string
+
+	// What Done gives back and records; b is nil when Blocked.
+	b        *Limiter
+	ip       netip.Addr
+	user     string
+	nw       netip.Prefix // the network reserved; invalid when none
+	userHeld bool         // a try of user's is reserved
+}
+
+// Done ends a login Check let through with the backend's answer: it gives
+// the reservation back and counts o as Record does, in one step so that
+// no other Check sees the try neither reserved nor counted. It must be
+// called exactly once for every Decision that is not Blocked, whatever
+// happens to the login (a backend failure, a cancelled request or a
+// panic: Failed); a second call would give back another login's try.
+// Done of a Blocked Decision does nothing.
+func (d Decision) Done(password []byte, o Outcome) {
+	if d.b != nil {
+		d.b.done(&d, password, o)
+	}
 }
 
 // Block describes one blocked network or login name, for `blocked`.
@@ -156,7 +183,8 @@ func (b Block) String() string {
 // Stats are monotonic counters for metrics.
 type Stats struct {
 	Failures     uint64 // wrong passwords counted
-	Refused      uint64 // requests refused while blocked
+	Refused      uint64 // logins refused without asking the backend
+	InFlight     int    // logins Check let through whose Done is still to come
 	BlockedNow   int    // networks and names blocked at the time of the call
 	TrackedNets  int
 	TrackedUsers int
@@ -226,6 +254,13 @@ type Limiter struct {
 	key    []byte
 	failed atomic.Uint64
 	refuse atomic.Uint64
+	// Tries reserved by logins in flight, per network and login name. A
+	// key lives only while a login holds it, so these stay as small as
+	// the logins in progress (each of which also holds a connection and
+	// a goroutine); MaxTracked does not apply.
+	pendingNets  map[netip.Prefix]int
+	pendingUsers map[string]int
+	inFlight     int
 }
 
 // New builds a Limiter; l should have passed Validate.
@@ -242,7 +277,8 @@ func New(l Limits, o Options) *Limiter {
 			panic(err) // crypto/rand does not fail on supported systems
 		}
 	}
-	return &Limiter{lim: l, nets: newTable(), users: newTable(), now: o.Now, log: o.Logger, key: o.Key}
+	return &Limiter{lim: l, nets: newTable(), users: newTable(), now: o.Now, log: o.Logger, key: o.Key,
+		pendingNets: map[netip.Prefix]int{}, pendingUsers: map[string]int{}}
 }
 
 // SetLimits applies new limits (SIGHUP) and keeps the counted state.
@@ -307,31 +343,115 @@ func (b *Limiter) expire(t *table, e *entry, now time.Time, what string) bool {
 }
 
 // Check says whether a login of user from ip must be refused without
-// asking the backend.
+// asking the backend. It refuses while the network or the login name is
+// blocked, and also when the failures counted plus the logins already in
+// flight reach the limit: each of those could be one more failure. When
+// it lets the login through, that login holds one try until the
+// Decision's Done, which must follow.
+//
+// Complexity: the network and the login name each have a block and a
+// reservation rule, and nothing is reserved before both passed.
 func (b *Limiter) Check(ip netip.Addr, user string) Decision {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	d := Decision{b: b, ip: ip, user: user}
 	if !b.enabled() {
-		return Decision{}
+		return d
 	}
 	nw, ok := b.network(ip)
 	if !ok {
-		return Decision{}
+		return d
 	}
 	now := b.now()
-	if e := b.nets.get(nw.String()); e != nil && !b.expire(b.nets, e, now, "network") && !e.until.IsZero() {
-		b.refuse.Add(1)
-		return Decision{Blocked: true, Until: e.until, Reason: "too many failed logins from " + nw.String()}
+	holdNet := b.lim.MaxFailures > 0
+	failures := 0
+	if e := b.nets.get(nw.String()); e != nil && !b.expire(b.nets, e, now, "network") {
+		if !e.until.IsZero() {
+			return b.refusal(e.until, "too many failed logins from "+nw.String())
+		}
+		failures = e.failures
 	}
+	if holdNet && failures+b.pendingNets[nw] >= b.lim.MaxFailures {
+		return b.refusal(now, "too many logins in progress from "+nw.String())
+	}
+	holdUser := false
 	if b.lim.MaxUserFailures > 0 && user != "" {
-		if e := b.users.get(user); e != nil && !b.expire(b.users, e, now, "user") && !e.until.IsZero() {
-			if t, ok := e.okNets[nw]; !ok || now.Sub(t) >= b.lim.Window {
-				b.refuse.Add(1)
-				return Decision{Blocked: true, Until: e.until, Reason: "too many failed logins for this user"}
+		e := b.users.get(user)
+		if e != nil && b.expire(b.users, e, now, "user") {
+			e = nil
+		}
+		// A network that logged in as user within Window is exempt from
+		// the name's limit, so it takes none of the name's tries either.
+		if t, ok := e.okNet(nw); !ok || now.Sub(t) >= b.lim.Window {
+			failures = 0
+			if e != nil {
+				if !e.until.IsZero() {
+					return b.refusal(e.until, "too many failed logins for this user")
+				}
+				failures = e.failures
 			}
+			if failures+b.pendingUsers[user] >= b.lim.MaxUserFailures {
+				return b.refusal(now, "too many logins in progress for this user")
+			}
+			holdUser = true
 		}
 	}
-	return Decision{}
+	if holdNet {
+		b.pendingNets[nw]++
+		d.nw = nw
+	}
+	if holdUser {
+		b.pendingUsers[user]++
+		d.userHeld = true
+	}
+	if holdNet || holdUser {
+		b.inFlight++
+	}
+	return d
+}
+
+// okNet returns when e's name last logged in from nw; e may be nil.
+func (e *entry) okNet(nw netip.Prefix) (time.Time, bool) {
+	if e == nil {
+		return time.Time{}, false
+	}
+	t, ok := e.okNets[nw]
+	return t, ok
+}
+
+// refusal counts and returns a refusal until the given time.
+func (b *Limiter) refusal(until time.Time, reason string) Decision {
+	b.refuse.Add(1)
+	return Decision{Blocked: true, Until: until, Reason: reason}
+}
+
+// done gives back what d reserved and records o, under one lock.
+func (b *Limiter) done(d *Decision, password []byte, o Outcome) {
+	held := d.nw.IsValid() || d.userHeld
+	if !held && o == Failed {
+		return // nothing to give back nor to count: no lock
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if held {
+		if d.nw.IsValid() {
+			release(b.pendingNets, d.nw)
+		}
+		if d.userHeld {
+			release(b.pendingUsers, d.user)
+		}
+		b.inFlight--
+	}
+	b.record(d.ip, d.user, password, o)
+}
+
+// release gives back one try of k; a key is kept only while held.
+func release[K comparable](m map[K]int, k K) {
+	if n := m[k] - 1; n > 0 {
+		m[k] = n
+	} else {
+		delete(m, k)
+	}
 }
 
 func (b *Limiter) hash(parts ...[]byte) uint64 {
@@ -371,18 +491,25 @@ func (b *Limiter) count(e *entry, h uint64, max int, now time.Time) (counted, bl
 }
 
 // Record tells the limiter what the backend answered for a login that
-// Check let through. password is hashed, never kept.
-//
-// Complexity: each branch is one rule of what counts (allowed networks,
-// success, failure, a repeated password, the per-name limit), kept
-// together so their order is visible.
+// holds no reservation: a login Check let through ends with its
+// Decision's Done instead, which also gives its try back. password is
+// hashed, never kept.
 func (b *Limiter) Record(ip netip.Addr, user string, password []byte, o Outcome) {
 	if o == Failed {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.enabled() {
+	b.record(ip, user, password, o)
+}
+
+// record is Record with b.mu held.
+//
+// Complexity: each branch is one rule of what counts (allowed networks,
+// success, failure, a repeated password, the per-name limit), kept
+// together so their order is visible.
+func (b *Limiter) record(ip netip.Addr, user string, password []byte, o Outcome) {
+	if o == Failed || !b.enabled() {
 		return
 	}
 	nw, ok := b.network(ip)
@@ -502,7 +629,7 @@ func (b *Limiter) Stats() Stats {
 			n++
 		}
 	}
-	s := Stats{BlockedNow: n, TrackedNets: len(b.nets.m), TrackedUsers: len(b.users.m)}
+	s := Stats{BlockedNow: n, TrackedNets: len(b.nets.m), TrackedUsers: len(b.users.m), InFlight: b.inFlight}
 	b.mu.Unlock()
 	s.Failures, s.Refused = b.failed.Load(), b.refuse.Load()
 	return s
@@ -542,9 +669,9 @@ func FromConfig(c config.BruteForce) Limits {
 	}
 }
 
-// Guard is what a bridge needs of the limiter (*Limiter implements it);
-// a nil Guard in a bridge means no brute-force protection.
+// Guard is what a bridge needs of the limiter (*Limiter implements it):
+// Check before the backend and, when not blocked, the Decision's Done
+// after it. A nil Guard in a bridge means no brute-force protection.
 type Guard interface {
 	Check(ip netip.Addr, user string) Decision
-	Record(ip netip.Addr, user string, password []byte, o Outcome)
 }

@@ -38,16 +38,25 @@ func failLogins(b *Limiter, a netip.Addr, user string, from, to int, o Outcome) 
 		b.Record(a, user, pw(i), o)
 	}
 }
+
+// blocked is Check as a question: a login let through gives its try
+// back at once, answered by nobody.
+func blocked(b *Limiter, a netip.Addr, user string) bool {
+	d := b.Check(a, user)
+	d.Done(nil, Failed)
+	return d.Blocked
+}
+
 func noAllow() Limits { l := DefaultLimits(); l.AllowNets = nil; return l }
 
-// login is what a bridge does: Check, then ask the backend, then Record.
+// login is what a bridge does: Check, then ask the backend, then Done.
 func login(b *Limiter, backend *int, a netip.Addr, user string, pass []byte, o Outcome) Decision {
 	d := b.Check(a, user)
 	if d.Blocked {
 		return d
 	}
 	*backend++
-	b.Record(a, user, pass, o)
+	d.Done(pass, o)
 	return d
 }
 
@@ -62,7 +71,7 @@ func TestTenthDistinctWrongPasswordBlocks(t *testing.T) {
 			t.Fatalf("blocked after %d failures", i-1)
 		}
 	}
-	if b.Check(a, "alice").Blocked {
+	if blocked(b, a, "alice") {
 		t.Fatal("blocked after 9 failures")
 	}
 	login(b, &backend, a, "alice", pw(10), WrongPassword)
@@ -92,14 +101,14 @@ func TestRepeatedWrongPasswordCountsOnce(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		b.Record(a, "alice", []byte("stale"), WrongPassword)
 	}
-	if b.Check(a, "alice").Blocked || b.Stats().Failures != 1 {
+	if blocked(b, a, "alice") || b.Stats().Failures != 1 {
 		t.Fatalf("stale password: %+v", b.Stats())
 	}
 	// the same password for another user is another failure
 	for i := 0; i < 9; i++ {
 		b.Record(a, fmt.Sprintf("u%d", i), []byte("stale"), WrongPassword)
 	}
-	if !b.Check(a, "alice").Blocked {
+	if !blocked(b, a, "alice") {
 		t.Fatal("10 distinct user/password pairs did not block")
 	}
 }
@@ -111,7 +120,7 @@ func TestAllowNetsNeverBlocked(t *testing.T) {
 		for i := 0; i < 50; i++ {
 			b.Record(ip(s), "alice", pw(i), WrongPassword)
 		}
-		if b.Check(ip(s), "alice").Blocked {
+		if blocked(b, ip(s), "alice") {
 			t.Fatalf("%s blocked", s)
 		}
 	}
@@ -123,7 +132,7 @@ func TestAllowNetsNeverBlocked(t *testing.T) {
 func TestBackendFailuresDoNotCount(t *testing.T) {
 	b, _ := strictLimiter()
 	failLogins(b, ip("192.0.2.1"), "alice", 0, 50, Failed)
-	if b.Check(ip("192.0.2.1"), "alice").Blocked || b.Stats().Failures != 0 {
+	if blocked(b, ip("192.0.2.1"), "alice") || b.Stats().Failures != 0 {
 		t.Fatal("backend failures counted")
 	}
 }
@@ -134,7 +143,7 @@ func TestSuccessResets(t *testing.T) {
 	failLogins(b, a, "alice", 0, 9, WrongPassword)
 	b.Record(a, "alice", []byte("right"), OK)
 	failLogins(b, a, "alice", 100, 109, WrongPassword)
-	if b.Check(a, "alice").Blocked {
+	if blocked(b, a, "alice") {
 		t.Fatal("success did not reset the count")
 	}
 }
@@ -144,15 +153,15 @@ func TestIPv6Grouping(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		b.Record(ip(fmt.Sprintf("2001:db8:1:2::%x", i+1)), "alice", pw(i), WrongPassword)
 	}
-	if !b.Check(ip("2001:db8:1:2:ffff::1"), "bob").Blocked {
+	if !blocked(b, ip("2001:db8:1:2:ffff::1"), "bob") {
 		t.Fatal("same /64 not blocked")
 	}
-	if b.Check(ip("2001:db8:1:3::1"), "bob").Blocked {
+	if blocked(b, ip("2001:db8:1:3::1"), "bob") {
 		t.Fatal("other /64 blocked")
 	}
 	// IPv4 /32: a neighbour is not blocked
 	failLogins(b, ip("192.0.2.1"), "alice", 0, 10, WrongPassword)
-	if b.Check(ip("192.0.2.2"), "alice").Blocked || !b.Check(ip("::ffff:192.0.2.1"), "x").Blocked {
+	if blocked(b, ip("192.0.2.2"), "alice") || !blocked(b, ip("::ffff:192.0.2.1"), "x") {
 		t.Fatal("IPv4 grouping")
 	}
 }
@@ -164,11 +173,11 @@ func TestExpiryAfterBlockForAndWindow(t *testing.T) {
 	a := ip("192.0.2.1")
 	failLogins(b, a, "alice", 0, 10, WrongPassword)
 	c.add(DefaultBlockFor - time.Second)
-	if !b.Check(a, "alice").Blocked {
+	if !blocked(b, a, "alice") {
 		t.Fatal("released early")
 	}
 	c.add(time.Second)
-	if b.Check(a, "alice").Blocked {
+	if blocked(b, a, "alice") {
 		t.Fatal("not released after BlockFor")
 	}
 	if !strings.Contains(logs.String(), "released") {
@@ -179,7 +188,7 @@ func TestExpiryAfterBlockForAndWindow(t *testing.T) {
 		b.Record(a, "alice", pw(i), WrongPassword)
 		c.add(DefaultWindow / 5)
 	}
-	if b.Check(a, "alice").Blocked {
+	if blocked(b, a, "alice") {
 		t.Fatal("slow failures blocked")
 	}
 }
@@ -192,12 +201,12 @@ func TestSetLimitsKeepsState(t *testing.T) {
 	l.MaxFailures = 6
 	b.SetLimits(l)
 	b.Record(a, "alice", pw(99), WrongPassword)
-	if !b.Check(a, "alice").Blocked {
+	if !blocked(b, a, "alice") {
 		t.Fatal("state lost or new limit not applied")
 	}
 	l.MaxFailures = 0
 	b.SetLimits(l)
-	if b.Check(a, "alice").Blocked {
+	if blocked(b, a, "alice") {
 		t.Fatal("MaxFailures=0 still blocks")
 	}
 }
@@ -209,16 +218,16 @@ func TestUserLimit(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		b.Record(ip(fmt.Sprintf("203.0.113.%d", i+1)), "alice", pw(i), WrongPassword)
 	}
-	if d := b.Check(ip("203.0.113.200"), "alice"); !d.Blocked {
+	if !blocked(b, ip("203.0.113.200"), "alice") {
 		t.Fatal("user not blocked")
 	}
-	if b.Check(home, "alice").Blocked {
+	if blocked(b, home, "alice") {
 		t.Fatal("network that logged in successfully is blocked")
 	}
-	if b.Check(ip("203.0.113.200"), "bob").Blocked {
+	if blocked(b, ip("203.0.113.200"), "bob") {
 		t.Fatal("other user blocked")
 	}
-	if ok, _ := b.Unblock("user:alice"); !ok || b.Check(ip("203.0.113.200"), "alice").Blocked {
+	if ok, _ := b.Unblock("user:alice"); !ok || blocked(b, ip("203.0.113.200"), "alice") {
 		t.Fatal("unblock user")
 	}
 }
@@ -231,7 +240,7 @@ func TestUnblock(t *testing.T) {
 	} else {
 		t.Fatalf("unblock: %v %v", ok, err)
 	}
-	if b.Check(ip("2001:db8::1"), "alice").Blocked {
+	if blocked(b, ip("2001:db8::1"), "alice") {
 		t.Fatal("still blocked")
 	}
 	if ok, _ := b.Unblock("192.0.2.0/24"); ok {
@@ -309,4 +318,73 @@ func FuzzParseNet(f *testing.F) {
 			t.Fatalf("ParseNet(%q) = %v", s, p)
 		}
 	})
+}
+
+// TestConcurrentAttemptsReserve: logins in flight count against the
+// tries left, for the network and for the login name; Done gives each
+// back whatever the outcome, and a backend failure counts nothing.
+func TestConcurrentAttemptsReserve(t *testing.T) {
+	b, c := strictLimiter(func(l *Limits) { l.MaxUserFailures = 5 })
+	a := ip("192.0.2.1")
+	b.Record(a, "bob", pw(0), WrongPassword)
+	var held []Decision
+	for i := 0; i < 9; i++ { // 1 failure + 9 in flight = MaxFailures
+		d := b.Check(a, fmt.Sprint("u", i))
+		if d.Blocked {
+			t.Fatalf("login %d refused", i)
+		}
+		held = append(held, d)
+	}
+	d := b.Check(a, "bob")
+	if !d.Blocked || !d.Until.Equal(c.t) || !strings.Contains(d.Reason, "in progress") {
+		t.Fatalf("10th in flight: %+v", d)
+	}
+	d.Done(nil, WrongPassword) // a refusal's Done does nothing
+	if s := b.Stats(); s.InFlight != 9 || s.Refused != 1 || s.Failures != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	if blocked(b, ip("192.0.2.2"), "bob") {
+		t.Fatal("another network refused")
+	}
+	held[0].Done(pw(1), Failed) // released, not counted
+	held[1].Done([]byte("right"), OK)
+	if s := b.Stats(); s.InFlight != 7 || s.Failures != 1 || len(b.pendingNets) != 1 {
+		t.Fatalf("after Done: %+v, pending %v", s, b.pendingNets)
+	}
+	for _, d := range held[2:] {
+		d.Done(pw(2), WrongPassword) // after the reset by OK: 7 of 10, not blocked
+	}
+	if s := b.Stats(); s.InFlight != 0 || s.Failures != 8 || s.BlockedNow != 0 || len(b.pendingNets)+len(b.pendingUsers) != 0 {
+		t.Fatalf("all done: %+v, pending %v %v", s, b.pendingNets, b.pendingUsers)
+	}
+
+	// The per-name limit: 5 logins of carol in flight from 5 networks
+	// refuse a 6th from a 6th network, but not from a network carol
+	// logged in from.
+	home := ip("198.51.100.9")
+	b.Record(home, "carol", []byte("right"), OK)
+	held = held[:0]
+	for i := 0; i < 5; i++ {
+		d := b.Check(ip(fmt.Sprintf("203.0.113.%d", i+1)), "carol")
+		if d.Blocked {
+			t.Fatalf("carol %d refused: %+v", i, d)
+		}
+		held = append(held, d)
+	}
+	if d := b.Check(ip("203.0.113.99"), "carol"); !d.Blocked || !strings.Contains(d.Reason, "user") {
+		t.Fatalf("6th carol in flight: %+v", d)
+	}
+	if blocked(b, home, "carol") {
+		t.Fatal("carol's own network refused")
+	}
+	// SetLimits while logins are in flight: their tries are still given back.
+	l := noAllow()
+	l.MaxFailures, l.MaxUserFailures = 0, 0
+	b.SetLimits(l)
+	for _, d := range held {
+		d.Done(pw(3), WrongPassword)
+	}
+	if s := b.Stats(); s.InFlight != 0 || len(b.pendingNets)+len(b.pendingUsers) != 0 {
+		t.Fatalf("after SetLimits: %+v", s)
+	}
 }
