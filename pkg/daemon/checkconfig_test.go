@@ -63,3 +63,36 @@ func TestCheckConfigRedactsAndWarns(t *testing.T) {
 		t.Errorf("warning for mode 0640:\n%s", errb.String())
 	}
 }
+
+// checkBoth runs --check-config and start-up on cfg: both must exit 2
+// with every want on stderr, and --check-config must not call the file
+// valid.
+func checkBoth(t *testing.T, p Program, cfg string, want ...string) {
+	t.Helper()
+	t.Setenv("JOURNAL_STREAM", "")
+	for _, args := range [][]string{{"--config", cfg, "--check-config"}, {"--config", cfg}} {
+		var out, errb bytes.Buffer
+		code := p.run(args, &out, &errb, make(chan os.Signal))
+		if code != ExitConfig {
+			t.Errorf("%v: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, ExitConfig, out.String(), errb.String())
+		}
+		for _, w := range want {
+			if !strings.Contains(errb.String(), w) {
+				t.Errorf("%v: stderr lacks %q:\n%s", args, w, errb.String())
+			}
+		}
+		if strings.Contains(out.String(), "is valid") {
+			t.Errorf("%v: a refused file called valid:\n%s", args, out.String())
+		}
+	}
+}
+
+// TestCheckConfigFindsListenerConflicts: two listeners on one socket or
+// address are a configuration error for both --check-config and start-up.
+func TestCheckConfigFindsListenerConflicts(t *testing.T) {
+	dir := shortDir(t)
+	cfg := filepath.Join(dir, "c.conf")
+	sock := filepath.Join(dir, "s")
+	writeConfig(t, cfg, postfixConfig("http://127.0.0.1:1", sock, "")+"SASLSocket = \""+sock+"\"\n")
+	checkBoth(t, postfixProgram(), cfg, cfg+":7: Postfix.SASLSocket: \""+sock+"\" is also the socket of Postfix.Socket (line 5)")
+}
