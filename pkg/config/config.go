@@ -470,6 +470,14 @@ func (c *Config) errAt(key, format string, args ...any) *Error {
 	return &Error{File: c.File, Line: c.lines[key], Key: key, Msg: fmt.Sprintf(format, args...)}
 }
 
+// KeyError is a problem of key ("Postfix.SASLSocket") found outside this
+// package (a socket directory, a TLS file), located like Validate's: at
+// the line that sets the key, without a line when the key is left to its
+// default.
+func (c *Config) KeyError(key, format string, args ...any) *Error {
+	return c.errAt(key, format, args...)
+}
+
 // MaxCacheBytes is the largest [Cache] MaxBytes accepted, the reply
 // cache's own hard bound (remote.MaxCacheBytes).
 const MaxCacheBytes = 64 << 20

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shitenno/shitenno/pkg/config"
 )
 
 // TestCheckConfigFindsUnknownAccounts: --check-config finds what start-up
@@ -95,4 +97,36 @@ func TestCheckConfigFindsListenerConflicts(t *testing.T) {
 	sock := filepath.Join(dir, "s")
 	writeConfig(t, cfg, postfixConfig("http://127.0.0.1:1", sock, "")+"SASLSocket = \""+sock+"\"\n")
 	checkBoth(t, postfixProgram(), cfg, cfg+":7: Postfix.SASLSocket: \""+sock+"\" is also the socket of Postfix.Socket (line 5)")
+}
+
+// TestCheckConfigFindsBadSocketDirectory: a socket directory start-up
+// would refuse (missing, or writable by others without the sticky bit) is
+// found by --check-config, which creates nothing, and refused by
+// start-up with the same status; both name the socket's key and line.
+func TestCheckConfigFindsBadSocketDirectory(t *testing.T) {
+	dir := shortDir(t)
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	cfg := filepath.Join(dir, "c.conf")
+	writeConfig(t, cfg, postfixConfig("http://127.0.0.1:1", filepath.Join(open, "s"), "")+"PolicySocket = \""+filepath.Join(missing, "p")+"\"\n")
+	p := postfixProgram()
+	p.Extra = func(cfg *config.Config) []Endpoint {
+		return []Endpoint{{Name: "policy", Socket: cfg.ResolveSocket(cfg.Postfix.PolicySocket), Key: "Postfix.PolicySocket", Build: p.Build}}
+	}
+	checkBoth(t, p, cfg,
+		cfg+":5: Postfix.Socket: socket directory "+open+" is writable by others and not sticky: refusing",
+		cfg+":7: Postfix.PolicySocket: socket directory "+missing+": no such file or directory")
+	if entries, _ := os.ReadDir(open); len(entries) > 0 {
+		t.Errorf("left in the socket directory: %v", entries)
+	}
+
+	// A relative Socket left to its default is SocketPrefix's doing.
+	writeConfig(t, cfg, "RemoteURL = \"http://127.0.0.1:1/\"\nSocketPrefix = \""+filepath.Join(missing, "x")+"\"\n")
+	checkBoth(t, postfixProgram(), cfg, cfg+":2: SocketPrefix: socket directory "+missing+": no such file or directory")
 }

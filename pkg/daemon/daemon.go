@@ -212,17 +212,28 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 	return p.start(bin, cfg, f.cfgPath, stdout, stderr, sigc)
 }
 
-// checkConfig is --check-config: print the plan and the warnings, build
-// the backend client (which reads the TLS files), open nothing.
+// checkConfig is --check-config: check what start-up checks beyond the
+// file (socket directories, the backend client, which reads the TLS
+// files), opening nothing; print the warnings, then every problem, or
+// the plan when there is none.
 func (p Program) checkConfig(bin string, cfg *config.Config, stdout, stderr io.Writer) int {
-	p.describe(stdout, cfg)
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", bin, w)
 	}
+	var errs []error
+	if dirs := p.socketDirProblems(cfg, p.endpoints(cfg, nil), false); len(dirs) > 0 {
+		errs = append(errs, dirs)
+	}
 	if _, err := NewBackend(cfg, nil, p.Credentials); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		for _, line := range strings.Split(errors.Join(errs...).Error(), "\n") {
+			fmt.Fprintf(stderr, "%s: %s\n", bin, line)
+		}
 		return ExitConfig
 	}
+	p.describe(stdout, cfg)
 	return ExitOK
 }
 

@@ -61,7 +61,7 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 	r.startMetrics()
 	if err := r.listen(); err != nil {
 		log.Error("cannot listen", "err", err)
-		if errors.As(err, new(*mismatchError)) {
+		if errors.As(err, new(*mismatchError)) || errors.As(err, new(*config.Error)) {
 			return ExitConfig
 		}
 		return ExitFailure
