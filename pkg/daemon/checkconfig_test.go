@@ -130,3 +130,19 @@ func TestCheckConfigFindsBadSocketDirectory(t *testing.T) {
 	writeConfig(t, cfg, "RemoteURL = \"http://127.0.0.1:1/\"\nSocketPrefix = \""+filepath.Join(missing, "x")+"\"\n")
 	checkBoth(t, postfixProgram(), cfg, cfg+":2: SocketPrefix: socket directory "+missing+": no such file or directory")
 }
+
+// TestCheckConfigLocatesTLSFiles: a TLS file start-up cannot use is
+// refused by both at the line of its key, and never after "valid".
+func TestCheckConfigLocatesTLSFiles(t *testing.T) {
+	dir := shortDir(t)
+	cfg := filepath.Join(dir, "c.conf")
+	ca := filepath.Join(dir, "nonexistent", "ca.pem")
+	for _, tc := range []struct{ extra, want string }{
+		{"CertPool = [\"" + ca + "\"]", cfg + ":3: CertPool: " + ca + ": open " + ca + ": no such file or directory"},
+		{"ClientCert = \"" + ca + "\"", cfg + ":3: ClientCert: " + ca + ": open "},
+		{"HPKP = [\"abc\"]", cfg + ":3: HPKP: "},
+	} {
+		writeConfig(t, cfg, postfixConfig("https://127.0.0.1:1", filepath.Join(dir, "s"), tc.extra))
+		checkBoth(t, postfixProgram(), cfg, tc.want)
+	}
+}
