@@ -25,6 +25,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/shitenno/shitenno/internal/redact"
+	"github.com/shitenno/shitenno/pkg/logging"
 )
 
 // DefaultPath is where the daemons look for their configuration file.
@@ -600,6 +601,9 @@ func (c *Config) checkLocal(p *problemList) {
 	case "debug", "info", "warn", "error":
 	default:
 		p.add("LogLevel", "must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	if err := logging.CheckDevLog(c.DevLog); err != nil {
+		p.add("DevLog", "%v, not %q", err, c.DevLog)
 	}
 	if c.Cache.MaxEntries < 0 {
 		p.add("Cache.MaxEntries", "must not be negative")

@@ -146,3 +146,18 @@ func TestCheckConfigLocatesTLSFiles(t *testing.T) {
 		checkBoth(t, postfixProgram(), cfg, tc.want)
 	}
 }
+
+// TestDevLogMissing: with DevLog a socket nobody listens on, a start-up
+// failure still reaches stderr, and both modes warn that the log goes
+// nowhere yet; a DevLog start-up cannot use is refused by both.
+func TestDevLogMissing(t *testing.T) {
+	dir := shortDir(t)
+	cfg := filepath.Join(dir, "c.conf")
+	logSock := filepath.Join(dir, "log")
+	writeConfig(t, cfg, postfixConfig("http://127.0.0.1:1", filepath.Join(dir, "missing", "s"), "DevLog = \""+logSock+"\""))
+	checkBoth(t, postfixProgram(), cfg, "warning: "+cfg+":3: DevLog: "+logSock+": no such file or directory",
+		cfg+":5: Postfix.Socket: socket directory "+filepath.Join(dir, "missing")+": no such file or directory")
+
+	writeConfig(t, cfg, postfixConfig("http://127.0.0.1:1", filepath.Join(dir, "s"), "DevLog = \"syslog\""))
+	checkBoth(t, postfixProgram(), cfg, cfg+":3: DevLog: want stderr, an absolute socket path, udp://host:port or tcp://host:port, not \"syslog\"")
+}
