@@ -25,6 +25,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/shitenno/shitenno/internal/redact"
+	"github.com/shitenno/shitenno/pkg/logging"
 )
 
 // DefaultPath is where the daemons look for their configuration file.
@@ -327,17 +328,29 @@ var (
 // keyLines finds the line of every simple "Key =" assignment, keyed by its
 // dotted path, so that semantic errors can point at a line. BurntSushi/toml
 // keeps key positions private; this covers the flat layout shitenno uses.
+//
+// A key of an array of tables is also recorded under tableKey, per
+// entry, so that a problem of the second [[Postfix.TCPTable]] points at
+// its own line.
 func keyLines(data []byte) map[string]int {
 	lines := map[string]int{}
-	table := ""
+	table, entry := "", ""
+	entries := map[string]int{}
 	for i, l := range strings.Split(string(data), "\n") {
 		if m := tableRE.FindStringSubmatch(l); m != nil {
-			table = m[1]
+			table, entry = m[1], ""
+			if strings.HasPrefix(strings.TrimSpace(l), "[[") {
+				entry = tableKey(table, entries[table], "")
+				entries[table]++
+			}
 			lines[table] = i + 1
 			continue
 		}
 		if m := keyRE.FindStringSubmatch(l); m != nil {
 			k := m[1]
+			if entry != "" {
+				lines[entry+k] = i + 1
+			}
 			if table != "" {
 				k = table + "." + k
 			}
@@ -347,6 +360,12 @@ func keyLines(data []byte) map[string]int {
 		}
 	}
 	return lines
+}
+
+// tableKey is the lines key of key in entry i (0-based) of the array of
+// tables named table: "Postfix.TCPTable[1].Listen".
+func tableKey(table string, i int, key string) string {
+	return table + "[" + strconv.Itoa(i) + "]." + key
 }
 
 // keyOnLine returns the dotted key assigned on line n (1-based), or "".
@@ -452,6 +471,14 @@ func (c *Config) errAt(key, format string, args ...any) *Error {
 	return &Error{File: c.File, Line: c.lines[key], Key: key, Msg: fmt.Sprintf(format, args...)}
 }
 
+// KeyError is a problem of key ("Postfix.SASLSocket") found outside this
+// package (a socket directory, a TLS file), located like Validate's: at
+// the line that sets the key, without a line when the key is left to its
+// default.
+func (c *Config) KeyError(key, format string, args ...any) *Error {
+	return c.errAt(key, format, args...)
+}
+
 // MaxCacheBytes is the largest [Cache] MaxBytes accepted, the reply
 // cache's own hard bound (remote.MaxCacheBytes).
 const MaxCacheBytes = 64 << 20
@@ -496,6 +523,7 @@ func (c *Config) problems(sections []string) []*Error {
 	c.Postfix.checkPolicy(p)
 	c.Postfix.checkSASL(p)
 	c.BruteForce.check(p)
+	c.checkListenerConflicts(p)
 	for _, name := range sections {
 		if s := c.Section(name); s != nil {
 			checkAccounts(p, SectionKey(name), s)
@@ -573,6 +601,9 @@ func (c *Config) checkLocal(p *problemList) {
 	case "debug", "info", "warn", "error":
 	default:
 		p.add("LogLevel", "must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	if err := logging.CheckDevLog(c.DevLog); err != nil {
+		p.add("DevLog", "%v, not %q", err, c.DevLog)
 	}
 	if c.Cache.MaxEntries < 0 {
 		p.add("Cache.MaxEntries", "must not be negative")

@@ -111,17 +111,14 @@ func (pf *Postfix) checkPolicy(p *problemList) {
 	case strings.IndexFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 || !utf8.ValidString(a):
 		p.add("Postfix.PolicyFailAction", "must be one line of printable UTF-8 text")
 	}
-	seen := map[string]bool{}
+	// Two tables on one address are refused with the other listeners
+	// sharing one (checkListenerConflicts).
 	for _, t := range pf.TCPTable {
-		switch {
-		case t.Listen == "":
+		if t.Listen == "" {
 			p.add("Postfix.TCPTable.Listen", "required in every [[Postfix.TCPTable]] (tcp_table is TCP only)")
-		case seen[t.Listen]:
-			p.add("Postfix.TCPTable.Listen", "%q used by two tables", t.Listen)
-		default:
+		} else {
 			checkTCPAddr(p, "Postfix.TCPTable.Listen", t.Listen)
 		}
-		seen[t.Listen] = true
 		if t.Verb == "" {
 			p.add("Postfix.TCPTable.Verb", "required in every [[Postfix.TCPTable]] (the backend verb of that table)")
 		}

@@ -23,7 +23,7 @@ func TestPostfixKeys(t *testing.T) {
 		{"tcp table without verb", "[[Postfix.TCPTable]]\nListen = \"127.0.0.1:10041\"\n", "x.conf: Postfix.TCPTable.Verb: required"},
 		{"tcp table bad listen", "[[Postfix.TCPTable]]\nListen = \"x\"\nVerb = \"v\"\n", "x.conf:4: Postfix.TCPTable.Listen: must be host:port"},
 		{"tcp table listen twice", "[[Postfix.TCPTable]]\nListen = \"127.0.0.1:1\"\nVerb = \"a\"\n[[Postfix.TCPTable]]\nListen = \"127.0.0.1:1\"\nVerb = \"b\"\n",
-			"Postfix.TCPTable.Listen: \"127.0.0.1:1\" used by two tables"},
+			"x.conf:7: Postfix.TCPTable.Listen: \"127.0.0.1:1\" is also the address of Postfix.TCPTable.Listen (line 4)"},
 	})
 	for _, good := range []struct {
 		conf string

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -92,7 +94,7 @@ func (b *Backend) build(cfg *config.Config, old *backendState) (*backendState, e
 		OCSP:           cfg.OCSP,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.File, err)
+		return nil, tlsConfigError(cfg, err)
 	}
 	var cache *remote.Cache
 	if old != nil && old.cfg.Cache == cfg.Cache && slices.Equal(old.cfg.RemoteURL, cfg.RemoteURL) && old.tls.SameTrust(ts) {
@@ -124,6 +126,16 @@ func (b *Backend) build(cfg *config.Config, old *backendState) (*backendState, e
 		return nil, fmt.Errorf("%s: %w", cfg.File, err)
 	}
 	return &backendState{client: c, tls: ts, cache: cache, cfg: cfg}, nil
+}
+
+// tlsConfigError locates a TLS setting remote could not use at the line
+// of its key (the TLSOptions fields are named like the keys).
+func tlsConfigError(cfg *config.Config, err error) error {
+	var oe *remote.OptionError
+	if !errors.As(err, &oe) {
+		return fmt.Errorf("%s: %w", cfg.File, err)
+	}
+	return cfg.KeyError(oe.Option, "%s", strings.TrimLeft(oe.Detail, " :"))
 }
 
 // Reload builds a client for cfg and switches to it. On error the old

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -212,23 +214,41 @@ func (p Program) run(args []string, stdout, stderr io.Writer, sigc <-chan os.Sig
 	return p.start(bin, cfg, f.cfgPath, stdout, stderr, sigc)
 }
 
-// checkConfig is --check-config: print the plan and the warnings, build
-// the backend client (which reads the TLS files), open nothing.
+// checkConfig is --check-config: check what start-up checks beyond the
+// file (socket directories, the backend client, which reads the TLS
+// files), opening nothing; print the warnings, then every problem, or
+// the plan when there is none.
 func (p Program) checkConfig(bin string, cfg *config.Config, stdout, stderr io.Writer) int {
-	p.describe(stdout, cfg)
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", bin, w)
 	}
+	if w := devLogWarning(cfg); w != "" {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", bin, w)
+	}
+	var errs []error
+	if dirs := p.socketDirProblems(cfg, p.endpoints(cfg, nil), false); len(dirs) > 0 {
+		errs = append(errs, dirs)
+	}
 	if _, err := NewBackend(cfg, nil, p.Credentials); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		for _, line := range strings.Split(errors.Join(errs...).Error(), "\n") {
+			fmt.Fprintf(stderr, "%s: %s\n", bin, line)
+		}
 		return ExitConfig
 	}
+	p.describe(stdout, cfg)
 	return ExitOK
 }
 
 // start builds the logger and the signal channel, then serves until a
 // stop signal.
 func (p Program) start(bin string, cfg *config.Config, cfgPath string, stdout, stderr io.Writer, sigc <-chan os.Signal) int {
+	if w := devLogWarning(cfg); w != "" {
+		// Not to the log: it is what goes nowhere.
+		fmt.Fprintf(stderr, "%s: warning: %s\n", bin, w)
+	}
 	logger, out, err := newLogger(cfg, bin, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", bin, err)
@@ -261,6 +281,28 @@ func newLogger(cfg *config.Config, app string, stderr io.Writer) (*slog.Logger, 
 		return nil, nil, fmt.Errorf("%s: %w", cfg.File, err)
 	}
 	return l, out, nil
+}
+
+// devLogWarning says when DevLog is a socket path with no socket there:
+// a warning, not an error, since the syslog daemon may start after
+// shitenno (records are dropped until it listens, then sent); or "".
+func devLogWarning(cfg *config.Config) string {
+	if !filepath.IsAbs(cfg.DevLog) {
+		return ""
+	}
+	const lost = "log records are dropped until a syslog daemon listens there"
+	fi, err := os.Stat(cfg.DevLog)
+	switch {
+	case err != nil:
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return cfg.KeyError("DevLog", "%s: %v: %s", cfg.DevLog, err, lost).Error()
+	case fi.Mode()&os.ModeSocket == 0:
+		return cfg.KeyError("DevLog", "%s: not a socket: %s", cfg.DevLog, lost).Error()
+	}
+	return ""
 }
 
 func (p Program) section() string { return config.SectionKey(p.Name) }

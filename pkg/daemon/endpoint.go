@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -268,6 +269,51 @@ func (e Endpoint) open(cfg *config.Config, sec *config.Service, section string) 
 	return ls, nil
 }
 
+// socketDirProblems checks the directory of every unix socket of eps as
+// listenUnix will (checkDir), creating nothing: --check-config and
+// start-up refuse the same directories, at the line of the key that put
+// the socket there. systemd tells whether the other listeners came from
+// systemd (the error then says which socket unit would make the socket).
+func (p Program) socketDirProblems(cfg *config.Config, eps []Endpoint, systemd bool) config.Errors {
+	var errs config.Errors
+	for _, e := range eps {
+		if e.Socket == "" {
+			continue
+		}
+		if err := checkDir(filepath.Dir(e.Socket)); err != nil {
+			ce := p.socketKeyError(cfg, e, err)
+			if systemd {
+				ce.Msg += e.systemdHint()
+			}
+			errs = append(errs, ce)
+		}
+	}
+	return errs
+}
+
+// systemdHint ends an error about a socket the daemon could not create
+// while systemd passed the others: under systemd the daemon runs
+// unprivileged on a read-only file system, so the socket unit must
+// create it.
+func (e Endpoint) systemdHint() string {
+	return fmt.Sprintf(" (under systemd, systemctl enable --now %s creates it, then restart the service)", e.unit(nil))
+}
+
+// socketKeyError locates err at the endpoint's socket key or, when that
+// key is left to its default name, at SocketPrefix, which then chose the
+// directory.
+func (p Program) socketKeyError(cfg *config.Config, e Endpoint, err error) *config.Error {
+	key := e.Key
+	if key == "" {
+		key = p.section() + ".Socket"
+	}
+	ce := cfg.KeyError(key, "%v", err)
+	if pe := cfg.KeyError("SocketPrefix", "%v", err); ce.Line == 0 && pe.Line > 0 {
+		return pe
+	}
+	return ce
+}
+
 func (e Endpoint) keyErr(err error) error {
 	if e.Key == "" {
 		return err
@@ -291,6 +337,20 @@ func (p Program) listenAll(cfg *config.Config, act activatedFDs) ([]Endpoint, []
 			return nil, nil, err
 		}
 	}
+	var own []Endpoint
+	for i, e := range eps {
+		if len(got[i]) == 0 {
+			own = append(own, e)
+		}
+	}
+	if errs := p.socketDirProblems(cfg, own, act != nil); len(errs) > 0 {
+		// Checked before any socket exists, like --check-config does:
+		// a configuration error, not a failure to retry.
+		for _, ls := range got {
+			closeListeners(ls)
+		}
+		return nil, nil, errs
+	}
 	for i, e := range eps {
 		if len(got[i]) > 0 {
 			continue
@@ -301,9 +361,7 @@ func (p Program) listenAll(cfg *config.Config, act activatedFDs) ([]Endpoint, []
 				closeListeners(ls)
 			}
 			if act != nil && e.Socket != "" {
-				// Under systemd the daemon runs unprivileged on a
-				// read-only file system: the socket unit must create it.
-				err = fmt.Errorf("%w (under systemd, systemctl enable --now %s creates it, then restart the service)", err, e.unit(nil))
+				err = fmt.Errorf("%w%s", err, e.systemdHint())
 			}
 			return nil, nil, err
 		}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -144,6 +145,10 @@ func (o *ownedListener) Close() error {
 func checkDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path == dir {
+			err = pe.Err // the path is named already
+		}
 		return fmt.Errorf("socket directory %s: %w", dir, err)
 	}
 	if !fi.IsDir() {

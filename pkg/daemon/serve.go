@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,8 +61,8 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 	raiseFileLimit(log)
 	r.startMetrics()
 	if err := r.listen(); err != nil {
-		log.Error("cannot listen", "err", err)
-		if errors.As(err, new(*mismatchError)) {
+		r.fatal("cannot listen", err)
+		if errors.As(err, new(*mismatchError)) || errors.As(err, new(*config.Error)) {
 			return ExitConfig
 		}
 		return ExitFailure
@@ -70,13 +71,13 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 		defer r.startControl()()
 	}
 	if err := r.startHealth(); err != nil {
-		log.Error("cannot listen for health checks", "err", err)
+		r.fatal("cannot listen for health checks", err)
 		r.closeListeners()
 		return ExitFailure
 	}
 	defer r.stopHealth()
 	if err := dropPrivileges(r.env.Section.User); err != nil {
-		log.Error("cannot drop privileges", "user", r.env.Section.User, "err", err)
+		r.fatal("cannot drop privileges", err, "user", r.env.Section.User)
 		r.closeListeners()
 		return ExitFailure
 	}
@@ -88,6 +89,20 @@ func (p Program) serve(r *runtime, sigc <-chan os.Signal) int {
 	status := r.signalLoop(sigc, errc)
 	r.shutdown()
 	return status
+}
+
+// fatal logs why the daemon exits and, when the log goes elsewhere,
+// prints it on stderr too: a DevLog nobody listens on, or a syslog
+// daemon that is down, must not hide why (the service manager keeps
+// stderr).
+func (r *runtime) fatal(msg string, err error, args ...any) {
+	r.env.Logger.Error(msg, append([]any{"err", err}, args...)...)
+	if r.cfg.DevLog == config.DefaultDevLog {
+		return
+	}
+	for _, line := range strings.Split(msg+": "+err.Error(), "\n") {
+		fmt.Fprintf(r.env.Stderr, "shitenno-%s: %s\n", r.p.Name, line)
+	}
 }
 
 // startControl serves the brute-force control socket: systemd's (under
@@ -191,7 +206,7 @@ func (r *runtime) buildServers() int {
 	env, log := r.env, r.env.Logger
 	backend, err := NewBackend(env.Config, r.met, r.p.Credentials)
 	if err != nil {
-		log.Error("cannot build backend client", "err", err)
+		r.fatal("cannot build backend client", err)
 		return ExitConfig
 	}
 	r.backend = backend
@@ -204,7 +219,7 @@ func (r *runtime) buildServers() int {
 		eenv.Backend = backend.forListener(r.met.LookupDuration(e.Name))
 		srv, err := e.Build(&eenv)
 		if err != nil {
-			log.Error("cannot build server", "listener", e.Name, "err", err)
+			r.fatal("cannot build server", err, "listener", e.Name)
 			return ExitFailure
 		}
 		r.servers = append(r.servers, srv)
@@ -256,7 +271,7 @@ func (r *runtime) signalLoop(sigc <-chan os.Signal, errc <-chan error) int {
 		case err := <-errc:
 			// Serve returns on its own only on failure: Shutdown has not
 			// been called yet.
-			log.Error("serving failed", "err", err)
+			r.fatal("serving failed", err)
 			return ExitFailure
 		}
 	}

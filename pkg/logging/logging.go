@@ -272,13 +272,10 @@ func (o *Output) newSink(devLog string) (*sink, error) {
 		s.dial = func() (io.Writer, error) { return w, nil }
 		s.stream = true
 	case strings.HasPrefix(devLog, "udp://"), strings.HasPrefix(devLog, "tcp://"):
-		u, err := url.Parse(devLog)
-		if err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
-			return nil, fmt.Errorf("logging: DevLog %q: want udp://host:port or tcp://host:port", devLog)
+		if err := CheckDevLog(devLog); err != nil {
+			return nil, fmt.Errorf("logging: DevLog %q: %w", devLog, err)
 		}
-		if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
-			return nil, fmt.Errorf("logging: DevLog %q: want udp://host:port or tcp://host:port", devLog)
-		}
+		u, _ := url.Parse(devLog)
 		if format == FormatAuto {
 			format = FormatRFC5424
 		}
@@ -300,10 +297,31 @@ func (o *Output) newSink(devLog string) (*sink, error) {
 		addr := &net.UnixAddr{Name: devLog, Net: "unixgram"}
 		s.dial = func() (io.Writer, error) { return net.DialUnix("unixgram", nil, addr) }
 	default:
-		return nil, fmt.Errorf("logging: DevLog %q: want stderr, an absolute socket path, udp://host:port or tcp://host:port", devLog)
+		return nil, fmt.Errorf("logging: DevLog %q: %w", devLog, CheckDevLog(devLog))
 	}
 	s.start()
 	return s, nil
+}
+
+// CheckDevLog tells whether devLog is a destination New accepts: stderr
+// (or empty), an absolute unix socket path, udp://host:port or
+// tcp://host:port. The configuration is checked with it, so that a
+// destination start-up would refuse is found when the file is loaded.
+func CheckDevLog(devLog string) error {
+	switch {
+	case devLog == "" || devLog == "stderr", filepath.IsAbs(devLog):
+		return nil
+	case strings.HasPrefix(devLog, "udp://"), strings.HasPrefix(devLog, "tcp://"):
+		u, err := url.Parse(devLog)
+		if err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			return errors.New("want udp://host:port or tcp://host:port")
+		}
+		if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+			return errors.New("want udp://host:port or tcp://host:port")
+		}
+		return nil
+	}
+	return errors.New("want stderr, an absolute socket path, udp://host:port or tcp://host:port")
 }
 
 // UnderJournald reports whether stderr is connected to journald: systemd

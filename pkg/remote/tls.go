@@ -93,7 +93,7 @@ func NewTLS(o TLSOptions) (*TLSSetup, error) {
 	switch s.ocsp {
 	case OCSPOff, OCSPIfStapled, OCSPRequireStapled:
 	default:
-		return nil, fmt.Errorf("remote: OCSP must be %s, %s or %s, not %q", OCSPOff, OCSPIfStapled, OCSPRequireStapled, o.OCSP)
+		return nil, optionErr("OCSP", " must be %s, %s or %s, not %q", OCSPOff, OCSPIfStapled, OCSPRequireStapled, o.OCSP)
 	}
 
 	roots, err := rootPool(o)
@@ -105,7 +105,7 @@ func NewTLS(o TLSOptions) (*TLSSetup, error) {
 	}
 
 	if o.ClientKey != "" && o.ClientCert == "" {
-		return nil, errors.New("remote: ClientKey set without ClientCert")
+		return nil, optionErr("ClientKey", " set without ClientCert")
 	}
 	if o.ClientCert != "" {
 		c, err := loadKeyPair(o.ClientCert, o.ClientKey)
@@ -148,7 +148,7 @@ func rootPool(o TLSOptions) (*x509.CertPool, error) {
 	if o.SystemCertPool {
 		sys, err := x509.SystemCertPool()
 		if err != nil {
-			return nil, fmt.Errorf("remote: SystemCertPool: %w", err)
+			return nil, optionErr("SystemCertPool", ": %w", err)
 		}
 		roots = sys
 	}
@@ -171,7 +171,7 @@ func parsePins(hpkp []string) (map[[sha256.Size]byte]bool, []string, error) {
 	for i, p := range hpkp {
 		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(p))
 		if err != nil || len(b) != sha256.Size {
-			return nil, nil, fmt.Errorf("remote: HPKP[%d] %q: not the base64 of a SHA-256 digest (44 characters ending in '=')", i, p)
+			return nil, nil, optionErr("HPKP", "[%d] %q: not the base64 of a SHA-256 digest (44 characters ending in '=')", i, p)
 		}
 		pins[[sha256.Size]byte(b)] = true
 		list = append(list, base64.StdEncoding.EncodeToString(b))
@@ -234,19 +234,42 @@ func (s *TLSSetup) ClientCertificate() *x509.Certificate {
 	return nil
 }
 
+// OptionError is a TLSOptions field NewTLS or Reload cannot use. Option
+// names the field, as the configuration key of the same name does, so
+// that a caller can point at the line that sets it.
+type OptionError struct {
+	Option string // "CertPool", "ClientCert", "ClientKey", "HPKP", "SystemCertPool", "OCSP"
+	// Detail follows the field's name in the message, with its
+	// separator: ` /etc/ca.pem: open …`, `[1] "AAAA": not …`.
+	Detail string
+	Err    error // the cause, or nil
+}
+
+// Error gives "remote: " + Option + Detail.
+func (e *OptionError) Error() string { return "remote: " + e.Option + e.Detail }
+
+// Unwrap returns the cause.
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// optionErr builds an *OptionError; a %w in format is its cause.
+func optionErr(option, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return &OptionError{Option: option, Detail: err.Error(), Err: errors.Unwrap(err)}
+}
+
 // readPEMFile reads a PEM file with a size bound.
 func readPEMFile(key, path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("remote: %s %s: %w", key, path, err)
+		return nil, optionErr(key, " %s: %w", path, err)
 	}
 	defer f.Close()
 	var buf bytes.Buffer
 	if _, err := buf.ReadFrom(io.LimitReader(f, maxPEMFile+1)); err != nil {
-		return nil, fmt.Errorf("remote: %s %s: %w", key, path, err)
+		return nil, optionErr(key, " %s: %w", path, err)
 	}
 	if buf.Len() > maxPEMFile {
-		return nil, fmt.Errorf("remote: %s %s: larger than %d bytes", key, path, maxPEMFile)
+		return nil, optionErr(key, " %s: larger than %d bytes", path, maxPEMFile)
 	}
 	return buf.Bytes(), nil
 }
@@ -270,13 +293,13 @@ func addPEMCerts(pool *x509.CertPool, path string) error {
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			return fmt.Errorf("remote: CertPool %s: certificate %d: %w", path, n+1, err)
+			return optionErr("CertPool", " %s: certificate %d: %w", path, n+1, err)
 		}
 		pool.AddCert(c)
 		n++
 	}
 	if n == 0 {
-		return fmt.Errorf("remote: CertPool %s: no PEM CERTIFICATE block", path)
+		return optionErr("CertPool", " %s: no PEM CERTIFICATE block", path)
 	}
 	return nil
 }
@@ -288,20 +311,22 @@ func loadKeyPair(certPath, keyPath string) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, where := certPEM, "ClientCert "+certPath
+	// A pair that does not match is blamed on the key, the file that
+	// usually is wrong; a combined PEM on ClientCert.
+	keyPEM, option, where := certPEM, "ClientCert", " "+certPath
 	if keyPath != "" {
 		if keyPEM, err = readPEMFile("ClientKey", keyPath); err != nil {
 			return nil, err
 		}
-		where = "ClientCert " + certPath + " / ClientKey " + keyPath
+		option, where = "ClientKey", " "+keyPath+" (with ClientCert "+certPath+")"
 	}
 	c, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("remote: %s: %w", where, err)
+		return nil, optionErr(option, "%s: %w", where, err)
 	}
 	if c.Leaf == nil { // X509KeyPair fills Leaf since Go 1.23; keep it explicit
 		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-			return nil, fmt.Errorf("remote: %s: %w", where, err)
+			return nil, optionErr("ClientCert", " %s: %w", certPath, err)
 		}
 	}
 	return &c, nil
