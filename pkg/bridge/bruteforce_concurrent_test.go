@@ -24,6 +24,8 @@ type slowBackend struct {
 	fail  atomic.Bool
 	mu    sync.Mutex
 	asked map[string]int
+	// busy and most: lookups in progress now and at most.
+	busy, most int
 }
 
 func newSlowBackend() *slowBackend {
@@ -50,7 +52,14 @@ func (b *slowBackend) LookupRaw(ctx context.Context, _ string, object json.RawMe
 	}
 	b.mu.Lock()
 	b.asked[ip]++
+	b.busy++
+	b.most = max(b.most, b.busy)
 	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.busy--
+		b.mu.Unlock()
+	}()
 	select {
 	case <-time.After(b.delay):
 	case <-ctx.Done():
@@ -73,6 +82,14 @@ func (b *slowBackend) count(ip string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.asked[ip]
+}
+
+// mostAtOnce is the largest number of lookups the backend had in
+// progress at once.
+func (b *slowBackend) mostAtOnce() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.most
 }
 
 // ngxLogin is one nginx IMAP login of alice from ip with password pass.
@@ -150,25 +167,51 @@ func TestNginxConcurrentWrongPasswords(t *testing.T) {
 }
 
 // TestNginxConcurrentBackendFailures: logins the backend could not
-// answer count nothing and hold nothing once answered: afterwards
-// MaxFailures logins at once all reach the backend.
+// answer count nothing and hold nothing once answered. Those sent at once
+// queue for the network's tries instead of being refused: each gets the
+// backend's answer (a temporary failure), never more than MaxFailures at
+// the backend at a time; afterwards MaxFailures logins at once all reach
+// it.
 func TestNginxConcurrentBackendFailures(t *testing.T) {
 	lim := limiter()
 	b := newSlowBackend()
+	b.delay = 10 * time.Millisecond
 	b.fail.Store(true)
 	n := &Nginx{Backend: b, Limiter: lim}
-	parallel(200, func(i int) string { return ngxLogin(n, attacker, fmt.Sprint("wrong", i)).Status })
-	if asked := b.count(attacker); asked > bruteforce.DefaultMaxFailures {
-		t.Errorf("backend asked %d times, want at most %d", asked, bruteforce.DefaultMaxFailures)
+	got := tally(parallel(40, func(i int) string { return ngxLogin(n, attacker, fmt.Sprint("wrong", i)).Status }))
+	// A failure is no reply of the bridge's own (mailauth makes it the
+	// temporary one): an empty status.
+	if asked := b.count(attacker); asked != 40 || got[""] != 40 {
+		t.Errorf("backend asked %d times, replies %v; want 40 failures, none refused", asked, got)
 	}
-	if s := lim.Stats(); s.Failures != 0 || s.BlockedNow != 0 {
-		t.Fatalf("backend failures counted: %+v", s)
+	if m := b.mostAtOnce(); m > bruteforce.DefaultMaxFailures {
+		t.Errorf("%d logins of one network at the backend at once, want at most %d", m, bruteforce.DefaultMaxFailures)
+	}
+	if s := lim.Stats(); s.Failures != 0 || s.BlockedNow != 0 || s.InFlight != 0 {
+		t.Fatalf("backend failures counted or held: %+v", s)
 	}
 	b.fail.Store(false)
 	before := b.count(attacker)
-	got := tally(parallel(bruteforce.DefaultMaxFailures, func(int) string { return ngxLogin(n, attacker, "right").Status }))
+	got = tally(parallel(bruteforce.DefaultMaxFailures, func(int) string { return ngxLogin(n, attacker, "right").Status }))
 	if got[mailauth.StatusOK] != bruteforce.DefaultMaxFailures || b.count(attacker)-before != bruteforce.DefaultMaxFailures {
 		t.Fatalf("after the failures: %v", got)
+	}
+}
+
+// TestNginxBurstOfRightPasswords: more right passwords at once from one
+// network (a webmail host, a NAT) than it has tries all get in: they wait
+// for the logins in flight instead of being refused.
+func TestNginxBurstOfRightPasswords(t *testing.T) {
+	lim := limiter()
+	b := newSlowBackend()
+	b.delay = 10 * time.Millisecond
+	n := &Nginx{Backend: b, Limiter: lim}
+	got := tally(parallel(50, func(int) string { return ngxLogin(n, attacker, "right").Status }))
+	if got[mailauth.StatusOK] != 50 {
+		t.Fatalf("50 right passwords at once: %v", got)
+	}
+	if m := b.mostAtOnce(); m > bruteforce.DefaultMaxFailures {
+		t.Errorf("%d logins of one network at the backend at once, want at most %d", m, bruteforce.DefaultMaxFailures)
 	}
 }
 

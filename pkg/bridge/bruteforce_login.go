@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"net/netip"
 
 	"github.com/shitenno/shitenno/pkg/bruteforce"
@@ -10,13 +11,14 @@ import (
 // string addresses and bridge Outcomes (the SASL bridge's Limiter).
 type LoginGuard struct{ Guard bruteforce.Guard }
 
-// Allow reports whether user may try to log in from clientIP now; an
+// Allow reports whether user may try to log in from clientIP now (it may
+// wait a little for a login in flight to end: bruteforce.Acquire); an
 // unparsable address is never blocked (nor counted). done records the
 // backend's answer and gives the login's try back: found resets, not
 // found counts as a wrong password, a failure never counts.
-func (g LoginGuard) Allow(clientIP, user string) (done func(password []byte, o Outcome), ok bool) {
+func (g LoginGuard) Allow(ctx context.Context, clientIP, user string) (done func(password []byte, o Outcome), ok bool) {
 	ip, _ := netip.ParseAddr(clientIP)
-	d := g.Guard.Check(ip, user)
+	d := g.Guard.Acquire(ctx, ip, user)
 	if d.Blocked {
 		return nil, false
 	}

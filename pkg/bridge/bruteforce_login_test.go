@@ -18,7 +18,7 @@ func limiter() *bruteforce.Limiter {
 func TestLoginGuard(t *testing.T) {
 	g := LoginGuard{limiter()}
 	try := func(ip, pw string, o Outcome) bool {
-		done, ok := g.Allow(ip, "alice")
+		done, ok := g.Allow(t.Context(), ip, "alice")
 		if ok {
 			done([]byte(pw), o)
 		}

@@ -60,7 +60,7 @@ func (n *Nginx) auth(ctx context.Context, req *mailauth.Request) (rep mailauth.R
 	// SMTP without AUTH (Method none) is no login: nothing to limit.
 	if n.Limiter != nil && req.Method != "none" {
 		ip, _ := netip.ParseAddr(req.ClientIP) // invalid: never blocked nor counted
-		d := n.Limiter.Check(ip, req.User)
+		d := n.Limiter.Acquire(ctx, ip, req.User)
 		if d.Blocked {
 			return blockedReply(req, d), "", nil
 		}

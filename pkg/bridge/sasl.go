@@ -36,7 +36,7 @@ type Limiter interface {
 	// Allow reports whether user may try to log in from clientIP now.
 	// When it may, the login holds one of the remaining tries until done
 	// is called, exactly once, with the backend's answer.
-	Allow(clientIP, user string) (done func(password []byte, o Outcome), ok bool)
+	Allow(ctx context.Context, clientIP, user string) (done func(password []byte, o Outcome), ok bool)
 }
 
 // SASLTimeout bounds one login's backend exchange: postfix waits 10 s
@@ -69,7 +69,12 @@ func (s *SASL) Authenticate(ctx context.Context, req *sasl.Request) sasl.Result 
 // login without asking) and the failure, for the query subcommand.
 func (s *SASL) Check(ctx context.Context, req *sasl.Request) (res sasl.Result, outcome Outcome, err error) {
 	if s.Limiter != nil {
-		done, ok := s.Limiter.Allow(req.ClientIP, req.User)
+		// The wait for a try and the backend share SASLTimeout: postfix
+		// gives up on the auth server after 10 s.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, SASLTimeout)
+		defer cancel()
+		done, ok := s.Limiter.Allow(ctx, req.ClientIP, req.User)
 		if !ok {
 			return sasl.Result{Verdict: sasl.Reject, Reason: ReasonBlocked}, "", nil
 		}

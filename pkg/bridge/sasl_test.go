@@ -108,7 +108,7 @@ type fakeLimiter struct {
 	done    []Outcome
 }
 
-func (l *fakeLimiter) Allow(ip, user string) (func([]byte, Outcome), bool) {
+func (l *fakeLimiter) Allow(_ context.Context, ip, user string) (func([]byte, Outcome), bool) {
 	if l.blocked {
 		return nil, false
 	}

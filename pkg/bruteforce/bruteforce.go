@@ -20,6 +20,7 @@ package bruteforce
 
 import (
 	"container/list"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -261,6 +262,9 @@ type Limiter struct {
 	pendingNets  map[netip.Prefix]int
 	pendingUsers map[string]int
 	inFlight     int
+	// freed, when not nil, is closed when a login gives its try back:
+	// Acquire's waiters then decide again. Made only when one waits.
+	freed chan struct{}
 }
 
 // New builds a Limiter; l should have passed Validate.
@@ -348,31 +352,91 @@ func (b *Limiter) expire(t *table, e *entry, now time.Time, what string) bool {
 // flight reach the limit: each of those could be one more failure. When
 // it lets the login through, that login holds one try until the
 // Decision's Done, which must follow.
-//
-// Complexity: the network and the login name each have a block and a
-// reservation rule, and nothing is reserved before both passed.
 func (b *Limiter) Check(ip netip.Addr, user string) Decision {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	d, _ := b.check(ip, user)
+	b.counted(d)
+	return d
+}
+
+// MaxInProgressWait bounds how long Acquire waits for a try to free up.
+const MaxInProgressWait = 2 * time.Second
+
+// Acquire is Check for a login that may wait: while it is refused only
+// because as many logins are in flight as tries are left, it waits for
+// one of them to end, then decides again, for at most MaxInProgressWait
+// and while ctx lasts. A burst of right passwords from one network (a
+// webmail host, a NAT) then queues instead of being refused, and wrong
+// ones still get no more tries than MaxFailures: the network is blocked
+// once they are counted, and the waiters are refused.
+func (b *Limiter) Acquire(ctx context.Context, ip netip.Addr, user string) Decision {
+	var wait *time.Timer
+	defer func() {
+		if wait != nil {
+			wait.Stop()
+		}
+	}()
+	for {
+		b.mu.Lock()
+		d, busy := b.check(ip, user)
+		if !busy || ctx.Err() != nil {
+			b.counted(d)
+			b.mu.Unlock()
+			return d
+		}
+		if b.freed == nil {
+			b.freed = make(chan struct{})
+		}
+		freed := b.freed
+		b.mu.Unlock()
+		if wait == nil {
+			wait = time.NewTimer(MaxInProgressWait)
+		}
+		select {
+		case <-freed:
+		case <-ctx.Done():
+		case <-wait.C:
+			b.mu.Lock()
+			b.counted(d)
+			b.mu.Unlock()
+			return d
+		}
+	}
+}
+
+// counted counts d when it is a refusal.
+func (b *Limiter) counted(d Decision) {
+	if d.Blocked {
+		b.refuse.Add(1)
+	}
+}
+
+// check is Check without counting a refusal; busy reports a refusal only
+// for the tries held by logins in flight, which may end soon.
+//
+// Complexity: the network and the login name each have a block and a
+// reservation rule, and nothing is reserved before both passed.
+func (b *Limiter) check(ip netip.Addr, user string) (_ Decision, busy bool) {
 	d := Decision{b: b, ip: ip, user: user}
 	if !b.enabled() {
-		return d
+		return d, false
 	}
 	nw, ok := b.network(ip)
 	if !ok {
-		return d
+		return d, false
 	}
 	now := b.now()
 	holdNet := b.lim.MaxFailures > 0
 	failures := 0
 	if e := b.nets.get(nw.String()); e != nil && !b.expire(b.nets, e, now, "network") {
 		if !e.until.IsZero() {
-			return b.refusal(e.until, "too many failed logins from "+nw.String())
+			return refusal(e.until, "too many failed logins from "+nw.String()), false
 		}
 		failures = e.failures
 	}
 	if holdNet && failures+b.pendingNets[nw] >= b.lim.MaxFailures {
-		return b.refusal(now, "too many logins in progress from "+nw.String())
+		return refusal(now, "too many logins in progress from "+nw.String()), true
 	}
 	holdUser := false
 	if b.lim.MaxUserFailures > 0 && user != "" {
@@ -386,12 +450,12 @@ func (b *Limiter) Check(ip netip.Addr, user string) Decision {
 			failures = 0
 			if e != nil {
 				if !e.until.IsZero() {
-					return b.refusal(e.until, "too many failed logins for this user")
+					return refusal(e.until, "too many failed logins for this user"), false
 				}
 				failures = e.failures
 			}
 			if failures+b.pendingUsers[user] >= b.lim.MaxUserFailures {
-				return b.refusal(now, "too many logins in progress for this user")
+				return refusal(now, "too many logins in progress for this user"), true
 			}
 			holdUser = true
 		}
@@ -407,7 +471,7 @@ func (b *Limiter) Check(ip netip.Addr, user string) Decision {
 	if holdNet || holdUser {
 		b.inFlight++
 	}
-	return d
+	return d, false
 }
 
 // okNet returns when e's name last logged in from nw; e may be nil.
@@ -419,9 +483,8 @@ func (e *entry) okNet(nw netip.Prefix) (time.Time, bool) {
 	return t, ok
 }
 
-// refusal counts and returns a refusal until the given time.
-func (b *Limiter) refusal(until time.Time, reason string) Decision {
-	b.refuse.Add(1)
+// refusal is a refusal until the given time.
+func refusal(until time.Time, reason string) Decision {
 	return Decision{Blocked: true, Until: until, Reason: reason}
 }
 
@@ -441,6 +504,10 @@ func (b *Limiter) done(d *Decision, password []byte, o Outcome) {
 			release(b.pendingUsers, d.user)
 		}
 		b.inFlight--
+		if b.freed != nil {
+			close(b.freed)
+			b.freed = nil
+		}
 	}
 	b.record(d.ip, d.user, password, o)
 }
@@ -670,8 +737,8 @@ func FromConfig(c config.BruteForce) Limits {
 }
 
 // Guard is what a bridge needs of the limiter (*Limiter implements it):
-// Check before the backend and, when not blocked, the Decision's Done
+// Acquire before the backend and, when not blocked, the Decision's Done
 // after it. A nil Guard in a bridge means no brute-force protection.
 type Guard interface {
-	Check(ip netip.Addr, user string) Decision
+	Acquire(ctx context.Context, ip netip.Addr, user string) Decision
 }

@@ -2,6 +2,7 @@ package bruteforce
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -386,5 +387,35 @@ func TestConcurrentAttemptsReserve(t *testing.T) {
 	}
 	if s := b.Stats(); s.InFlight != 0 || len(b.pendingNets)+len(b.pendingUsers) != 0 {
 		t.Fatalf("after SetLimits: %+v", s)
+	}
+}
+
+// TestAcquireWaits: a login refused only for the tries held by logins in
+// flight waits for one to end, and is refused (not counted as a failure)
+// when its context ends first.
+func TestAcquireWaits(t *testing.T) {
+	b := New(Limits{MaxFailures: 2, Window: time.Minute, BlockFor: time.Minute, IPv4Prefix: 32, IPv6Prefix: 64, MaxTracked: 100}, Options{})
+	ip := netip.MustParseAddr("192.0.2.1")
+	held := []Decision{b.Check(ip, "a"), b.Check(ip, "b")}
+	if held[0].Blocked || held[1].Blocked {
+		t.Fatal("first two logins refused")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if d := b.Acquire(ctx, ip, "c"); !d.Blocked || !strings.Contains(d.Reason, "in progress") {
+		t.Fatalf("third login while two are in flight: %+v", d)
+	}
+	got := make(chan Decision)
+	go func() { got <- b.Acquire(t.Context(), ip, "c") }()
+	time.Sleep(10 * time.Millisecond)
+	held[0].Done(nil, OK)
+	if d := <-got; d.Blocked {
+		t.Fatalf("after one ended: %+v", d)
+	} else {
+		d.Done(nil, Failed)
+	}
+	held[1].Done(nil, Failed)
+	if s := b.Stats(); s.InFlight != 0 || s.Failures != 0 || s.Refused != 1 {
+		t.Fatalf("stats %+v", s)
 	}
 }
