@@ -222,16 +222,29 @@ func newTable() *table { return &table{m: map[string]*entry{}, order: list.New()
 
 func (t *table) get(k string) *entry { return t.m[k] }
 
-// touch returns the entry of k, creating it (and evicting the oldest past
-// max) when missing.
-func (t *table) touch(k string, max int) *entry {
+// maxBlockedSkips bounds how many blocked entries one eviction passes
+// over, so that a table full of blocks still costs little per touch.
+const maxBlockedSkips = 16
+
+// touch returns the entry of k, creating it when missing and evicting
+// the least recently touched entry past max, one that is not blocked at
+// now if one of the next maxBlockedSkips is: a flood of new networks or
+// login names, each with one wrong password, must not push out the
+// blocks it would otherwise release (the flooder's own networks, a login
+// name being guessed). A blocked entry passed over goes to the front.
+func (t *table) touch(k string, max int, now time.Time) *entry {
 	if e := t.m[k]; e != nil {
 		t.order.MoveToFront(e.elem)
 		return e
 	}
-	for max > 0 && len(t.m) >= max {
-		old := t.order.Back()
-		t.del(old.Value.(*entry))
+	for skips := 0; max > 0 && len(t.m) >= max; {
+		old := t.order.Back().Value.(*entry)
+		if skips < maxBlockedSkips && old.until.After(now) && len(t.m) > 1 {
+			t.order.MoveToFront(old.elem)
+			skips++
+			continue
+		}
+		t.del(old)
 	}
 	e := &entry{key: k}
 	e.elem = t.order.PushFront(e)
@@ -590,7 +603,7 @@ func (b *Limiter) record(ip netip.Addr, user string, password []byte, o Outcome)
 			b.nets.del(e)
 		}
 		if b.lim.MaxUserFailures > 0 && user != "" {
-			e := b.users.touch(user, b.lim.MaxTracked)
+			e := b.users.touch(user, b.lim.MaxTracked, now)
 			if e.okNets == nil {
 				e.okNets = map[netip.Prefix]time.Time{}
 			}
@@ -604,7 +617,7 @@ func (b *Limiter) record(ip netip.Addr, user string, password []byte, o Outcome)
 		return
 	}
 	if b.lim.MaxFailures > 0 {
-		e := b.nets.touch(nk, b.lim.MaxTracked)
+		e := b.nets.touch(nk, b.lim.MaxTracked, now)
 		if !b.expire(b.nets, e, now, "network") {
 			counted, blocked := b.count(e, b.hash([]byte(user), password), b.lim.MaxFailures, now)
 			if counted {
@@ -617,7 +630,7 @@ func (b *Limiter) record(ip netip.Addr, user string, password []byte, o Outcome)
 		}
 	}
 	if b.lim.MaxUserFailures > 0 && user != "" {
-		e := b.users.touch(user, b.lim.MaxTracked)
+		e := b.users.touch(user, b.lim.MaxTracked, now)
 		if !b.expire(b.users, e, now, "user") {
 			if _, blocked := b.count(e, b.hash(password), b.lim.MaxUserFailures, now); blocked {
 				b.log.Warn("brute-force: login name blocked", "user", user, "failures", e.failures,

@@ -419,3 +419,31 @@ func TestAcquireWaits(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestFloodKeepsBlocks: a flood of new networks or login names, each
+// with one wrong password, fills the tables past MaxTracked; it must not
+// push out what is blocked, or it would release a login name someone is
+// guessing (or the flooder's own networks) early.
+func TestFloodKeepsBlocks(t *testing.T) {
+	b, _ := strictLimiter(func(l *Limits) { l.MaxUserFailures, l.MaxTracked = 5, 100 })
+	for i := range 10 {
+		b.Record(ip(fmt.Sprintf("203.0.113.%d", i+1)), "alice", pw(i), WrongPassword)
+	}
+	bad := ip("198.51.100.7")
+	failLogins(b, bad, "bob", 0, 10, WrongPassword)
+	if !blocked(b, ip("192.0.2.200"), "alice") || !blocked(b, bad, "carol") {
+		t.Fatal("not blocked before the flood")
+	}
+	for i := range 5000 {
+		b.Record(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), fmt.Sprint("user", i), pw(i), WrongPassword)
+	}
+	if s := b.Stats(); s.TrackedNets > 100 || s.TrackedUsers > 100 {
+		t.Fatalf("tables past MaxTracked: %+v", s)
+	}
+	if !blocked(b, ip("192.0.2.200"), "alice") {
+		t.Error("login name released by a flood of other names")
+	}
+	if !blocked(b, bad, "carol") {
+		t.Error("network released by a flood of other networks")
+	}
+}
