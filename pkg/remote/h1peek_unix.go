@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"net"
 	"syscall"
+	"unsafe"
 )
 
 // sockPeek looks into a connection's socket without reading from it. It
@@ -13,10 +14,9 @@ import (
 // be two allocations for every request on a reused connection.
 type sockPeek struct {
 	rc   syscall.RawConn // nil: not looked into yet
-	fn   func(fd uintptr) bool
-	bad  bool // the socket cannot be looked into
-	n    int
-	rerr error
+	fn   func(fd uintptr)
+	bad  bool          // the socket cannot be looked into
+	rerr syscall.Errno // of the last look
 	buf  [1]byte
 }
 
@@ -39,18 +39,28 @@ func (p *sockPeek) dead(nc net.Conn) bool {
 			return true
 		}
 		p.rc = rc
-		p.fn = func(fd uintptr) bool {
-			p.n, _, p.rerr = syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			return true
+		// A raw system call, run under Control: MSG_DONTWAIT never
+		// blocks, so neither the scheduler's syscall bookkeeping nor the
+		// poller's read preparation is needed; this look is made before
+		// every request on a reused connection.
+		p.fn = func(fd uintptr) {
+			_, _, p.rerr = syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1,
+				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 		}
 	}
 	if p.bad {
 		return false
 	}
-	if err := p.rc.Read(p.fn); err != nil {
+	if err := p.rc.Control(p.fn); err != nil {
 		return true
 	}
-	// EOF (n == 0 and no error), bytes waiting, or a socket error: only
+	if p.rerr == syscall.ENOSYS {
+		// A system that refuses raw system calls (OpenBSD pins them to
+		// libc): the connection cannot be looked into.
+		p.bad = true
+		return false
+	}
+	// EOF (0 bytes and no error), bytes waiting, or a socket error: only
 	// EAGAIN says the connection is idle and open.
 	return p.rerr != syscall.EAGAIN && p.rerr != syscall.EWOULDBLOCK
 }
