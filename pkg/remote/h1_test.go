@@ -576,20 +576,14 @@ func TestH1UnsolicitedBytes(t *testing.T) {
 				var requests atomic.Int64
 				a := testutil.AcceptTCP(t, func(c net.Conn) {
 					defer c.Close()
-					br := bufio.NewReader(c)
-					for {
-						req, err := http.ReadRequest(br)
-						if err != nil {
-							return
-						}
-						body, _ := io.ReadAll(req.Body)
-						_, obj, _ := strings.Cut(strings.TrimSuffix(string(body), "}"), `"Object":`)
+					serveEach(bufio.NewReader(c), func(obj string) bool {
 						if requests.Add(1) == 1 {
 							tc.first(c, obj)
-							continue
+							return true
 						}
 						_, _ = io.WriteString(c, h1Reply(`{"Status":"OK","Data":`+obj+`}`))
-					}
+						return true
+					})
 				})
 				o := Options{URLs: []string{"http://" + a.Addr() + "/"}}
 				if viaNetHTTP {
@@ -615,6 +609,23 @@ func checkLookupsAnswered(t *testing.T, c *Client) {
 		}
 		if i > 0 && (r.Status != Found || string(r.Data) != `"`+u+`"`) {
 			t.Fatalf("lookup %s answered %v %.40s", u, r.Status, r.Data)
+		}
+	}
+}
+
+// serveEach reads HTTP requests from br until it fails, calling reply
+// with each one's Object as JSON text (the tests' requests end with it);
+// reply returns whether to go on.
+func serveEach(br *bufio.Reader, reply func(obj string) bool) {
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		body, _ := io.ReadAll(req.Body)
+		_, obj, _ := strings.Cut(strings.TrimSuffix(string(body), "}"), `"Object":`)
+		if !reply(obj) {
+			return
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,6 +119,22 @@ func (c *heldConn) flush() error {
 	return err
 }
 
+// serveHeldTLS serves TLS connections with conf, calling reply for each
+// request with its Object and the connection's writes held, so that
+// whatever reply writes leaves in one segment at hc.flush. reply returns
+// whether to go on reading requests.
+func serveHeldTLS(t *testing.T, conf *tls.Config, reply func(c net.Conn, tc *tls.Conn, hc *heldConn, obj string) bool) *testutil.Acceptor {
+	return testutil.AcceptTCP(t, func(c net.Conn) {
+		defer c.Close()
+		hc := &heldConn{Conn: c}
+		tc := tls.Server(hc, conf)
+		serveEach(bufio.NewReader(tc), func(obj string) bool {
+			hc.hold = true
+			return reply(c, tc, hc, obj)
+		})
+	})
+}
+
 // TestH1TLSCloseNotifyWithReply: a backend that sends its close_notify
 // in the same segment as a reply, and keeps the TCP connection open, has
 // ended the connection although the socket shows nothing more (crypto/tls
@@ -140,33 +155,22 @@ func testCloseNotifyWithReply(t *testing.T, version uint16, closeNotify bool) {
 	e := newTLSEnv(t)
 	var requests atomic.Int64
 	conf := &tls.Config{Certificates: []tls.Certificate{e.cert()}, MinVersion: version, MaxVersion: version}
-	a := testutil.AcceptTCP(t, func(c net.Conn) {
-		defer c.Close()
-		hc := &heldConn{Conn: c}
-		tc := tls.Server(hc, conf)
-		br := bufio.NewReader(tc)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
-			requests.Add(1)
-			hc.hold = true
-			if _, err := io.WriteString(tc, okReply("")); err != nil {
-				return
-			}
-			if closeNotify && tc.CloseWrite() != nil {
-				return
-			}
-			if hc.flush() != nil {
-				return
-			}
-			if closeNotify {
-				_, _ = io.Copy(io.Discard, c) // the TCP connection stays open until the client closes it
-				return
-			}
+	a := serveHeldTLS(t, conf, func(c net.Conn, tc *tls.Conn, hc *heldConn, _ string) bool {
+		requests.Add(1)
+		if _, err := io.WriteString(tc, okReply("")); err != nil {
+			return false
 		}
+		if closeNotify && tc.CloseWrite() != nil {
+			return false
+		}
+		if hc.flush() != nil {
+			return false
+		}
+		if closeNotify {
+			_, _ = io.Copy(io.Discard, c) // the TCP connection stays open until the client closes it
+			return false
+		}
+		return true
 	})
 	c, _ := newH1TLSClient(t, "https://"+a.Addr()+"/", mustTLS(t, TLSOptions{CertPool: []string{e.caFile}}).Config())
 	for i := range 3 {
@@ -191,27 +195,12 @@ func TestH1TLSUnsolicitedRecord(t *testing.T) {
 	e := newTLSEnv(t)
 	conf := &tls.Config{Certificates: []tls.Certificate{e.cert()}}
 	var requests atomic.Int64
-	a := testutil.AcceptTCP(t, func(c net.Conn) {
-		defer c.Close()
-		hc := &heldConn{Conn: c}
-		tc := tls.Server(hc, conf)
-		br := bufio.NewReader(tc)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			body, _ := io.ReadAll(req.Body)
-			_, obj, _ := strings.Cut(strings.TrimSuffix(string(body), "}"), `"Object":`)
-			hc.hold = true
-			_, _ = io.WriteString(tc, h1Reply(`{"Status":"OK","Data":`+obj+`}`))
-			if requests.Add(1) == 1 {
-				_, _ = io.WriteString(tc, h1Reply(`{"Status":"KO","Data":"stale"}`))
-			}
-			if hc.flush() != nil {
-				return
-			}
+	a := serveHeldTLS(t, conf, func(_ net.Conn, tc *tls.Conn, hc *heldConn, obj string) bool {
+		_, _ = io.WriteString(tc, h1Reply(`{"Status":"OK","Data":`+obj+`}`))
+		if requests.Add(1) == 1 {
+			_, _ = io.WriteString(tc, h1Reply(`{"Status":"KO","Data":"stale"}`))
 		}
+		return hc.flush() == nil
 	})
 	c, _ := newH1TLSClient(t, "https://"+a.Addr()+"/", mustTLS(t, TLSOptions{CertPool: []string{e.caFile}}).Config())
 	checkLookupsAnswered(t, c)

@@ -259,13 +259,7 @@ func TestMaxInFlight(t *testing.T) {
 	c.Line()
 	c.Expect("CONT 2, kept:", "OK\t2\tuser=ok\n")
 
-	release := make(chan struct{})
-	started := make(chan struct{}, 1)
-	blocking := HandlerFunc(func(ctx context.Context, r *Request) Result {
-		started <- struct{}{}
-		<-release
-		return Result{Verdict: Accept}
-	})
+	blocking, started, release := blockingHandler()
 	addr = start(t, &Server{Handler: blocking, MaxInFlight: 1})
 	c = postfix(t, addr)
 	c.Send("AUTH\t1\tPLAIN" + authPrefix + "\tresp=" + b64("\x00ok\x00pw-ok") + "\n")
@@ -378,13 +372,7 @@ func TestConnectionsIndependent(t *testing.T) {
 // at once, not when the checks still running on it end: the stream can
 // no longer be trusted, and their answers would go out on it.
 func TestProtocolErrorClosesAtOnce(t *testing.T) {
-	release := make(chan struct{})
-	started := make(chan struct{}, 1)
-	blocking := HandlerFunc(func(ctx context.Context, r *Request) Result {
-		started <- struct{}{}
-		<-release
-		return Result{Verdict: Accept}
-	})
+	blocking, started, release := blockingHandler()
 	defer close(release)
 	addr := start(t, &Server{Handler: blocking})
 	c := postfix(t, addr)
@@ -400,4 +388,17 @@ func TestProtocolErrorClosesAtOnce(t *testing.T) {
 	if err == nil {
 		t.Fatalf("reply %q after a protocol error", l)
 	}
+}
+
+// blockingHandler accepts every login once release is closed, and tells
+// started each time a call begins.
+func blockingHandler() (h Handler, started chan struct{}, release chan struct{}) {
+	release = make(chan struct{})
+	started = make(chan struct{}, 1)
+	h = HandlerFunc(func(ctx context.Context, r *Request) Result {
+		started <- struct{}{}
+		<-release
+		return Result{Verdict: Accept}
+	})
+	return h, started, release
 }
