@@ -12,6 +12,7 @@ import (
 // listener is one socket a daemon opens, for the conflict check.
 type listener struct {
 	key  string // configuration key, e.g. "Postfix.SASLSocket"
+	what string // what messages call it instead of "the socket of <key>"
 	line int    // 0: not set in the file (a default)
 	unix string // resolved socket path, or ""
 	tcp  string // host:port, or ""
@@ -41,6 +42,13 @@ func (c *Config) listeners(section string) []listener {
 		for i, t := range pf.TCPTable {
 			add("Postfix.TCPTable.Listen", "", t.Listen, c.lines[tableKey("Postfix.TCPTable", i, "Listen")])
 		}
+	}
+	if section == "Postfix" || section == "Nginx" {
+		// The daemons that check passwords also bind the brute-force
+		// control socket (daemon.controlSocket), named from SocketPrefix.
+		name := strings.ToLower(section) + "-control"
+		ls = append(ls, listener{key: "SocketPrefix", line: c.lines["SocketPrefix"], unix: c.ResolveSocket(name),
+			what: `the control socket (SocketPrefix + "-` + name + `"`})
 	}
 	return ls
 }
@@ -74,7 +82,11 @@ func conflict(a, b listener) string {
 	switch {
 	case a.unix != "" && b.unix != "":
 		if filepath.Clean(a.unix) == filepath.Clean(b.unix) {
-			return fmt.Sprintf("%q is also the socket of %s %s: each listener needs its own", b.unix, a.key, where)
+			of := "the socket of " + a.key + " " + where
+			if a.what != "" {
+				of = a.what + ", " + strings.TrimPrefix(where, "(")
+			}
+			return fmt.Sprintf("%q is also %s: each listener needs its own", b.unix, of)
 		}
 	case a.tcp != "" && b.tcp != "":
 		switch sameAddr(a.tcp, b.tcp) {

@@ -97,6 +97,12 @@ func TestCheckConfigFindsListenerConflicts(t *testing.T) {
 	sock := filepath.Join(dir, "s")
 	writeConfig(t, cfg, postfixConfig("http://127.0.0.1:1", sock, "")+"SASLSocket = \""+sock+"\"\n")
 	checkBoth(t, postfixProgram(), cfg, cfg+":7: Postfix.SASLSocket: \""+sock+"\" is also the socket of Postfix.Socket (line 5)")
+
+	// The brute-force control socket (SocketPrefix-postfix-control) is
+	// one of the daemon's sockets too.
+	prefix := filepath.Join(dir, "p")
+	writeConfig(t, cfg, "RemoteURL = \"http://127.0.0.1:1/\"\nSocketPrefix = \""+prefix+"\"\n[Postfix]\nPolicySocket = \"postfix-control\"\n")
+	checkBoth(t, postfixProgram(), cfg, cfg+":4: Postfix.PolicySocket: \""+prefix+"-postfix-control\" is also the control socket (SocketPrefix + \"-postfix-control\", line 2)")
 }
 
 // TestCheckConfigFindsBadSocketDirectory: a socket directory start-up
