@@ -448,7 +448,11 @@ func (b *Limiter) check(ip netip.Addr, user string) (_ Decision, busy bool) {
 		}
 		failures = e.failures
 	}
-	if holdNet && failures+b.pendingNets[nw] >= b.lim.MaxFailures {
+	// Only logins in flight make a network wait: failures alone reach the
+	// limit unblocked only after a reload lowered it, and then the next
+	// login decides (a wrong password blocks, a right one resets) instead
+	// of every login waiting for a login that will never end.
+	if p := b.pendingNets[nw]; holdNet && p > 0 && failures+p >= b.lim.MaxFailures {
 		return refusal(now, "too many logins in progress from "+nw.String()), true
 	}
 	holdUser := false
@@ -467,7 +471,7 @@ func (b *Limiter) check(ip netip.Addr, user string) (_ Decision, busy bool) {
 				}
 				failures = e.failures
 			}
-			if failures+b.pendingUsers[user] >= b.lim.MaxUserFailures {
+			if p := b.pendingUsers[user]; p > 0 && failures+p >= b.lim.MaxUserFailures {
 				return refusal(now, "too many logins in progress for this user"), true
 			}
 			holdUser = true

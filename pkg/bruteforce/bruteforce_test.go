@@ -212,6 +212,47 @@ func TestSetLimitsKeepsState(t *testing.T) {
 	}
 }
 
+// TestLoweredLimitsLetOneLoginDecide: a reload lowering MaxFailures or
+// MaxUserFailures below what a network or login name has already failed,
+// with no login of theirs in flight, lets the next login through: its
+// answer blocks or resets, as it would have before the reload. Taking the
+// excess for logins in flight would refuse every login, right passwords
+// included, for a whole Window, and neither `blocked` nor `unblock`
+// would show or release it.
+func TestLoweredLimitsLetOneLoginDecide(t *testing.T) {
+	for _, byUser := range []bool{false, true} {
+		t.Run(fmt.Sprintf("user=%v", byUser), func(t *testing.T) {
+			b, _ := strictLimiter(func(l *Limits) { l.MaxFailures, l.MaxUserFailures = 20, 20 })
+			a, user := ip("192.0.2.1"), "alice"
+			for i := range 7 {
+				if byUser {
+					b.Record(ip(fmt.Sprintf("198.51.100.%d", i+1)), user, pw(i), WrongPassword)
+				} else {
+					b.Record(a, fmt.Sprintf("u%d", i), pw(i), WrongPassword)
+				}
+			}
+			l := noAllow()
+			l.MaxFailures, l.MaxUserFailures = 20, 20
+			if byUser {
+				l.MaxUserFailures = 5
+			} else {
+				l.MaxFailures = 5
+			}
+			b.SetLimits(l)
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			d := b.Acquire(ctx, a, user)
+			if d.Blocked {
+				t.Fatalf("login after lowering the limit: %+v", d)
+			}
+			d.Done(pw(99), WrongPassword)
+			if !blocked(b, a, user) {
+				t.Fatal("a wrong password over the lowered limit does not block")
+			}
+		})
+	}
+}
+
 func TestUserLimit(t *testing.T) {
 	b, _ := strictLimiter(func(l *Limits) { l.MaxUserFailures = 5 })
 	home := ip("198.51.100.9")
