@@ -137,6 +137,37 @@ func TestCheckConfigFindsBadSocketDirectory(t *testing.T) {
 	checkBoth(t, postfixProgram(), cfg, cfg+":2: SocketPrefix: socket directory "+missing+": no such file or directory")
 }
 
+// TestCheckConfigFindsSocketPathTooLong: a socket whose private bind
+// path could exceed sun_path's 107 bytes is refused by both, every time:
+// the bind directory's random part varies in width, so a directory near
+// the limit bound on some start-ups and not on others, and --check-config
+// passed it.
+func TestCheckConfigFindsSocketPathTooLong(t *testing.T) {
+	base := shortDir(t)
+	// The worst bind path is dir + "/.shitenno" + 10 digits + "/s".
+	dir := base + "/" + strings.Repeat("d", 107-len(base)-len("/")-len("/.shitenno")-10-len("/s"))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(base, "c.conf")
+	writeConfig(t, cfg, postfixConfig("http://127.0.0.1:1", filepath.Join(dir, "s"), ""))
+	if _, err := listenUnix(unixSocket{Path: filepath.Join(dir, "ok"), UID: -1, GID: -1, Mode: 0o600}); err != nil {
+		t.Fatalf("a directory one byte under the limit: %v", err)
+	}
+	dir += "d"
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, cfg, postfixConfig("http://127.0.0.1:1", filepath.Join(dir, "s"), ""))
+	checkBoth(t, postfixProgram(), cfg, cfg+":5: Postfix.Socket: socket "+filepath.Join(dir, "s")+": path too long to bind safely")
+	for range 20 {
+		if l, err := listenUnix(unixSocket{Path: filepath.Join(dir, "s"), UID: -1, GID: -1, Mode: 0o600}); err == nil {
+			l.Close()
+			t.Fatal("bound a socket whose bind path may exceed 107 bytes")
+		}
+	}
+}
+
 // TestCheckConfigLocatesTLSFiles: a TLS file start-up cannot use is
 // refused by both at the line of its key, and never after "valid".
 func TestCheckConfigLocatesTLSFiles(t *testing.T) {

@@ -269,8 +269,9 @@ func (e Endpoint) open(cfg *config.Config, sec *config.Service, section string) 
 	return ls, nil
 }
 
-// socketDirProblems checks the directory of every unix socket of eps as
-// listenUnix will (checkDir), creating nothing: --check-config and
+// socketDirProblems checks the directory and path length of every unix
+// socket of eps as listenUnix will (checkDir, checkSocketPath), creating
+// nothing: --check-config and
 // start-up refuse the same directories, at the line of the key that put
 // the socket there. systemd tells whether the other listeners came from
 // systemd (the error then says which socket unit would make the socket).
@@ -280,7 +281,11 @@ func (p Program) socketDirProblems(cfg *config.Config, eps []Endpoint, systemd b
 		if e.Socket == "" {
 			continue
 		}
-		if err := checkDir(filepath.Dir(e.Socket)); err != nil {
+		err := checkDir(filepath.Dir(e.Socket))
+		if err == nil {
+			err = checkSocketPath(e.Socket)
+		}
+		if err != nil {
 			ce := p.socketKeyError(cfg, e, err)
 			if systemd {
 				ce.Msg += e.systemdHint()

@@ -46,6 +46,23 @@ type unixSocket struct {
 // afterBind, when set by a test, runs between bind and chmod.
 var afterBind func()
 
+// privPrefix starts the name of listenUnix's private bind directory;
+// os.MkdirTemp appends a random number of up to 10 digits.
+const privPrefix = ".shitenno"
+
+// checkSocketPath refuses a socket path that is too long to bind as
+// listenUnix does: sun_path holds 107 bytes and a NUL (unix(7)), and the
+// bind path is dir/.shitennoNNNNNNNNNN/s. The widest random part counts,
+// so that a path is refused on every start-up or on none, and by
+// --check-config too (socketDirProblems).
+func checkSocketPath(path string) error {
+	worst := len(filepath.Dir(path)) + len("/"+privPrefix) + 10 + len("/s")
+	if n := max(worst, len(path)); n > 107 {
+		return fmt.Errorf("socket %s: path too long to bind safely (%d bytes with the private bind directory, at most 107)", path, n)
+	}
+	return nil
+}
+
 // listenUnix creates the socket file with its final owner and mode before
 // anyone can reach it: bind inside a fresh directory of the socket's
 // directory that only this process can enter (mode 0700), chown and chmod
@@ -67,16 +84,15 @@ func listenUnix(s unixSocket) (net.Listener, error) {
 	if err := removeStale(s.Path); err != nil {
 		return nil, err
 	}
-	priv, err := os.MkdirTemp(dir, ".shitenno")
+	if err := checkSocketPath(s.Path); err != nil {
+		return nil, err
+	}
+	priv, err := os.MkdirTemp(dir, privPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("socket %s: private bind directory: %w", s.Path, err)
 	}
 	defer os.RemoveAll(priv)
 	tmp := filepath.Join(priv, "s")
-	// sun_path is 108 bytes including the NUL (unix(7)).
-	if len(tmp) > 107 {
-		return nil, fmt.Errorf("socket %s: path too long to bind safely (%d bytes with the private directory, at most 107)", s.Path, len(tmp))
-	}
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socket %s: %w", s.Path, err)
