@@ -38,7 +38,7 @@ func d24Backend(t *testing.T, home string) *FakeBackend {
 			}
 			return 200, okReply(r, "OK", map[string]any{
 				"uid": 65534, "gid": 65534, "home": home + "/good",
-				"ratio": 1.5, "flag": true, "big": 12345678901,
+				"ratio": 1.5, "flag": true, "big": int64(12345678901),
 			})
 		case d24Fail:
 			return 500, `{"error":"boom"}`

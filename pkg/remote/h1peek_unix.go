@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"net"
 	"syscall"
-	"unsafe"
 )
 
 // sockPeek looks into a connection's socket without reading from it. It
@@ -43,10 +42,7 @@ func (p *sockPeek) dead(nc net.Conn) bool {
 		// blocks, so neither the scheduler's syscall bookkeeping nor the
 		// poller's read preparation is needed; this look is made before
 		// every request on a reused connection.
-		p.fn = func(fd uintptr) {
-			_, _, p.rerr = syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1,
-				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		}
+		p.fn = func(fd uintptr) { p.rerr = peekRecv(fd, &p.buf) }
 	}
 	if p.bad {
 		return false
