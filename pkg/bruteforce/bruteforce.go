@@ -275,9 +275,50 @@ type Limiter struct {
 	pendingNets  map[netip.Prefix]int
 	pendingUsers map[string]int
 	inFlight     int
-	// freed, when not nil, is closed when a login gives its try back:
-	// Acquire's waiters then decide again. Made only when one waits.
-	freed chan struct{}
+	// Per network and login name, a channel closed when a login gives
+	// back a try of that key: Acquire's waiters for it then decide
+	// again. Made only when one waits, and dropped when closed, so a
+	// finished login wakes only the logins waiting for its own network
+	// or name, not every one waiting.
+	freedNets  map[netip.Prefix]chan struct{}
+	freedUsers map[string]chan struct{}
+}
+
+// waitOn names what a busy check waits for: a try of network nw, or else
+// of login name user.
+type waitOn struct {
+	nw   netip.Prefix
+	user string
+}
+
+// busy reports whether the check must wait (it names a key).
+func (w waitOn) busy() bool { return w.nw.IsValid() || w.user != "" }
+
+// waitChan returns the channel closed when w's key gets a try back;
+// b.mu is held.
+func (b *Limiter) waitChan(w waitOn) <-chan struct{} {
+	if w.nw.IsValid() {
+		return chanFor(b.freedNets, w.nw)
+	}
+	return chanFor(b.freedUsers, w.user)
+}
+
+// chanFor returns m[k], made if missing.
+func chanFor[K comparable](m map[K]chan struct{}, k K) chan struct{} {
+	c := m[k]
+	if c == nil {
+		c = make(chan struct{})
+		m[k] = c
+	}
+	return c
+}
+
+// wake closes and drops m[k], if any.
+func wake[K comparable](m map[K]chan struct{}, k K) {
+	if c := m[k]; c != nil {
+		close(c)
+		delete(m, k)
+	}
 }
 
 // New builds a Limiter; l should have passed Validate.
@@ -295,7 +336,8 @@ func New(l Limits, o Options) *Limiter {
 		}
 	}
 	return &Limiter{lim: l, nets: newTable(), users: newTable(), now: o.Now, log: o.Logger, key: o.Key,
-		pendingNets: map[netip.Prefix]int{}, pendingUsers: map[string]int{}}
+		pendingNets: map[netip.Prefix]int{}, pendingUsers: map[string]int{},
+		freedNets: map[netip.Prefix]chan struct{}{}, freedUsers: map[string]chan struct{}{}}
 }
 
 // SetLimits applies new limits (SIGHUP) and keeps the counted state.
@@ -392,16 +434,13 @@ func (b *Limiter) Acquire(ctx context.Context, ip netip.Addr, user string) Decis
 	}()
 	for {
 		b.mu.Lock()
-		d, busy := b.check(ip, user)
-		if !busy || ctx.Err() != nil {
+		d, w := b.check(ip, user)
+		if !w.busy() || ctx.Err() != nil {
 			b.counted(d)
 			b.mu.Unlock()
 			return d
 		}
-		if b.freed == nil {
-			b.freed = make(chan struct{})
-		}
-		freed := b.freed
+		freed := b.waitChan(w)
 		b.mu.Unlock()
 		if wait == nil {
 			wait = time.NewTimer(MaxInProgressWait)
@@ -425,26 +464,27 @@ func (b *Limiter) counted(d Decision) {
 	}
 }
 
-// check is Check without counting a refusal; busy reports a refusal only
-// for the tries held by logins in flight, which may end soon.
+// check is Check without counting a refusal; a busy waitOn reports a
+// refusal only for the tries held by logins in flight of the key it
+// names, which may end soon.
 //
 // Complexity: the network and the login name each have a block and a
 // reservation rule, and nothing is reserved before both passed.
-func (b *Limiter) check(ip netip.Addr, user string) (_ Decision, busy bool) {
+func (b *Limiter) check(ip netip.Addr, user string) (Decision, waitOn) {
 	d := Decision{b: b, ip: ip, user: user}
 	if !b.enabled() {
-		return d, false
+		return d, waitOn{}
 	}
 	nw, ok := b.network(ip)
 	if !ok {
-		return d, false
+		return d, waitOn{}
 	}
 	now := b.now()
 	holdNet := b.lim.MaxFailures > 0
 	failures := 0
 	if e := b.nets.get(nw.String()); e != nil && !b.expire(b.nets, e, now, "network") {
 		if !e.until.IsZero() {
-			return refusal(e.until, "too many failed logins from "+nw.String()), false
+			return refusal(e.until, "too many failed logins from "+nw.String()), waitOn{}
 		}
 		failures = e.failures
 	}
@@ -453,7 +493,7 @@ func (b *Limiter) check(ip netip.Addr, user string) (_ Decision, busy bool) {
 	// login decides (a wrong password blocks, a right one resets) instead
 	// of every login waiting for a login that will never end.
 	if p := b.pendingNets[nw]; holdNet && p > 0 && failures+p >= b.lim.MaxFailures {
-		return refusal(now, "too many logins in progress from "+nw.String()), true
+		return refusal(now, "too many logins in progress from "+nw.String()), waitOn{nw: nw}
 	}
 	holdUser := false
 	if b.lim.MaxUserFailures > 0 && user != "" {
@@ -467,12 +507,12 @@ func (b *Limiter) check(ip netip.Addr, user string) (_ Decision, busy bool) {
 			failures = 0
 			if e != nil {
 				if !e.until.IsZero() {
-					return refusal(e.until, "too many failed logins for this user"), false
+					return refusal(e.until, "too many failed logins for this user"), waitOn{}
 				}
 				failures = e.failures
 			}
 			if p := b.pendingUsers[user]; p > 0 && failures+p >= b.lim.MaxUserFailures {
-				return refusal(now, "too many logins in progress for this user"), true
+				return refusal(now, "too many logins in progress for this user"), waitOn{user: user}
 			}
 			holdUser = true
 		}
@@ -488,7 +528,7 @@ func (b *Limiter) check(ip netip.Addr, user string) (_ Decision, busy bool) {
 	if holdNet || holdUser {
 		b.inFlight++
 	}
-	return d, false
+	return d, waitOn{}
 }
 
 // okNet returns when e's name last logged in from nw; e may be nil.
@@ -516,15 +556,13 @@ func (b *Limiter) done(d *Decision, password []byte, o Outcome) {
 	if held {
 		if d.nw.IsValid() {
 			release(b.pendingNets, d.nw)
+			wake(b.freedNets, d.nw)
 		}
 		if d.userHeld {
 			release(b.pendingUsers, d.user)
+			wake(b.freedUsers, d.user)
 		}
 		b.inFlight--
-		if b.freed != nil {
-			close(b.freed)
-			b.freed = nil
-		}
 	}
 	b.record(d.ip, d.user, password, o)
 }

@@ -461,6 +461,51 @@ func TestAcquireWaits(t *testing.T) {
 	}
 }
 
+// TestAcquireWakesOnlyItsKey: a login ending wakes only the logins
+// waiting for a try of its own network or name; waking every waiter made
+// each finished login cost as many lock rounds as logins were queued,
+// from any network.
+func TestAcquireWakesOnlyItsKey(t *testing.T) {
+	b := New(Limits{MaxFailures: 1, Window: time.Minute, BlockFor: time.Minute, IPv4Prefix: 32, IPv6Prefix: 64, MaxTracked: 100}, Options{})
+	a, other := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	heldA, heldOther := b.Check(a, "x"), b.Check(other, "y")
+	got := make(chan Decision)
+	go func() { got <- b.Acquire(t.Context(), a, "z") }()
+	waiting := func() (c chan struct{}) {
+		for range 1000 {
+			b.mu.Lock()
+			c = b.freedNets[netip.PrefixFrom(a, 32)]
+			b.mu.Unlock()
+			if c != nil {
+				return c
+			}
+			time.Sleep(time.Millisecond)
+		}
+		t.Fatal("no waiter for the network")
+		return nil
+	}
+	c := waiting()
+	heldOther.Done(nil, OK)
+	select {
+	case <-c:
+		t.Fatal("another network's login woke the waiter")
+	case d := <-got:
+		t.Fatalf("waiter returned %+v", d)
+	default:
+	}
+	heldA.Done(nil, OK)
+	if d := <-got; d.Blocked {
+		t.Fatalf("after its network's login ended: %+v", d)
+	} else {
+		d.Done(nil, OK)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.freedNets)+len(b.freedUsers) != 0 {
+		t.Fatalf("wake channels left: %v %v", b.freedNets, b.freedUsers)
+	}
+}
+
 // TestFloodKeepsBlocks: a flood of new networks or login names, each
 // with one wrong password, fills the tables past MaxTracked; it must not
 // push out what is blocked, or it would release a login name someone is
