@@ -271,9 +271,8 @@ func (e Endpoint) open(cfg *config.Config, sec *config.Service, section string) 
 
 // socketDirProblems checks the directory and path length of every unix
 // socket of eps as listenUnix will (checkDir, checkSocketPath), creating
-// nothing: --check-config and
-// start-up refuse the same directories, at the line of the key that put
-// the socket there. systemd tells whether the other listeners came from
+// nothing: --check-config and start-up refuse the same sockets, at the
+// line of the key that put the socket there. systemd tells whether the other listeners came from
 // systemd (the error then says which socket unit would make the socket).
 func (p Program) socketDirProblems(cfg *config.Config, eps []Endpoint, systemd bool) config.Errors {
 	var errs config.Errors

@@ -81,10 +81,10 @@ func listenUnix(s unixSocket) (net.Listener, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
-	if err := removeStale(s.Path); err != nil {
-		return nil, err
-	}
 	if err := checkSocketPath(s.Path); err != nil {
+		return nil, err // before removeStale: a refused path touches nothing
+	}
+	if err := removeStale(s.Path); err != nil {
 		return nil, err
 	}
 	priv, err := os.MkdirTemp(dir, privPrefix)

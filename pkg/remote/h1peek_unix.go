@@ -38,10 +38,11 @@ func (p *sockPeek) dead(nc net.Conn) bool {
 			return true
 		}
 		p.rc = rc
-		// A raw system call, run under Control: MSG_DONTWAIT never
-		// blocks, so neither the scheduler's syscall bookkeeping nor the
-		// poller's read preparation is needed; this look is made before
-		// every request on a reused connection.
+		// Run under Control (a raw system call where the system has one,
+		// peekRecv): MSG_DONTWAIT never blocks, so neither the
+		// scheduler's syscall bookkeeping nor the poller's read
+		// preparation is needed; this look is made before every request
+		// on a reused connection.
 		p.fn = func(fd uintptr) { p.rerr = peekRecv(fd, &p.buf) }
 	}
 	if p.bad {
