@@ -48,7 +48,7 @@ func (c *Config) listeners(section string) []listener {
 		// control socket (daemon.controlSocket), named from SocketPrefix.
 		name := strings.ToLower(section) + "-control"
 		ls = append(ls, listener{key: "SocketPrefix", line: c.lines["SocketPrefix"], unix: c.ResolveSocket(name),
-			what: `the control socket (SocketPrefix + "-` + name + `"`})
+			what: `the control socket, SocketPrefix + "-` + name + `"`})
 	}
 	return ls
 }
@@ -82,11 +82,11 @@ func conflict(a, b listener) string {
 	switch {
 	case a.unix != "" && b.unix != "":
 		if filepath.Clean(a.unix) == filepath.Clean(b.unix) {
-			of := "the socket of " + a.key + " " + where
+			of := "the socket of " + a.key
 			if a.what != "" {
-				of = a.what + ", " + strings.TrimPrefix(where, "(")
+				of = a.what
 			}
-			return fmt.Sprintf("%q is also %s: each listener needs its own", b.unix, of)
+			return fmt.Sprintf("%q is also %s %s: each listener needs its own", b.unix, of, where)
 		}
 	case a.tcp != "" && b.tcp != "":
 		switch sameAddr(a.tcp, b.tcp) {

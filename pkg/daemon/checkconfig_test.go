@@ -102,7 +102,7 @@ func TestCheckConfigFindsListenerConflicts(t *testing.T) {
 	// one of the daemon's sockets too.
 	prefix := filepath.Join(dir, "p")
 	writeConfig(t, cfg, "RemoteURL = \"http://127.0.0.1:1/\"\nSocketPrefix = \""+prefix+"\"\n[Postfix]\nPolicySocket = \"postfix-control\"\n")
-	checkBoth(t, postfixProgram(), cfg, cfg+":4: Postfix.PolicySocket: \""+prefix+"-postfix-control\" is also the control socket (SocketPrefix + \"-postfix-control\", line 2)")
+	checkBoth(t, postfixProgram(), cfg, cfg+":4: Postfix.PolicySocket: \""+prefix+"-postfix-control\" is also the control socket, SocketPrefix + \"-postfix-control\" (line 2)")
 }
 
 // TestCheckConfigFindsBadSocketDirectory: a socket directory start-up
