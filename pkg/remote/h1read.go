@@ -324,6 +324,13 @@ func (f *headFields) connection(v []byte) {
 func (h *h1Head) frame(f *headFields) error {
 	h.close = f.close || (h.minor == 0 && !f.keepAlive)
 	h.gzip = f.gzip
+	if f.te > 1 || (f.te == 1 && (!f.chunked || h.minor == 0)) {
+		// One field, "chunked", HTTP/1.1 only: as strict as net/http's
+		// parseTransferEncoding (which ignores it in HTTP/1.0), and, as
+		// there, whatever the status: a 1xx, 204 or 304 with another
+		// coding is refused too.
+		return errH1TE
+	}
 	if h.status < 200 || h.status == 204 || h.status == 304 {
 		// No body, whatever the fields say (RFC 9112 §6.3 items 1-2).
 		h.framing = bodyNone
@@ -335,10 +342,6 @@ func (h *h1Head) frame(f *headFields) error {
 		// RFC 9112 §6.3 item 3: "ought to be handled as an error";
 		// net/http lets chunked win, this refuses the reply.
 		return errH1Framing
-	case f.te > 1 || (f.te == 1 && (!f.chunked || h.minor == 0)):
-		// One field, "chunked", HTTP/1.1 only: as strict as net/http's
-		// parseTransferEncoding (which ignores it in HTTP/1.0).
-		return errH1TE
 	case f.te == 1:
 		h.framing = bodyChunked
 	case f.haveLen:
