@@ -155,15 +155,38 @@ func peerDir(t testing.TB, parent string) string {
 	return d
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+// handedOut holds every port freePort returned in this process.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// freePort returns a loopback TCP port that was free a moment ago and
+// that it never returned before: the kernel may give a port just closed
+// to the next bind to port 0, and two listeners of one test (nginx's
+// imap and pop3 servers) then got the same port and nginx failed to
+// start.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for range 1000 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
+	}
+	t.Fatal("no loopback port that was not handed out before")
+	return 0
 }
 
 // loopbackAddr is "127.0.0.1:PORT" with a port that was free a moment ago.
@@ -531,4 +554,17 @@ func run(t testing.TB, d time.Duration, name string, args ...string) (stdout, st
 		t.Fatalf("%s %v did not finish within %s", name, args, d)
 	}
 	return o.String(), e.String(), code
+}
+
+// TestFreePortNeverRepeats: the ports freePort hands out are all
+// different, however often the kernel offers one again.
+func TestFreePortNeverRepeats(t *testing.T) {
+	seen := map[int]bool{}
+	for range 500 {
+		p := freePort(t)
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
 }
