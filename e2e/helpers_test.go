@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -162,10 +164,12 @@ var handedOut struct {
 }
 
 // freePort returns a loopback TCP port that was free a moment ago and
-// that it never returned before: the kernel may give a port just closed
-// to the next bind to port 0, and two listeners of one test (nginx's
-// imap and pop3 servers) then got the same port and nginx failed to
-// start.
+// that it never returned before. It picks below the kernel's ephemeral
+// range, so that no outgoing connection of the tests takes it between
+// now and the bind of the program it is for, and remembers what it gave:
+// the kernel offers a port just closed to the next bind to port 0 again
+// (within 50 to 115 binds here), and two listeners of one test (nginx's
+// imap and pop3 servers) once got the same port.
 func freePort(t testing.TB) int {
 	t.Helper()
 	handedOut.Lock()
@@ -173,20 +177,36 @@ func freePort(t testing.TB) int {
 	if handedOut.ports == nil {
 		handedOut.ports = map[int]bool{}
 	}
+	lo, hi := portPool()
 	for range 1000 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+		port := lo + rand.IntN(hi-lo)
+		if handedOut.ports[port] {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // in use
+		}
 		l.Close()
-		if !handedOut.ports[port] {
-			handedOut.ports[port] = true
-			return port
+		handedOut.ports[port] = true
+		return port
+	}
+	t.Fatalf("no free loopback port in %d-%d that was not handed out before", lo, hi-1)
+	return 0
+}
+
+// portPool is the range freePort picks from: the 10000 ports below the
+// ephemeral range (net.ipv4.ip_local_port_range, 32768 by default).
+func portPool() (lo, hi int) {
+	hi = 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11024 {
+				hi = n
+			}
 		}
 	}
-	t.Fatal("no loopback port that was not handed out before")
-	return 0
+	return hi - 10000, hi
 }
 
 // loopbackAddr is "127.0.0.1:PORT" with a port that was free a moment ago.
