@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +23,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shitenno/shitenno/internal/loopport"
 	"github.com/shitenno/shitenno/internal/testutil"
 )
 
@@ -157,56 +156,15 @@ func peerDir(t testing.TB, parent string) string {
 	return d
 }
 
-// handedOut holds every port freePort returned in this process.
-var handedOut struct {
-	sync.Mutex
-	ports map[int]bool
-}
-
 // freePort returns a loopback TCP port that was free a moment ago and
-// that it never returned before. It picks below the kernel's ephemeral
-// range, so that no outgoing connection of the tests takes it between
-// now and the bind of the program it is for, and remembers what it gave:
-// the kernel offers a port just closed to the next bind to port 0 again
-// (within 50 to 115 binds here), and two listeners of one test (nginx's
-// imap and pop3 servers) once got the same port.
+// not handed out before (loopport.Pick).
 func freePort(t testing.TB) int {
 	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	if handedOut.ports == nil {
-		handedOut.ports = map[int]bool{}
+	port, err := loopport.Pick()
+	if err != nil {
+		t.Fatal(err)
 	}
-	lo, hi := portPool()
-	for range 1000 {
-		port := lo + rand.IntN(hi-lo)
-		if handedOut.ports[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue // in use
-		}
-		l.Close()
-		handedOut.ports[port] = true
-		return port
-	}
-	t.Fatalf("no free loopback port in %d-%d that was not handed out before", lo, hi-1)
-	return 0
-}
-
-// portPool is the range freePort picks from: the 10000 ports below the
-// ephemeral range (net.ipv4.ip_local_port_range, 32768 by default).
-func portPool() (lo, hi int) {
-	hi = 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 11024 {
-				hi = n
-			}
-		}
-	}
-	return hi - 10000, hi
+	return port
 }
 
 // loopbackAddr is "127.0.0.1:PORT" with a port that was free a moment ago.
@@ -574,17 +532,4 @@ func run(t testing.TB, d time.Duration, name string, args ...string) (stdout, st
 		t.Fatalf("%s %v did not finish within %s", name, args, d)
 	}
 	return o.String(), e.String(), code
-}
-
-// TestFreePortNeverRepeats: the ports freePort hands out are all
-// different, however often the kernel offers one again.
-func TestFreePortNeverRepeats(t *testing.T) {
-	seen := map[int]bool{}
-	for range 500 {
-		p := freePort(t)
-		if seen[p] {
-			t.Fatalf("port %d handed out twice", p)
-		}
-		seen[p] = true
-	}
 }

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/loopport"
 )
 
 // proc is a child process the runner started (backend, daemon, null
@@ -109,15 +111,9 @@ func (p *proc) waitReady(network, addr string) error {
 	}
 }
 
-// freePort asks the kernel for an unused loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a loopback TCP port for a backend to listen on, never the
+// one another backend of this run got (loopport.Pick).
+func freePort() (int, error) { return loopport.Pick() }
 
 // resetPeakRSS resets the kernel's peak-RSS (VmHWM) counter of pid
 // (proc(5), /proc/pid/clear_refs, value 5), so each run reports its own
