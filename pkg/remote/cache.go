@@ -19,7 +19,7 @@ const (
 	maxEntryData  = 64 << 10
 	maxCacheBytes = MaxCacheBytes
 	// entryOverhead approximates the memory an entry costs beyond its Data
-	// (entry struct, 32-byte key string, map slot, memo), so that many
+	// (entry struct with its key and memo, map slot), so that many
 	// tiny entries count too. BenchmarkCacheMemory measures it.
 	entryOverhead = 256
 	// maxDelta is RFC 9111 §1.2.2's cap on delta-seconds (2^31 s).
@@ -47,27 +47,47 @@ type Cache struct {
 	defaultTTL  time.Duration
 	negativeTTL time.Duration
 
-	mu    sync.Mutex
-	items map[string]*cacheEntry
+	mu sync.Mutex
+	// items is keyed by the entry's keyHash: a lookup then compares the
+	// full key in the entry, which it reads anyway, instead of chasing a
+	// key string held in its own allocation (a cache miss per hit in a
+	// daemon whose entries are not in the CPU's caches). Two keys of one
+	// hash cannot both be held; the newer reply takes the place.
+	items map[uint64]*cacheEntry
 	bytes int64 // size() of every entry held
 	tinyLFU
 	seed uint64 // of keyHash; set once at creation
 }
 
+// cacheEntry is one held reply. What a hit reads comes first, so that
+// it spans as few cache lines as possible, with the memo of the reply
+// the entry was made for in the same allocation.
 type cacheEntry struct {
-	key string
+	key entryKey
 	res Result
 	// The entry is fresh while now < expires; after that it is kept, but
 	// only served after a backend failure, while now < staleUntil
 	// (stale-if-error). staleUntil >= expires.
-	expires    time.Time
-	staleUntil time.Time
-	// hash feeds the frequency sketch; kept so that admission does not
-	// rehash the key.
+	expires time.Time
+	region  region
+	hit     bool // protected, and hit since it got there or had its second chance
+	memo    memo // res.memo until the reply is replaced
+	// hash is the key's keyHash: the map's key and the sketch's input.
 	hash       uint64
+	staleUntil time.Time
 	prev, next *cacheEntry
-	region     region
-	hit        bool // protected, and hit since it got there or had its second chance
+}
+
+// entryKey is a key as an entry holds it: the key itself when it is a
+// SHA-256 digest (every key LookupRaw makes), else its digest (keys of
+// other lengths, in tests).
+type entryKey [sha256.Size]byte
+
+func makeEntryKey(key string) entryKey {
+	if len(key) == sha256.Size {
+		return entryKey([]byte(key))
+	}
+	return sha256.Sum256([]byte(key))
 }
 
 func (e *cacheEntry) size() int64 { return int64(len(e.res.Data)) + entryOverhead }
@@ -94,7 +114,7 @@ func NewBoundedCache(maxEntries int, maxBytes int64, defaultTTL, negativeTTL tim
 		maxBytes:    maxBytes,
 		defaultTTL:  max(defaultTTL, 0),
 		negativeTTL: max(negativeTTL, 0),
-		items:       make(map[string]*cacheEntry, min(maxEntries, 1024)),
+		items:       make(map[uint64]*cacheEntry, min(maxEntries, 1024)),
 		seed:        rand.Uint64(),
 	}
 	// The sketch is sized for the entries that can be held at once, which
@@ -307,12 +327,12 @@ func (c *Cache) get(key string, now time.Time) (Result, bool) {
 	if c == nil {
 		return Result{}, false
 	}
-	h := keyHash(c.seed, key)
+	h, k := keyHash(c.seed, key), makeEntryKey(key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sketch.add(h)
-	e := c.items[key]
-	if e == nil {
+	e := c.items[h]
+	if e == nil || e.key != k {
 		return Result{}, false
 	}
 	if now.Before(e.expires) {
@@ -332,10 +352,11 @@ func (c *Cache) stale(key string, now time.Time) (Result, bool) {
 	if c == nil {
 		return Result{}, false
 	}
+	h, k := keyHash(c.seed, key), makeEntryKey(key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.items[key]
-	if e == nil {
+	e := c.items[h]
+	if e == nil || e.key != k {
 		return Result{}, false
 	}
 	if !now.Before(e.staleUntil) {
@@ -357,25 +378,33 @@ func (c *Cache) put(key string, r Result, p cachePolicy, now time.Time) {
 	}
 	expires, ok := c.expiry(r, p)
 	staleUntil := expires.Add(p.staleIfError)
+	h, k := keyHash(c.seed, key), makeEntryKey(key)
 	if !ok || !now.Before(staleUntil) || len(r.Data) > maxEntryData {
 		c.mu.Lock()
-		if e := c.items[key]; e != nil {
+		if e := c.items[h]; e != nil && e.key == k {
 			c.remove(e)
 		}
 		c.mu.Unlock()
 		return
 	}
 	r.Stale = false
-	r.memo = &memo{} // a new reply: nothing derived from it yet
-	h := keyHash(c.seed, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.items[key]; e != nil {
+	e := c.items[h]
+	if e != nil && e.key != k {
+		c.remove(e) // another key of the same hash: the newer reply wins
+		e = nil
+	}
+	if e != nil {
+		// A new reply: nothing derived from it yet. Results served from
+		// the old one keep its memo.
+		r.memo = &memo{}
 		c.resize(e, func() { e.res, e.expires, e.staleUntil = r, expires, staleUntil })
 		c.touch(e)
 	} else {
-		e = &cacheEntry{key: key, res: r, expires: expires, staleUntil: staleUntil, hash: h}
-		c.items[key] = e
+		e = &cacheEntry{key: k, res: r, expires: expires, staleUntil: staleUntil, hash: h}
+		e.res.memo = &e.memo
+		c.items[h] = e
 		c.bytes += e.size()
 		c.insert(e)
 	}

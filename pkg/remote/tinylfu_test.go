@@ -28,8 +28,8 @@ func checkInvariants(t testing.TB, c *Cache) {
 		l := &c.lists[r]
 		ln, lb := 0, int64(0)
 		for e := l.root.next; e != &l.root; e = e.next {
-			if e.region != region(r) || c.items[e.key] != e {
-				t.Fatalf("entry in list %d: region %d, in map %v", r, e.region, c.items[e.key] == e)
+			if e.region != region(r) || c.items[e.hash] != e {
+				t.Fatalf("entry in list %d: region %d, in map %v", r, e.region, c.items[e.hash] == e)
 			}
 			ln++
 			lb += e.size()
@@ -331,6 +331,38 @@ func TestCacheConcurrentChurn(t *testing.T) {
 	checkInvariants(t, c)
 }
 
+// TestCacheHashCollision: two keys of one keyHash are told apart by the
+// key the entry holds: a lookup of the other key misses instead of
+// getting this one's reply, and storing it replaces this one.
+func TestCacheHashCollision(t *testing.T) {
+	t0 := time.Unix(1e9, 0)
+	p := policyFor(t0, "Cache-Control", "max-age=3600")
+	c := NewCache(100, 0, 0)
+	a, b := scanKey(1), scanKey(2)
+	c.put(a, Result{Status: Found, Data: []byte(`"a"`)}, p, t0)
+	// Move a's entry to where b hashes, as a collision would place it.
+	c.mu.Lock()
+	e, hb := c.items[keyHash(c.seed, a)], keyHash(c.seed, b)
+	delete(c.items, e.hash)
+	e.hash, c.items[hb] = hb, e
+	c.mu.Unlock()
+	if r, ok := c.get(b, t0); ok {
+		t.Fatalf("b got a's reply %s", r.Data)
+	}
+	if _, ok := c.stale(b, t0); ok {
+		t.Fatal("b got a's reply as stale")
+	}
+	c.put(b, Result{Status: Found, Data: []byte(`"b"`)}, policyFor(t0, "Cache-Control", "no-store"), t0)
+	if c.Len() != 1 {
+		t.Fatal("a no-store reply for b dropped a's entry")
+	}
+	c.put(b, Result{Status: Found, Data: []byte(`"b"`)}, p, t0)
+	if r, ok := c.get(b, t0); !ok || string(r.Data) != `"b"` || c.Len() != 1 {
+		t.Fatalf("b after storing it: %s %v, %d entries", r.Data, ok, c.Len())
+	}
+	checkInvariants(t, c)
+}
+
 // TestSketchAging: counters saturate at 15 and halve every resetAt
 // additions.
 func TestSketchAging(t *testing.T) {
@@ -370,6 +402,38 @@ func BenchmarkCacheGet(b *testing.B) {
 			b.Fatal("miss")
 		}
 		i++
+	}
+}
+
+// BenchmarkCacheGetCold: hits on a cache of 200000 entries (about 60 MB
+// with their replies, more than the CPU's caches) in a scattered order,
+// so that each hit finds its entry in main memory, as a daemon whose
+// cache is shared with the rest of the machine does: the cost here is
+// the cache lines a hit touches.
+func BenchmarkCacheGetCold(b *testing.B) {
+	const keys = 200000
+	t0 := time.Now()
+	p := policyFor(t0, "Cache-Control", "max-age=3600")
+	c := NewBoundedCache(keys, MaxCacheBytes, 0, 0)
+	k := make([]string, keys)
+	for i := range k {
+		k[i] = scanKey(i)
+		c.put(k[i], Result{Status: Found, Data: []byte(`"alias@example.org"`)}, p, t0)
+		c.get(k[i], t0) // admitted past the window
+	}
+	held := make([]string, 0, keys)
+	for _, key := range k {
+		if _, ok := c.get(key, t0); ok {
+			held = append(held, key)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i = (i + 7919) % len(held) // 7919 is prime: every key, scattered
+		if _, ok := c.get(held[i], t0); !ok {
+			b.Fatal("miss")
+		}
 	}
 }
 
@@ -448,7 +512,7 @@ func TestProtectedSecondChance(t *testing.T) {
 	regionOf := func(k string) region {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return c.items[k].region
+		return c.items[keyHash(c.seed, k)].region
 	}
 	if regionOf("a") != protectedRegion || regionOf("b") != protectedRegion {
 		t.Fatal("a and b not promoted")
