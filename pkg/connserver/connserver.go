@@ -197,9 +197,16 @@ func (s *Core) Close() error {
 	for l := range s.listeners {
 		l.Close()
 	}
+	conns := make([]Conn, 0, len(s.conns))
 	for c := range s.conns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	// Outside the lock: closing a connection whose reader is handling a
+	// request inside RawConn.Read (Sequential.serveRaw) waits until the
+	// handler, its context cancelled above, returns.
+	for _, c := range conns {
+		c.Close()
+	}
 	return nil
 }

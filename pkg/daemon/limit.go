@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -103,4 +105,14 @@ func (c *limitConn) Close() error {
 	// reconnects at once is not refused for a connection already gone.
 	c.once.Do(c.lim.release)
 	return c.Conn.Close()
+}
+
+// SyscallConn implements syscall.Conn for the connection it wraps, so
+// that a server can read it raw (connserver.Sequential).
+func (c *limitConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("connection has no raw descriptor")
+	}
+	return sc.SyscallConn()
 }

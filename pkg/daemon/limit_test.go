@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"io"
+	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -72,5 +73,35 @@ func TestMaxConnections(t *testing.T) {
 		if got := dialSocketmap(t, sock).query(t, "virtual", "found6"); got != "OK a:found6" {
 			t.Fatalf("after raising MaxConnections, connection %d: %q", i, got)
 		}
+	}
+}
+
+// A counted connection still gives the server its socket's descriptor,
+// which connserver.Sequential reads raw; a connection without one says so.
+func TestLimitConnSyscallConn(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if _, err := (&limitConn{Conn: a}).SyscallConn(); err == nil {
+		t.Error("a pipe reported a raw descriptor")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var sc syscall.Conn = &limitConn{Conn: c}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil || fd < 0 {
+		t.Fatalf("Control: fd %d, %v", fd, err)
 	}
 }
