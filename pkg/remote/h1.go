@@ -87,6 +87,9 @@ type h1Conn struct {
 	hdr  http.Header
 	body h1Body
 	gz   h1Gzip
+	// raw, on a plain connection, writes each request in the read that
+	// waits for its response.
+	raw *h1Raw
 }
 
 // newH1Host builds the pool for addr; tlsConf (nil for http) must already
@@ -448,6 +451,16 @@ func (pc *h1Conn) do(x *h1Call, head string, body []byte) error {
 	if cap(buf) <= 16<<10 { // a larger request is rare: no need to keep its buffer
 		pc.wbuf = buf
 	}
+	if pc.raw != nil && pc.br.Buffered() == 0 {
+		// The first read of the response writes the request (h1Raw).
+		pc.raw.send(buf)
+		err := pc.readResponse(x)
+		if pc.raw.werr != nil {
+			return &h1WriteError{n: pc.raw.wrote, err: pc.raw.werr}
+		}
+		x.sent = true
+		return err
+	}
 	n, err := pc.nc.Write(buf)
 	if err != nil {
 		return &h1WriteError{n: n, err: err}
@@ -569,7 +582,10 @@ func (pc *h1Conn) drop() {
 }
 
 func (h *h1Host) newConn(nc net.Conn) *h1Conn {
-	pc := &h1Conn{h: h, nc: nc, src: readWatch{r: nc}, hdr: http.Header{}}
+	pc := &h1Conn{h: h, nc: nc, src: readWatch{r: nc}, hdr: http.Header{}, raw: newH1Raw(nc)}
+	if pc.raw != nil {
+		pc.src.r = pc.raw
+	}
 	pc.br = bufio.NewReaderSize(&pc.src, 4096)
 	pc.head.br = pc.br
 	pc.body.pc = pc
