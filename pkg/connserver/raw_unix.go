@@ -8,9 +8,9 @@ import (
 	"syscall"
 )
 
-// rawConn returns nc's raw connection, or nil when it has none (a pipe,
+// RawConnOf returns nc's raw connection, or nil when it has none (a pipe,
 // a TLS connection, a wrapper that hides it).
-func rawConn(nc net.Conn) syscall.RawConn {
+func RawConnOf(nc net.Conn) syscall.RawConn {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil
@@ -25,7 +25,7 @@ func rawConn(nc net.Conn) syscall.RawConn {
 // Read implements io.Reader: a non-blocking read(2) on the socket while
 // raw (inside RawConn.Read, which passes the descriptor), errWouldBlock
 // when nothing is there; NC's own Read otherwise.
-func (s *rawSource) Read(p []byte) (int, error) {
+func (s *RawSource) Read(p []byte) (int, error) {
 	if !s.raw {
 		return s.nc.Read(p)
 	}

@@ -3,7 +3,6 @@ package connserver
 import (
 	"bufio"
 	"context"
-	"errors"
 	"net"
 	"sync"
 	"syscall"
@@ -28,7 +27,7 @@ type Sequential struct {
 	t        Timeouts
 	complete func(buffered []byte) bool
 	x        Exchange
-	src      rawSource // what br reads from once Serve began
+	src      RawSource // what br reads from once Serve began
 }
 
 // Timeouts are the deadlines of a sequential connection.
@@ -62,17 +61,17 @@ func NewSequential(nc net.Conn, br *bufio.Reader, t Timeouts, complete func(buff
 
 // Serve implements Conn for a Sequential made by NewSequential. Where the
 // connection has a raw descriptor and the protocol a complete function,
-// requests are read by serveRaw, and a request serveRaw cannot finish
+// requests are read by ReadRaw, and a request ReadRaw cannot finish
 // without waiting is read the classic way (next), one at a time.
 func (c *Sequential) Serve(ctx context.Context) {
 	var out []byte
 	var rc syscall.RawConn
 	if c.complete != nil {
-		rc = rawConn(c.NC)
+		rc = RawConnOf(c.NC)
 	}
 	if rc != nil {
 		// Nothing was read yet: br loses no buffered byte.
-		c.src = rawSource{nc: c.NC}
+		c.src = RawSource{nc: c.NC}
 		c.br.Reset(&c.src)
 	}
 	for {
@@ -95,75 +94,21 @@ func (c *Sequential) Serve(ctx context.Context) {
 	}
 }
 
-// rawSource is what br reads from when Serve uses serveRaw: inside
-// RawConn.Read, non-blocking reads of the descriptor (raw); NC's Read,
-// with its deadlines, otherwise.
-type rawSource struct {
-	nc  net.Conn
-	raw bool
-	fd  int
-	// drained: the last raw read found no more than it returned, so
-	// anything that arrives later wakes the poller.
-	drained bool
-}
-
-// errWouldBlock is a raw read's "nothing to read yet".
-var errWouldBlock = errors.New("connserver: read would block")
-
-// serveRaw answers requests from inside one RawConn.Read, which saves a
-// read(2) per request: Go's own Read tries the socket before it waits,
-// and a client that waits for each reply has never sent its next request
-// by then, so that read finds nothing (an EAGAIN, most of a microsecond
-// on a virtual machine). Inside one RawConn.Read the poller keeps every
-// readiness it reports, so once a read has drained the socket, serveRaw
-// waits without trying again: a byte that arrives later, even while a
-// request is handled, wakes the wait. It returns when the connection is
-// done (more false), or with a request begun that the buffer holds only
-// part of, for Serve to read the classic way.
+// serveRaw answers requests through ReadRaw; see Serve.
 func (c *Sequential) serveRaw(ctx context.Context, rc syscall.RawConn, out []byte) ([]byte, bool) {
-	c.src.raw, c.src.drained = true, false
-	more := false
-	err := rc.Read(func(fd uintptr) bool {
-		c.src.fd = int(fd)
-		for {
-			b, _ := c.br.Peek(c.br.Buffered())
-			if len(b) > 0 && c.complete(b) {
-				var ok bool
-				if !c.gate.setBusy(true) {
-					return true
-				}
-				if out, ok = c.x(ctx, c.br, out[:0]); !ok || !c.reply(out, c.t.Write) {
-					return true
-				}
-				if cap(out) > 64<<10 {
-					out = nil
-				}
-				continue
-			}
-			if len(b) > 0 && (c.src.drained || len(b) == c.br.Size()) {
-				more = true // the rest of a request: the classic way
-				return true
-			}
-			if !c.src.drained {
-				if _, err := c.br.Peek(len(b) + 1); err == nil || errors.Is(err, errWouldBlock) {
-					continue
-				}
-				// EOF or a socket error: the end, or for a request begun,
-				// whatever the classic way makes of it.
-				more = len(b) > 0
-				return true
-			}
-			if !c.ArmRead(c.t.Idle) {
-				return true
-			}
-			c.src.drained = false // woken: read again
+	more := c.ReadRaw(rc, &c.src, c.br, c.t.Idle, c.complete, func() bool {
+		if !c.gate.setBusy(true) {
 			return false
 		}
+		var ok bool
+		if out, ok = c.x(ctx, c.br, out[:0]); !ok || !c.reply(out, c.t.Write) {
+			return false
+		}
+		if cap(out) > 64<<10 {
+			out = nil
+		}
+		return true
 	})
-	c.src.raw = false
-	if err != nil {
-		more = false // the idle timeout, a Stop, or the connection closed
-	}
 	return out, more
 }
 

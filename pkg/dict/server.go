@@ -1,8 +1,10 @@
 package dict
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -109,8 +111,10 @@ func (c *conn) Serve(base context.Context) {
 		if !errors.Is(err, net.ErrClosed) {
 			c.log().Info("dict: closing connection on write error", "err", err)
 		}
-		cancel()     // abandon the lookups still in progress
-		c.NC.Close() // and wake the reader
+		cancel() // abandon the lookups still in progress
+		// and wake the reader. Not here: the writer may be the reader,
+		// answering inside ReadRaw, and Close waits for that read to end.
+		go c.NC.Close()
 	})
 	c.readLoop(ctx, t)
 	// Each reply is written by whoever completed it or a later one, so
@@ -119,40 +123,66 @@ func (c *conn) Serve(base context.Context) {
 }
 
 // readLoop reads commands until EOF, an error or a stop: the first must
-// be a hello, every later one is dispatched.
+// be a hello, every later one is dispatched. Where the connection has a
+// raw descriptor, lines are read by connserver's ReadRaw, which saves a
+// read(2) per lookup; a line it cannot finish without waiting is read
+// the classic way (read).
 func (c *conn) readLoop(ctx context.Context, t connserver.Timeouts) {
-	lr := NewLineReader(c.NC, connserver.Or(c.srv.MaxLineSize, MaxLineSize))
+	rc := connserver.RawConnOf(c.NC)
+	var r io.Reader = c.NC
+	var src *connserver.RawSource
+	if rc != nil {
+		src = connserver.NewRawSource(c.NC)
+		r = src
+	}
+	lr := NewLineReader(r, connserver.Or(c.srv.MaxLineSize, MaxLineSize))
 	var hello *Hello
 	for {
-		line, ok := c.read(lr, t.Idle, t.Read)
-		if !ok {
-			return
-		}
-		if hello != nil && len(line) > 0 && line[0] == CmdLookup {
-			if req, ok := parseLookup(line); ok {
-				req.Dict = hello.Name
-				c.lookup(ctx, req, lr)
-				continue
-			}
-		}
-		cmd, err := ParseCommand(line)
-		if err != nil {
-			c.log().Warn("dict: closing connection on protocol error", "err", err,
-				"command", strconv.QuoteToASCII(string(line[:min(1, len(line))])))
-			return
-		}
-		if hello == nil {
-			h, err := c.hello(cmd)
+		if rc != nil && !c.ReadRaw(rc, src, lr.r, t.Idle, lineComplete, func() bool {
+			line, err := lr.ReadLine()
 			if err != nil {
-				return
+				c.readError(err)
+				return false
 			}
-			hello = &h
-			continue
+			return c.command(ctx, line, lr, &hello)
+		}) {
+			return
 		}
-		if !c.dispatch(cmd) {
+		line, ok := c.read(lr, t.Idle, t.Read)
+		if !ok || !c.command(ctx, line, lr, &hello) {
 			return
 		}
 	}
+}
+
+// lineComplete reports whether the bytes buffered hold a whole line.
+func lineComplete(b []byte) bool { return bytes.IndexByte(b, '\n') >= 0 }
+
+// command handles one line: the hello first, then lookups and the other
+// commands. It reports false when the connection is done.
+func (c *conn) command(ctx context.Context, line []byte, lr *LineReader, hello **Hello) bool {
+	if *hello != nil && len(line) > 0 && line[0] == CmdLookup {
+		if req, ok := parseLookup(line); ok {
+			req.Dict = (*hello).Name
+			c.lookup(ctx, req, lr)
+			return true
+		}
+	}
+	cmd, err := ParseCommand(line)
+	if err != nil {
+		c.log().Warn("dict: closing connection on protocol error", "err", err,
+			"command", strconv.QuoteToASCII(string(line[:min(1, len(line))])))
+		return false
+	}
+	if *hello == nil {
+		h, err := c.hello(cmd)
+		if err != nil {
+			return false
+		}
+		*hello = &h
+		return true
+	}
+	return c.dispatch(cmd)
 }
 
 // read waits up to idle for the next line, then up to rto for the rest
@@ -176,12 +206,18 @@ func (c *conn) read(lr *LineReader, idle, rto time.Duration) ([]byte, bool) {
 	}
 	line, err := lr.ReadLine()
 	if err != nil {
-		if !errors.Is(err, net.ErrClosed) && !c.Stopping() {
-			c.log().Warn("dict: closing connection on read error", "err", err)
-		}
+		c.readError(err)
 		return nil, false
 	}
 	return line, true
+}
+
+// readError logs why reading a line failed, unless the connection was
+// closed or stopped.
+func (c *conn) readError(err error) {
+	if !errors.Is(err, net.ErrClosed) && !c.Stopping() {
+		c.log().Warn("dict: closing connection on read error", "err", err)
+	}
 }
 
 // dispatch answers a command other than a lookup after the hello: the

@@ -3,6 +3,7 @@ package dict
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -326,5 +327,44 @@ func TestClientGoneCancelsNothingElse(t *testing.T) {
 	c.Send(hello23 + "Lk\tu\n")
 	if got := c.Line(); len(got) != 10002 {
 		t.Fatalf("reply of %d bytes", len(got))
+	}
+}
+
+// TestWriteErrorEndsConnection: a client that sends lookups and never
+// reads their replies gets its connection closed once a write times out,
+// also when the reader itself is the one writing (a lookup answered in
+// place, from inside connserver's ReadRaw), and the server shuts down
+// at once after.
+func TestWriteErrorEndsConnection(t *testing.T) {
+	big := strings.Repeat("v", 30000)
+	srv := &Server{Handler: HandlerFunc(func(ctx context.Context, r Request) Reply {
+		return Reply{Kind: Found, Value: big}
+	})}
+	srv.WriteTimeout = 50 * time.Millisecond
+	addr, logs := start(t, srv)
+	c := dial(t, addr)
+	c.Send(hello23)
+	// One lookup at a time, each answered before the next arrives: the
+	// reader answers in place, and is the writer whose write times out.
+	for i := range 2000 {
+		if _, err := fmt.Fprintf(c, "Lshared/passdb/u%d@example.org\tu\n", i); err != nil {
+			break // closed: what is wanted
+		}
+		if strings.Contains(logs.String(), "closing connection on write error") {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "closing connection on write error") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no write error logged: %s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v (the connection did not end)", err)
 	}
 }
