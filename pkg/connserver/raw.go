@@ -43,7 +43,8 @@ var errWouldBlock = errors.New("connserver: read would block")
 // (a slow client, or a request longer than br's buffer), for the caller
 // to read it the classic way: the connection's Read and its deadlines;
 // false when the connection is done (EOF, an error, the idle timeout, a
-// Stop, or handle's false). While handle runs the connection's Close
+// Stop, or handle's false). After a Stop, requests already buffered in
+// full are still handled, and nothing more is read. While handle runs the connection's Close
 // waits for it to return (the runtime closes a descriptor only once
 // every read in progress has ended).
 func (c *Sequential) ReadRaw(rc syscall.RawConn, src *RawSource, br *bufio.Reader, idle time.Duration, complete func(buffered []byte) bool, handle func() bool) bool {
@@ -64,6 +65,9 @@ func (c *Sequential) ReadRaw(rc syscall.RawConn, src *RawSource, br *bufio.Reade
 				return true
 			}
 			if !src.drained {
+				if c.Stopping() {
+					return true // read no more, as ArmRead would refuse
+				}
 				if _, err := br.Peek(len(b) + 1); err == nil || errors.Is(err, errWouldBlock) {
 					continue
 				}

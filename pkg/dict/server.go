@@ -112,8 +112,9 @@ func (c *conn) Serve(base context.Context) {
 			c.log().Info("dict: closing connection on write error", "err", err)
 		}
 		cancel() // abandon the lookups still in progress
-		// and wake the reader. Not here: the writer may be the reader,
-		// answering inside ReadRaw, and Close waits for that read to end.
+		c.Stop() // read no more
+		// Closed from elsewhere: the writer may be the reader, answering
+		// inside ReadRaw, and Close waits for that read to end.
 		go c.NC.Close()
 	})
 	c.readLoop(ctx, t)

@@ -368,3 +368,38 @@ func TestWriteErrorEndsConnection(t *testing.T) {
 		t.Fatalf("Shutdown: %v (the connection did not end)", err)
 	}
 }
+
+// TestWriteErrorStopsReading: lookups pipelined behind a write that timed
+// out are not read any more (their replies could never be written): the
+// client's write of them fails, and the handler sees only the lookups
+// read before the error and those already buffered.
+func TestWriteErrorStopsReading(t *testing.T) {
+	big := strings.Repeat("v", 30000)
+	var handled atomic.Int64
+	srv := &Server{Handler: HandlerFunc(func(ctx context.Context, r Request) Reply {
+		handled.Add(1)
+		return Reply{Kind: Found, Value: big}
+	})}
+	srv.WriteTimeout = 50 * time.Millisecond
+	addr, logs := start(t, srv)
+	c := dial(t, addr)
+	const n = 200000
+	var wire strings.Builder
+	wire.WriteString(hello23)
+	for i := range n {
+		fmt.Fprintf(&wire, "Lshared/passdb/u%d@example.org\tu\n", i)
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(8 * time.Second))
+	_, err := c.Write([]byte(wire.String()))
+	if err == nil {
+		t.Errorf("all %d lookups were read by a server that could not answer them", n)
+	}
+	if !strings.Contains(logs.String(), "closing connection on write error") {
+		t.Errorf("no write error logged: %s", logs.String())
+	}
+	// The sockets hold a few hundred 30 kB replies before the write times
+	// out (about 240 here); a server that went on reading handled 5600.
+	if h := handled.Load(); h > 2000 {
+		t.Errorf("%d lookups handled after the write error stopped the replies", h)
+	}
+}
