@@ -171,3 +171,23 @@ func RetryValue[T any](t testing.TB, n int, pause time.Duration, try func() (T, 
 	}
 	return v
 }
+
+// ConnPair returns both ends of a new loopback connection of network
+// ("tcp" or "unix"): the dialled one, then the accepted one. Both close
+// when the test ends.
+func ConnPair(t testing.TB, network string) (client, server net.Conn) {
+	t.Helper()
+	l := Listen(t, network)
+	defer l.Close()
+	c, err := net.Dial(network, l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.Accept()
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c, s
+}

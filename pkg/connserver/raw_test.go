@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // lineServer serves a line protocol through NewSequential on a real
@@ -25,24 +27,7 @@ type lineServer struct {
 
 func (s *lineServer) start(t *testing.T, network string) (net.Conn, *Sequential) {
 	t.Helper()
-	addr := "127.0.0.1:0"
-	if network == "unix" {
-		addr = t.TempDir() + "/s"
-	}
-	l, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	cli, err := net.Dial(network, l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	nc, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli, nc := testutil.ConnPair(t, network)
 	if s.wrap != nil {
 		nc = s.wrap(nc)
 	}

@@ -6,21 +6,13 @@ import (
 	"io"
 	"net"
 	"syscall"
+
+	"github.com/shitenno/shitenno/internal/rawconn"
 )
 
 // RawConnOf returns nc's raw connection, or nil when it has none (a pipe,
 // a TLS connection, a wrapper that hides it).
-func RawConnOf(nc net.Conn) syscall.RawConn {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
-}
+func RawConnOf(nc net.Conn) syscall.RawConn { return rawconn.Of(nc) }
 
 // Read implements io.Reader: a non-blocking read(2) on the socket while
 // raw (inside RawConn.Read, which passes the descriptor), errWouldBlock

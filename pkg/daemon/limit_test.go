@@ -85,16 +85,7 @@ func TestLimitConnSyscallConn(t *testing.T) {
 	if _, err := (&limitConn{Conn: a}).SyscallConn(); err == nil {
 		t.Error("a pipe reported a raw descriptor")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, _ := testutil.ConnPair(t, "tcp")
 	var sc syscall.Conn = &limitConn{Conn: c}
 	rc, err := sc.SyscallConn()
 	if err != nil {

@@ -10,25 +10,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shitenno/shitenno/internal/testutil"
 )
 
 // rawPair is a TCP connection and the h1Raw of its client end.
 func rawPair(t *testing.T) (*h1Raw, net.Conn) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
+	c, s := testutil.ConnPair(t, "tcp")
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
 	r := newH1Raw(c)

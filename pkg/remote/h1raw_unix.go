@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/shitenno/shitenno/internal/rawconn"
 )
 
 // h1Raw writes a request and reads the first bytes of its response in
@@ -42,12 +44,8 @@ func newH1Raw(nc net.Conn) *h1Raw {
 	if _, ok := nc.(*tls.Conn); ok {
 		return nil
 	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := rawconn.Of(nc)
+	if rc == nil {
 		return nil
 	}
 	r := &h1Raw{nc: nc, rc: rc}
