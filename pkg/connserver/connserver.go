@@ -203,7 +203,7 @@ func (s *Core) Close() error {
 	}
 	s.mu.Unlock()
 	// Outside the lock: closing a connection whose reader is handling a
-	// request inside RawConn.Read (Sequential.serveRaw) waits until the
+	// request inside RawConn.Read (Sequential.ReadRaw, for the dict server too) waits until the
 	// handler, its context cancelled above, returns.
 	for _, c := range conns {
 		c.Close()

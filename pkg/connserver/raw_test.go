@@ -70,7 +70,7 @@ type opaqueConn struct{ net.Conn }
 // TestSequentialRaw: requests pipelined, split over several writes,
 // larger than the reader's buffer, or sent while the one before is being
 // handled are all answered, in order, over a socket read raw and over
-// one read the classic way. The last case is the one serveRaw's skipped
+// one read the classic way. The last case is the one ReadRaw's skipped
 // read must not lose: the next request arrives while the reader is not
 // waiting, and nothing but the poller's readiness announces it (the idle
 // timeout is a minute, past the client's deadline).
@@ -141,7 +141,7 @@ func TestSequentialRaw(t *testing.T) {
 }
 
 // TestSequentialRawStop: Stop wakes a connection waiting for a request
-// inside serveRaw at once, and lets one being handled write its reply
+// inside ReadRaw at once, and lets one being handled write its reply
 // first; the idle timeout ends a connection waiting there.
 func TestSequentialRawStop(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
