@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +104,30 @@ func wantLines(t *testing.T, out string, wants ...string) {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
+	}
+}
+
+// TestPlanInterleaves checks the run order: per concurrency and round
+// every protocol, each one's scenarios back to back, the protocols'
+// order reversed every other round, and the once-only scenarios last.
+func TestPlanInterleaves(t *testing.T) {
+	o := runOptions{Protocols: []string{"postfix", "dovecot"}, Conns: []int{1, 8}, Repeat: 3, RepeatAt: []int{8}}
+	var got []string
+	for _, s := range plan(o) {
+		k := fmt.Sprintf("%s@%d#%d", s.proto, s.conns, s.round)
+		if s.sc == scScan {
+			k = "scan"
+		}
+		if len(got) == 0 || got[len(got)-1] != k {
+			got = append(got, k)
+		}
+	}
+	want := []string{"postfix@1#0", "dovecot@1#0",
+		"postfix@8#0", "dovecot@8#0", "dovecot@8#1", "postfix@8#1", "postfix@8#2", "dovecot@8#2", "scan"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("plan order\n got %v\nwant %v", got, want)
+	}
+	if n, want := len(plan(o)), 4*len(scenariosOf("postfix"))*2+1; n != want {
+		t.Errorf("plan has %d runs, want %d", n, want)
 	}
 }

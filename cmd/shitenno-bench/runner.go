@@ -189,33 +189,57 @@ func (r *runner) startAll() error {
 }
 
 // measureAll runs every scenario of every protocol at every concurrency,
-// printing a progress line per run. The scenarios compared in a ratio run
-// back to back (same protocol, same concurrency), so that load from
-// elsewhere on the machine affects both sides of a ratio alike.
+// in the order plan gives, printing a progress line per run.
 func (r *runner) measureAll() []row {
 	var rows []row
-	for _, p := range r.o.Protocols {
-		for _, n := range r.o.Conns {
-			rounds := 1
-			if slices.Contains(r.o.RepeatAt, n) {
-				rounds = max(1, r.o.Repeat)
+	for _, s := range plan(r.o) {
+		rw := r.measure(s.proto, s.sc, s.conns)
+		rw.Round = s.round
+		rows = append(rows, rw)
+		fmt.Fprintln(r.o.Stdout, progressLine(rw))
+	}
+	return rows
+}
+
+// step is one run of the plan.
+type step struct {
+	proto, sc    string
+	conns, round int
+}
+
+// plan orders the runs. The scenarios compared in a ratio run back to
+// back (same protocol, same concurrency, same round), so that load from
+// elsewhere on the machine affects both sides of a ratio alike. The
+// protocols take turns round by round, first in --protocols order and
+// then reversed: on a VM whose speed drifts over minutes, measuring one
+// protocol's whole block before the next made whichever went second look
+// faster (2026-12-08, docs/bench.md), and the dovecot-against-postfix
+// target compares the two.
+func plan(o runOptions) []step {
+	var steps []step
+	for _, n := range o.Conns {
+		rounds := 1
+		if slices.Contains(o.RepeatAt, n) {
+			rounds = max(1, o.Repeat)
+		}
+		for round := range rounds {
+			protos := slices.Clone(o.Protocols)
+			if round%2 == 1 {
+				slices.Reverse(protos)
 			}
-			for round := range rounds {
+			for _, p := range protos {
 				for _, sc := range scenariosOf(p) {
-					rw := r.measure(p, sc, n)
-					rw.Round = round
-					rows = append(rows, rw)
-					fmt.Fprintln(r.o.Stdout, progressLine(rw))
+					steps = append(steps, step{p, sc, n, round})
 				}
 			}
 		}
+	}
+	for _, p := range o.Protocols {
 		for _, sc := range onceScenarios(p) {
-			rw := r.measure(p, sc, 1)
-			rows = append(rows, rw)
-			fmt.Fprintln(r.o.Stdout, progressLine(rw))
+			steps = append(steps, step{p, sc, 1, 0})
 		}
 	}
-	return rows
+	return steps
 }
 
 // sortRows orders the rows as the report lists them: by protocol (in
